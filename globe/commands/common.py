@@ -1,0 +1,37 @@
+"""Options and helpers shared by every command: params file, preset, `--set` overrides, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read (defaults apply when absent)")]
+PresetOpt = Annotated[str | None, typer.Option("--preset", help="named preset from params.yaml `presets:`")]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override KEY=VALUE (dotted key, YAML value); repeatable"),
+]
+
+
+def load(params: Path, preset: str | None, overrides: list[str] | None):
+    """Load and validate params, turning a config error into a clean CLI error."""
+    from globe.config import ConfigError, load_params
+
+    try:
+        return load_params(params, preset=preset, overrides=overrides or [])
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error to stderr and exit non-zero (no traceback for user errors)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,253 @@
+"""One validated configuration for every stage.
+
+`params.yaml` follows iterative's example-get-started: a `base:` group plus one group per stage.
+Presets (`tiny-cpu`, `qwen2.5-vl-7b-8gpu`, ...) are named partial configs under `presets:` that are
+deep-merged over the groups, so a preset is data, not code. Command-line `--set a.b=c` overrides
+are applied last; the value is parsed as YAML so `--set grpo.lr=1e-5` is a float and
+`--set distill.teachers='[{name: t1, kind: openai}]'` a list.
+
+Every group model forbids unknown keys: a typo in params.yaml is an error that names the file
+and the field, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class BaseGroup(Group):
+    seed: int = 42
+    data_dir: str = "data"
+    results_dir: str = "results"
+    preset: str | None = "tiny-cpu"
+
+
+class SynthGroup(Group):
+    n: int = Field(480, ge=1, description="number of GeoScenes images")
+    seed: int = 0
+    image_size: int = Field(112, ge=28)
+    non_localizable_share: float = Field(0.1, ge=0.0, le=1.0)
+    countries: list[str] | None = Field(None, description="ISO alpha-2 codes to draw from; None = the built-in tiny world")
+    test_share: float = Field(0.2, ge=0.0, lt=1.0)
+    cities_per_country: int = Field(3, ge=1, le=6, description="largest cities per country; one landmark shape each")
+
+
+class TeacherConfig(Group):
+    name: str
+    kind: Literal["openai", "local", "scene-reader"] = "openai"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_tokens: int = 512
+    temperature: float = 0.7
+    noise: float = Field(0.0, ge=0.0, le=1.0, description="scene-reader teachers only: share of misread cues")
+
+
+class DistillGroup(Group):
+    teachers: list[TeacherConfig] = Field(default_factory=list)
+    concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(3, ge=0)
+
+
+class VerifyGroup(Group):
+    max_km: float = Field(750.0, gt=0, description="a teacher's place must lie within this of the ground truth")
+    min_teacher_agreement: float = Field(0.5, ge=0.0, le=1.0)
+    grounding_min_share: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class RewardsGroup(Group):
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+    )
+    max_failure_share: float = Field(0.2, ge=0.0, le=1.0, description="abort when more judge calls than this fail")
+    geodesic_scale_km: float = Field(750.0, gt=0)
+
+
+class TrainGroup(Group):
+    """Shared by sft, reward_model and grpo; each stage has its own instance.
+
+    The names follow transformers' TrainingArguments so that `globe train ... --dry-run` output maps
+    one-to-one onto the TRL config; anything not modelled here goes through `extra`.
+    """
+
+    model: str | None = Field(None, description="model directory or hub id; --model overrides it")
+    learning_rate: float = Field(1e-4, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    per_device_train_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    num_processes: int = Field(
+        1, ge=1, description="world size this config is planned for (GPUs x nodes); --dry-run validates against it"
+    )
+    warmup_steps: float = Field(0.0, ge=0, description="steps, or a share of all steps when < 1")
+    lr_scheduler_type: str = "linear"
+    max_grad_norm: float = Field(1.0, gt=0)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int = Field(100, ge=1)
+    save_total_limit: int | None = Field(2, ge=1)
+    bf16: bool = False
+    use_cpu: bool = True
+    gradient_checkpointing: bool = False
+    freeze_vision: bool = Field(False, description="freeze the vision tower (the paper's freeze_vit)")
+    deepspeed: str | None = Field(None, description="zero2 | zero3 | zero3_offload (shipped JSONs) or a JSON path")
+    lora: bool = False
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: str | list[str] = "all-linear"
+    max_length: int | None = Field(512, ge=16)
+    extra: dict[str, Any] = Field(default_factory=dict, description="passed through to the TRL config")
+
+
+class GRPOGroup(TrainGroup):
+    num_generations: int = Field(4, ge=2)
+    temperature: float = Field(1.0, gt=0)
+    beta: float = Field(0.001, ge=0)
+    max_completion_length: int = Field(64, ge=1)
+    reward_model: str | None = Field(None, description="localizability judge checkpoint; --reward-model overrides")
+    use_vllm: bool = False
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    vllm_tensor_parallel_size: int = Field(1, ge=1)
+    vllm_max_model_length: int | None = Field(None, ge=1)
+    vllm_enable_sleep_mode: bool = False
+    vllm_server_base_url: str | None = Field(None, description="server mode: e.g. http://vllm:8000 (from config)")
+
+
+class EvalGroup(Group):
+    benchmark: str = "geoscenes"
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 96
+    bootstrap: int = 1000
+
+
+class RegisterGroup(Group):
+    model_name: str = "globe"
+    metric: str = "acc_25km"
+    higher_is_better: bool = True
+
+
+class ServeGroup(Group):
+    engine: Literal["local", "openai"] = "local"
+    base_url: str | None = None
+    model: str | None = None
+    max_batch_size: int = 8
+    max_latency_ms: float = 10.0
+    max_image_pixels: int = 40_000_000
+    max_body_bytes: int = 20 * 1024 * 1024
+    url_allowlist: list[str] = Field(default_factory=list)
+    max_new_tokens: int = 96
+
+
+warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
+
+
+class Params(Group):
+    base: BaseGroup = Field(default_factory=BaseGroup)
+    synth: SynthGroup = Field(default_factory=SynthGroup)
+    distill: DistillGroup = Field(default_factory=DistillGroup)
+    verify: VerifyGroup = Field(default_factory=VerifyGroup)
+    rewards: RewardsGroup = Field(default_factory=RewardsGroup)
+    sft: TrainGroup = Field(default_factory=TrainGroup)
+    reward_model: TrainGroup = Field(default_factory=lambda: TrainGroup(lora=True))
+    grpo: GRPOGroup = Field(default_factory=GRPOGroup)
+    eval: EvalGroup = Field(default_factory=EvalGroup)
+    register: RegisterGroup = Field(default_factory=RegisterGroup)
+    serve: ServeGroup = Field(default_factory=ServeGroup)
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not validate; the message names file and field."""
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Return `base` with `over` merged in; nested dicts merge, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """`a.b.c=VALUE` -> {"a": {"b": {"c": yaml(VALUE)}}}."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. grpo.learning_rate=1e-5")
+    key, raw = item.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"override {item!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    node: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        node = {part: node}
+    return node
+
+
+def _format_validation(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_params(
+    path: str | Path | None = "params.yaml",
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Params:
+    """Read params.yaml (defaults when it is absent), apply a preset, then `--set` overrides.
+
+    The preset is `preset` if given, else `base.preset` from the file/overrides.
+    """
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None and Path(path).exists():
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of groups at the top level, got {type(loaded).__name__}")
+        raw = loaded
+    override_tree: dict[str, Any] = {}
+    for item in overrides:
+        override_tree = deep_merge(override_tree, parse_override(item))
+    merged = deep_merge(raw, override_tree)
+    presets = merged.get("presets") or {}
+    name = preset or (merged.get("base") or {}).get("preset")
+    if name:
+        if name not in presets:
+            if preset:  # asked for explicitly: must exist
+                known = ", ".join(sorted(presets)) or "none"
+                raise ConfigError(f"{source}: unknown preset {name!r} (known: {known})")
+        else:
+            merged = deep_merge(merged, presets[name])
+            merged = deep_merge(merged, override_tree)  # overrides still win over the preset
+            merged.setdefault("base", {})["preset"] = name
+    try:
+        return Params.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation(exc, source)) from exc

@@ -1,0 +1,76 @@
+"""The Engine protocol: one way to get text from (image, prompt) for every stage.
+
+Teachers in distillation, the policy in evaluation, the localizability judge in rewards and the
+predictor in serving all call an Engine. `LocalEngine` runs a transformers model in-process;
+`OpenAIEngine` calls any OpenAI-compatible chat endpoint. Engines never raise in the middle of a
+batch: a failed request comes back as a `Result` with `error` set, so callers can count failures
+instead of losing a whole batch to one bad sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:  # PIL is cheap, but keep the protocol importable without it
+    from PIL.Image import Image
+
+
+@dataclass
+class Request:
+    """One generation request: an image (or None for text-only) and a user prompt."""
+
+    image: "Image | None"
+    prompt: str
+    system: str | None = None
+    id: str = ""
+
+
+@dataclass
+class Sampling:
+    """Decoding settings. temperature 0 means greedy."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass
+class Result:
+    """What came back for one request. Exactly one of `text` / `error` is set."""
+
+    text: str | None = None
+    error: str | None = None
+    latency_s: float = 0.0
+    attempts: int = 1
+    usage: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+@dataclass
+class JudgeResult:
+    """First-token probabilities of a yes/no judgment; `p_yes` = P(yes)/(P(yes)+P(no))."""
+
+    p_yes: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.p_yes is not None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[Result]:
+        """Generate one completion per request, in order. Never raises for a single bad request."""
+        ...
+
+    def judge(self, requests: Sequence[Request], choices: tuple[str, str] = ("yes", "no")) -> list[JudgeResult]:
+        """Score a yes/no question from the first generated token's probabilities."""
+        ...

@@ -1,0 +1,81 @@
+"""params.yaml loading: presets, --set overrides, and errors that name the file and the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from globe.config import ConfigError, Params, load_params, parse_override
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_validate_with_every_preset():
+    raw = load_params(ROOT / "params.yaml")
+    assert isinstance(raw, Params)
+    for name in raw.presets:
+        params = load_params(ROOT / "params.yaml", preset=name)
+        assert params.base.preset == name
+
+
+def test_paper_preset_holds_paper_grpo_settings():
+    p = load_params(ROOT / "params.yaml", preset="qwen2.5-vl-7b-8gpu")
+    assert p.grpo.num_generations == 16
+    assert p.grpo.learning_rate == pytest.approx(1e-6)
+    assert p.grpo.beta == pytest.approx(0.001)
+    assert p.grpo.max_completion_length == 1024
+    assert p.grpo.bf16 and p.grpo.use_vllm
+
+
+def test_missing_file_gives_defaults(tmp_path):
+    p = load_params(tmp_path / "absent.yaml")
+    assert p.rewards.weights == {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+
+
+def test_override_values_are_yaml(tmp_path):
+    p = load_params(
+        tmp_path / "absent.yaml",
+        overrides=["grpo.learning_rate=1e-5", "synth.n=12", "distill.teachers=[{name: t1, kind: openai, base_url: 'http://127.0.0.1:1/v1'}]"],
+    )
+    assert p.grpo.learning_rate == pytest.approx(1e-5)
+    assert p.synth.n == 12
+    assert p.distill.teachers[0].name == "t1"
+
+
+def test_override_beats_preset(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("base: {preset: small}\npresets:\n  small: {synth: {n: 5}}\n")
+    assert load_params(f).synth.n == 5
+    assert load_params(f, overrides=["synth.n=7"]).synth.n == 7
+
+
+def test_unknown_field_names_file_and_field(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("grpo:\n  learnin_rate: 0.1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_params(f)
+    assert str(f) in str(exc.value) and "grpo.learnin_rate" in str(exc.value)
+
+
+def test_wrong_type_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="synth.n"):
+        load_params(tmp_path / "absent.yaml", overrides=["synth.n=lots"])
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(ConfigError, match="tiny-cpu"):
+        load_params(ROOT / "params.yaml", preset="nope")
+
+
+@pytest.mark.parametrize("bad", ["noequals", "=3"])
+def test_bad_override_syntax(bad):
+    with pytest.raises(ConfigError):
+        parse_override(bad)
+
+
+def test_non_mapping_file(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(f)
