@@ -2,9 +2,70 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
+from globe.commands.common import fail
+
 eval_app = typer.Typer(help="Evaluate: score predictions, run benchmarks, compare runs.", no_args_is_help=True)
+
+
+@eval_app.command("score")
+def score(
+    predictions: Annotated[Path, typer.Option(
+        "--predictions", "-p", help="CSV or JSONL: id, lat, lon [, country, city] and pred_lat,pred_lon or output")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="metrics.json to write (atomically)")] = Path("metrics.json"),
+    rows_out: Annotated[Optional[Path], typer.Option(
+        "--rows-out", help="also write the scored rows as JSON lines (parsed fields, coordinates, distance)")] = None,
+) -> None:
+    """Score predictions: accuracy within 1/25/200/750/2500 km, median/mean error, country and city accuracy."""
+    from globe.evaluate.metrics import (
+        PredictionsError,
+        read_predictions,
+        score_rows,
+        summarize,
+        write_json_atomic,
+        write_jsonl_atomic,
+    )
+
+    try:
+        rows = read_predictions(predictions)
+        scored = score_rows(rows)
+    except (PredictionsError, ValueError) as exc:
+        fail(str(exc))
+    metrics = summarize(scored)
+    write_json_atomic(out, metrics)
+    if rows_out is not None:
+        write_jsonl_atomic(rows_out, scored)
+    _print_table(metrics, predictions, out)
+
+
+def _print_table(metrics: dict, source: Path, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if key in ("n", "n_unparsed") or isinstance(value, dict):
+            continue
+        if value is None:
+            shown = "-"
+        elif key.startswith(("acc_", "country_acc", "city_acc", "format_ok")):
+            shown = f"{100 * value:.2f} %"
+        elif key.endswith("_km"):
+            shown = f"{value:,.1f} km"
+        else:
+            shown = str(value)
+        table.add_row(key, shown)
+    console = Console()
+    console.print(f"{source}: {metrics['n']} rows, {metrics['n_unparsed']} unparsed (misses at every distance)")
+    console.print(table)
+    sources = ", ".join(f"{k} {v}" for k, v in metrics["coords_source"].items())
+    console.print(f"coordinates from: {sources}\nwrote {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,279 @@
+"""Places named in free text: "…most likely taken in Hanoi, Vietnam, Asia.", "Qingdao, China".
+
+The concluding sentence is found (the last one with a conclusion phrase and a country, else the
+last one with a country); runs of capitalised words in it are offered to
+`globe.geo.normalize_country`, and the first country after the last conclusion phrase wins. The
+city is the most specific name of a "City, Region, Country" chain ending at that country, else a
+name introduced as "near X", "a city like X", "the city of X". Continents and regions are never
+countries (normalize_country returns None for them) nor cities (a short list of region words).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from globe.answer.values import NONE_VALUES, strip_markdown
+
+_WORD_RE = re.compile(r"[^\W\d_][\w'’.\-]*")
+_CONNECTORS = {"of", "and", "the", "de", "du", "da", "do", "dos", "das", "del", "della", "di", "la", "le",
+               "el", "al", "van", "von", "y", "et", "upon", "im", "am", "an", "der", "ob", "sur", "in"}
+# Sentence openers that are capitalised without being names ("Therefore, Hanoi, Vietnam").
+_OPENERS = {"therefore", "thus", "hence", "however", "overall", "additionally", "finally", "based", "given",
+            "considering", "combining", "this", "these", "it", "there", "in", "on", "at", "a", "an", "so",
+            "also", "moreover", "furthermore", "consequently", "accordingly", "while", "although", "with",
+            "without", "i", "my", "answer", "final", "yes", "no", "the"}
+# Words that may precede a country inside one capitalised run: "Northern Italy" -> Italy ("New Mexico" stays).
+_MODIFIERS = {"the", "northern", "southern", "eastern", "western", "central", "north", "south", "east", "west",
+              "northeastern", "northwestern", "southeastern", "southwestern", "rural", "coastal", "mainland",
+              "upper", "lower", "inland", "tropical", "urban", "suburban"}
+# A city candidate containing one of these is a region, a continent or a description, not a city.
+_REGION_WORDS = {"europe", "asia", "africa", "america", "americas", "oceania", "antarctica", "scandinavia",
+                 "balkans", "caribbean", "mediterranean", "isles", "hemisphere", "middle", "sahara", "alps",
+                 "andes", "himalayas", "patagonia", "siberia", "pacific", "atlantic", "continent", "region",
+                 "country", "world", "northwest", "northeast", "southwest", "southeast", "arctic", "savannah",
+                 "highway", "street", "road", "avenue", "territory", "province", "state", "county", "desert"}
+_CONCLUSION_RE = re.compile(
+    r"\b(?:most likely|most probably|taken in|taken on|located in|therefore|thus|in conclusion|conclude|"
+    r"combining|based on|considering|given these|overall)\b",
+    re.IGNORECASE,
+)
+_COUNTRY_IS_RE = re.compile(r"\bcountry\s+(?:is|would be)\s+(?:likely\s+|probably\s+|most likely\s+)?", re.IGNORECASE)
+_ABBREV_END_RE = re.compile(r"(?:\b[A-Za-z]\.)+$|\b(?:St|Mt|Mr|Dr|vs|approx|etc|Ft)\.$")
+_NOT_A_NAME_RE = re.compile(r"[^\w\s'’.\-]|[\d_]")
+_SENTENCE_END_RE = re.compile(r"[.!?]+[\"”')\]]*(?:\s+|$)|\n+")
+_NEAR_CITY_RE = re.compile(
+    r"\b(?:city|town|village|cities|towns|capital|outskirts|suburbs)\s+(?:of|like|such as|called|named)\s+"
+    r"|\b(?:near|around|possibly in|probably in|likely in|specifically in|perhaps in)\s+",
+    re.IGNORECASE,
+)
+
+
+@lru_cache(maxsize=65536)
+
+
+def _country_code(name: str) -> str | None:
+    """normalize_country, cached (every GRPO step asks the same few names), never raising."""
+    try:
+        from globe.geo import normalize_country
+
+        return normalize_country(name)
+    except Exception:  # noqa: BLE001 - a parser that raises would stop a training run
+        return None
+
+
+def _country_of(name: str) -> tuple[str, str] | None:
+    """(name without a sentence-final full stop, ISO code) when `name` is a country."""
+    name = name.strip()
+    if name.endswith(".") and not _ABBREV_END_RE.search(name):
+        name = name.rstrip(".")
+    code = _country_code(name) if name else None
+    return (name, code) if code else None
+
+
+@lru_cache(maxsize=4096)
+
+
+def _is_english_name(name: str, code: str) -> bool:
+    """True when `name` is the country's English name ("Italy"), not a local-language alias.
+
+    Used after dropping a modifier ("South Island" -> "Island" is Iceland in Icelandic).
+    """
+    try:
+        from globe.geo import country_name
+        from globe.geo.text import fold
+
+        return fold(country_name(code)) == fold(name)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@dataclass(frozen=True)
+
+
+class _Run:
+    """Capitalised words in a row (name connectors allowed inside): "Bosnia and Herzegovina"."""
+
+    words: tuple[tuple[int, int, str], ...]
+
+    @property
+    def start(self) -> int:
+        return self.words[0][0]
+
+    @property
+    def end(self) -> int:
+        return self.words[-1][1]
+
+    def text(self, i: int = 0, j: int | None = None) -> str:
+        return " ".join(w[2] for w in self.words[i:j])
+
+
+def _capitalised(word: str) -> bool:
+    return word[0].isupper() or (word[:2].casefold() in ("d'", "d’") and len(word) > 2 and word[2].isupper())
+
+
+def _cap_runs(text: str) -> list[_Run]:
+    runs: list[_Run] = []
+    cur: list[tuple[int, int, str]] = []
+
+    def close() -> None:
+        while cur and not _capitalised(cur[-1][2]):
+            cur.pop()
+        while cur and cur[0][2].casefold() in _OPENERS:
+            cur.pop(0)
+        if cur:
+            runs.append(_Run(tuple(cur)))
+        cur.clear()
+
+    for m in _WORD_RE.finditer(text):
+        word = (m.start(), m.end(), m.group(0))
+        joined = bool(cur) and text[cur[-1][1]:m.start()].isspace() and not (
+            cur[-1][2].endswith(".") and not _ABBREV_END_RE.search(cur[-1][2]))
+        if _capitalised(word[2]) or (joined and word[2].casefold() in _CONNECTORS):
+            if not joined:
+                close()
+            cur.append(word)
+        else:
+            close()
+    close()
+    return runs
+
+
+def _country_in_run(run: _Run, i: int = 0, j: int | None = None) -> tuple[int, str] | None:
+    """(index of the country's first word, country text) when the run names a country."""
+    j = len(run.words) if j is None else j
+    while i < j and run.words[i][2].islower():  # a piece split off at "of the United States"
+        i += 1
+    if i >= j:
+        return None
+    hit = _country_of(run.text(i, j))
+    if hit:
+        return i, hit[0]
+    if not any(w[2].casefold().strip(".") in _REGION_WORDS for w in run.words[i:j]):
+        for k in range(i + 1, j):  # "Northern Italy" -> Italy; "New Mexico", "South America" stay
+            if run.words[k - 1][2].casefold() not in _MODIFIERS:
+                break
+            hit = _country_of(run.text(k, j))
+            if hit and _is_english_name(hit[0], hit[1]):
+                return k, hit[0]
+    for k in range(i, j):  # "Germany and Austria" -> Germany, "Hanoi in Vietnam" -> Vietnam
+        if run.words[k][2].islower():
+            return _country_in_run(run, i, k) or _country_in_run(run, k + 1, j)
+    return None
+
+
+def _is_city_name(name: str, require_caps: bool = True) -> bool:
+    words = name.replace(",", " ").split()
+    if not words or len(words) > 5 or (require_caps and not _capitalised(name)):
+        return False
+    if name.casefold() in NONE_VALUES or _NOT_A_NAME_RE.search(name):
+        return False
+    first = words[0].casefold()
+    if first in _MODIFIERS or first in _OPENERS:
+        return False
+    if any(w.casefold().strip(".") in _REGION_WORDS for w in words):
+        return False
+    return _country_of(name) is None
+
+
+def _sentences(text: str) -> list[str]:
+    out, start = [], 0
+    for m in _SENTENCE_END_RE.finditer(text):
+        if "\n" not in m.group(0) and _ABBREV_END_RE.search(text, max(start, m.start() - 12), m.start() + 1):
+            continue
+        out.append(text[start:m.end()].strip())
+        start = m.end()
+    out.append(text[start:].strip())
+    return [s for s in out if s]
+
+
+def _city_before(sentence: str, pos: int) -> str | None:
+    """The most specific name of a "City, Admin, Country" chain that ends at `pos`."""
+    chain: list[str] = []
+    head = sentence[max(0, pos - 160):pos]  # three names and their commas fit in this window
+    for _ in range(3):
+        m = re.search(r",\s*(?:the\s+)?$", head)
+        if not m:
+            break
+        head = head[:m.start()]
+        runs = _cap_runs(head)
+        if not runs or runs[-1].end != len(head):
+            break
+        chain.append(runs[-1].text())
+        head = head[:runs[-1].start]
+    for name in reversed(chain):  # leftmost (most specific) first
+        if _is_city_name(name.rstrip(".") if not _ABBREV_END_RE.search(name) else name):
+            return name
+    return None
+
+
+def _city_near(sentence: str) -> str | None:
+    """A city named as "near Nairobi", "a city like Tampere", "the city of Versailles"."""
+    for m in _NEAR_CITY_RE.finditer(sentence):
+        runs = _cap_runs(sentence[m.end():m.end() + 60])
+        if runs and runs[0].start == 0:
+            name = runs[0].text()
+            name = name if _ABBREV_END_RE.search(name) else name.rstrip(".")
+            if _is_city_name(name):
+                return name
+    return None
+
+
+def _place_in_sentence(sentence: str) -> tuple[str | None, str | None]:
+    """(city, country) named in one sentence; the first country after the last conclusion phrase wins."""
+    m = _COUNTRY_IS_RE.search(sentence)
+    if m:
+        anchor = m.end()
+    else:
+        anchors = list(_CONCLUSION_RE.finditer(sentence))
+        anchor = anchors[-1].start() if anchors else 0
+    found: list[tuple[int, str]] = []
+    for run in _cap_runs(sentence):
+        hit = _country_in_run(run)
+        if hit:
+            found.append((run.words[hit[0]][0], hit[1]))
+    if not found:
+        return None, None
+    pos, country = next((f for f in found if f[0] >= anchor), found[0])
+    return _city_before(sentence, pos) or _city_near(sentence), country
+
+
+def comma_place(text: str) -> tuple[str | None, str | None]:
+    """(city, country) from a short place string: "Qingdao, China", "paris, île-de-france, france".
+
+    Every comma part must look like a name (at most four words), so a sentence such as
+    "Sorry, I cannot tell" is not read as a city called "Sorry".
+    """
+    parts = [p.strip(" .\"'") for p in re.split(r"[,\n]", text) if p.strip(" .\"'")]
+    if not parts or len(parts) > 4 or any(len(p.split()) > 4 for p in parts):
+        return None, None
+    countries = [_country_of(p) for p in parts]
+    names = [bool(c) or _is_city_name(p, require_caps=False) or p.casefold() in _REGION_WORDS
+             for p, c in zip(parts, countries)]
+    if not all(names):
+        return None, None
+    for i, hit in enumerate(countries):
+        if hit:
+            city = next((p for p in parts[:i] if _is_city_name(p, require_caps=False)), None)
+            return city, hit[0]
+    return (parts[0] if _is_city_name(parts[0], require_caps=False) else None), None
+
+
+def from_free_text(region: str) -> dict[str, Any]:
+    text = strip_markdown(region[-6000:])  # conclusions come last; bound the work
+    best: tuple[str | None, str | None] | None = None
+    for sentence in reversed(_sentences(text)[-12:]):
+        city, country = _place_in_sentence(sentence)
+        if not country:
+            continue
+        if _CONCLUSION_RE.search(sentence):
+            best = (city, country)
+            break
+        best = best or (city, country)
+    if best is None and len(text) <= 200:
+        best = comma_place(text)
+    if best is None or not (best[0] or best[1]):
+        return {}
+    return {"city": best[0], "country": best[1]}

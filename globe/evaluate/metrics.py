@@ -1,0 +1,325 @@
+"""Distance and name metrics over predictions: the paper's table, computed offline and honestly.
+
+A prediction is either coordinates (`pred_lat`, `pred_lon`) or the model's raw `output`, which
+`globe.answer.parse` reads. Coordinates come, in this order, from the given columns ("given"),
+from the text ("stated"), or from geocoding the parsed city within the parsed country with the
+offline GeoNames gazetteer ("geocoded"; "geocoded_capital"/"geocoded_centroid" when only the
+country was recognised). The paper geocoded names with a commercial maps API; ours is reproducible.
+
+Accuracy at d km is the share of *all* rows whose great-circle error (R = 6371 km) is <= d. A row
+with no usable prediction has an infinite error: it is a miss at every threshold and is counted
+in `n_unparsed`, never dropped. `median_km`/`mean_km` are over the rows that were located (an
+infinite mean says nothing), so read them next to `n_unparsed`.
+
+Country and city accuracy are reported under both rules (see `globe.rewards.accuracy`):
+`*_string` is GLOBE's released substring rule; `*_alias` also accepts aliases (USA = United States,
+Kiev = Kyiv). `country_acc`/`city_acc` are the alias-aware ones. Their denominators are the rows
+that carry a ground-truth country/city (`n_country_labels`, `n_city_labels`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from globe.answer import Answer, parse
+from globe.rewards._inputs import as_float
+from globe.rewards.accuracy import city_match, country_match
+from globe.rewards.geodesic import locate
+
+THRESHOLDS_KM = (1, 25, 200, 750, 2500)
+_MEAN_METRICS = {f"acc_{t}km" for t in THRESHOLDS_KM} | {
+    "country_acc", "city_acc", "country_acc_string", "city_acc_string", "country_acc_alias", "city_acc_alias"}
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _match(pred: str | None, truth: str | None, fn: Callable[..., bool], **kw: Any) -> bool | None:
+    if truth is None:
+        return None
+    return bool(pred) and fn(pred, truth, **kw)
+
+
+def score_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One scored record per input row: parsed fields, coordinates, their source, error and matches.
+
+    Input keys: `lat`, `lon` (ground truth, required), optional `id`, `country`, `city`, and the
+    prediction as `pred_lat`/`pred_lon` and/or `output` (raw model text), optionally
+    `pred_country`/`pred_city`. Raises ValueError naming the row when ground truth is unusable.
+    """
+    scored: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        lat, lon = as_float(row.get("lat")), as_float(row.get("lon"))
+        if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError(f"row {index}: ground truth lat/lon must be numbers in range, got "
+                             f"{row.get('lat')!r}, {row.get('lon')!r}")
+        output = row.get("output")
+        answer = parse(output) if isinstance(output, str) else Answer()
+        pred_country = _text(row.get("pred_country")) or answer.country
+        pred_city = _text(row.get("pred_city")) or answer.city
+        plat, plon = as_float(row.get("pred_lat")), as_float(row.get("pred_lon"))
+        if plat is not None and plon is not None and -90 <= plat <= 90 and -180 <= plon <= 180:
+            where: tuple[float, float, str] | None = (plat, plon, "given")
+        else:
+            where = locate(Answer(country=pred_country, city=pred_city, lat=answer.lat, lon=answer.lon))
+        country, city = _text(row.get("country")), _text(row.get("city"))
+        scored.append({
+            "id": row.get("id", index),
+            "lat": lat, "lon": lon, "country": country, "city": city,
+            "pred_lat": where[0] if where else None, "pred_lon": where[1] if where else None,
+            "pred_country": pred_country, "pred_city": pred_city,
+            "coords_source": where[2] if where else "none",
+            "format_ok": answer.format_ok if isinstance(output, str) else None,
+            "country_match_string": _match(pred_country, country, country_match, aliases=False),
+            "country_match_alias": _match(pred_country, country, country_match, aliases=True),
+            "city_match_string": _match(pred_city, city, city_match, aliases=False),
+            "city_match_alias": _match(pred_city, city, lambda p, t: city_match(p, t, country, True, True)),
+        })
+    _add_distances(scored)
+    return scored
+
+
+def _add_distances(scored: list[dict[str, Any]]) -> None:
+    """distance_km for every row in one vectorised call (inf where nothing was located)."""
+    from globe.geo import haversine_km
+
+    located = [r for r in scored if r["pred_lat"] is not None]
+    for r in scored:
+        r["distance_km"] = math.inf
+    if located:
+        d = haversine_km(np.array([r["lat"] for r in located]), np.array([r["lon"] for r in located]),
+                         np.array([r["pred_lat"] for r in located]), np.array([r["pred_lon"] for r in located]))
+        for r, km in zip(located, np.atleast_1d(d).tolist()):
+            r["distance_km"] = float(km)
+
+
+def _share(values: Sequence[bool | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The metrics of already scored rows (see `score_rows`); usable on any subset of them."""
+    d = np.array([r["distance_km"] for r in scored], dtype=float)
+    located = d[np.isfinite(d)]
+    out: dict[str, Any] = {"n": len(scored), "n_unparsed": int(len(scored) - located.size)}
+    for t in THRESHOLDS_KM:
+        out[f"acc_{t}km"] = float(np.mean(d <= t)) if len(scored) else None
+    out["median_km"] = float(np.median(located)) if located.size else None
+    out["mean_km"] = float(np.mean(located)) if located.size else None
+    for field in ("country", "city"):
+        for rule in ("string", "alias"):
+            out[f"{field}_acc_{rule}"] = _share([r[f"{field}_match_{rule}"] for r in scored])
+        out[f"{field}_acc"] = out[f"{field}_acc_alias"]
+        out[f"n_{field}_labels"] = sum(1 for r in scored if r[f"{field}_match_alias"] is not None)
+    out["format_ok"] = _share([r["format_ok"] for r in scored])
+    out["coords_source"] = dict(sorted(Counter(r["coords_source"] for r in scored).items()))
+    return out
+
+
+def compute_metrics(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Score prediction rows and summarise them: n, n_unparsed, acc_1km … acc_2500km, median_km, …
+
+    >>> m = compute_metrics([{"lat": 0.0, "lon": 0.0, "pred_lat": 0.0, "pred_lon": 0.1},
+    ...                      {"lat": 0.0, "lon": 0.0, "output": "no idea"}])
+    >>> m["n"], m["n_unparsed"], m["acc_1km"], m["acc_25km"]
+    (2, 1, 0.0, 0.5)
+    """
+    return summarize(score_rows(rows))
+
+
+def _indicator(scored: Sequence[Mapping[str, Any]], metric: str) -> np.ndarray:
+    """Per-row values whose (nan-)mean is `metric`."""
+    if metric.startswith("acc_"):
+        limit = float(metric[4:-2])
+        return np.array([r["distance_km"] <= limit for r in scored], dtype=float)
+    field, rule = metric.split("_acc")[0], (metric.split("_acc")[1].lstrip("_") or "alias")
+    return np.array([np.nan if r[f"{field}_match_{rule}"] is None else float(r[f"{field}_match_{rule}"])
+                     for r in scored], dtype=float)
+
+
+def bootstrap_ci(
+    rows: Sequence[Mapping[str, Any]],
+    metric_fn: str | Callable[[Sequence[Mapping[str, Any]]], float | None],
+    n: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap (1 - alpha) interval of a metric over scored rows (resampled with replacement).
+
+    `metric_fn` is a metric name from `summarize` (the mean-type ones run vectorised) or any
+    function of a list of scored rows. None when there are no rows or the metric is undefined.
+    """
+    if not rows:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(rows), size=(n, len(rows)))
+    if isinstance(metric_fn, str) and metric_fn in _MEAN_METRICS:
+        values = _indicator(rows, metric_fn)
+        if np.isnan(values).all():
+            return None
+        sample = values[idx]
+        counts = np.sum(~np.isnan(sample), axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats = np.nansum(sample, axis=1) / counts  # nan where a resample drew no labelled row
+    else:
+        fn = metric_fn if callable(metric_fn) else (lambda sample, key=metric_fn: summarize(sample)[key])
+        stats = np.array([np.nan if (v := fn([rows[i] for i in sample])) is None else float(v) for sample in idx])
+    stats = stats[np.isfinite(stats)]
+    if not stats.size:
+        return None
+    lo, hi = np.quantile(stats, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def jsonable(value: Any) -> Any:
+    """Replace inf/nan by None (JSON has neither) recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------- predictions files
+
+
+class PredictionsError(ValueError):
+    """A predictions file that cannot be scored; the message names the file, the row and the column."""
+
+
+REQUIRED_COLUMNS = ("id", "lat", "lon")
+
+
+def _check_row(path: str, where: str, row: dict[str, Any]) -> dict[str, Any]:
+    for name in ("lat", "lon"):
+        value = row.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise PredictionsError(f"{path}: {where}: column {name!r} is empty (ground truth is required)")
+        number = as_float(value)
+        limit = 90 if name == "lat" else 180
+        if number is None or not -limit <= number <= limit:
+            raise PredictionsError(
+                f"{path}: {where}: column {name!r} must be a number in [-{limit}, {limit}], got {value!r}")
+    for name in ("pred_lat", "pred_lon"):
+        value = row.get(name)
+        if value is not None and not (isinstance(value, str) and not value.strip()) and as_float(value) is None:
+            raise PredictionsError(f"{path}: {where}: column {name!r} must be a number or empty, got {value!r}")
+    if row.get("id") is None or str(row["id"]).strip() == "":
+        raise PredictionsError(f"{path}: {where}: column 'id' is empty")
+    return row
+
+
+def _check_columns(path: str, columns: Iterable[str], where: str) -> None:
+    have = set(columns)
+    missing = [c for c in REQUIRED_COLUMNS if c not in have]
+    if missing:
+        raise PredictionsError(f"{path}: {where}: missing column(s) {', '.join(map(repr, missing))} "
+                               f"(have: {', '.join(sorted(have)) or 'none'})")
+    if ("pred_lat" in have) != ("pred_lon" in have):
+        raise PredictionsError(f"{path}: {where}: 'pred_lat' and 'pred_lon' come together; only one is present")
+    if "pred_lat" not in have and "output" not in have:
+        raise PredictionsError(f"{path}: {where}: needs a prediction: columns 'pred_lat','pred_lon' or 'output'")
+
+
+def read_predictions(path: str | Any) -> list[dict[str, Any]]:
+    """Rows of a predictions CSV or JSONL (by suffix: .jsonl/.json lines, else CSV), checked.
+
+    Column names are matched case-insensitively (IM2GPS3K writes LAT/LON). Every row needs `id`,
+    `lat`, `lon`; the file needs `pred_lat`+`pred_lon` or `output`. Errors name file, row and column.
+    """
+    import csv
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise PredictionsError(f"{p}: no such file")
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    with p.open(encoding="utf-8-sig", newline="") as handle:
+        if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError as exc:
+                    raise PredictionsError(f"{p}: line {line_no}: not valid JSON ({exc})") from None
+                if not isinstance(obj, dict):
+                    raise PredictionsError(f"{p}: line {line_no}: expected a JSON object, got {type(obj).__name__}")
+                row = {str(k).strip().lower(): v for k, v in obj.items()}
+                _check_columns(str(p), row, f"line {line_no}")
+                rows.append(_check_row(str(p), f"line {line_no}", row))
+                _unique(str(p), f"line {line_no}", rows[-1], seen)
+        else:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames:
+                raise PredictionsError(f"{p}: empty file (expected a CSV header with id, lat, lon, ...)")
+            _check_columns(str(p), [f.strip().lower() for f in reader.fieldnames if f], "header")
+            for row_no, raw in enumerate(reader, start=1):
+                row = {str(k).strip().lower(): v for k, v in raw.items() if k is not None}
+                where = f"row {row_no} (line {reader.line_num})"
+                rows.append(_check_row(str(p), where, row))
+                _unique(str(p), where, rows[-1], seen)
+    if not rows:
+        raise PredictionsError(f"{p}: no prediction rows")
+    return rows
+
+
+def _unique(path: str, where: str, row: dict[str, Any], seen: dict[str, int]) -> None:
+    key = str(row["id"])
+    if key in seen:
+        raise PredictionsError(f"{path}: {where}: duplicate id {key!r} (first at entry {seen[key]})")
+    seen[key] = len(seen) + 1
+
+
+def _write_atomic(path: str | Any, write: Callable[[Any], None]) -> None:
+    """Write via a temporary file in the same folder and os.replace: readers never see half a file,
+    and a failure leaves what was there before."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            write(handle)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Any, obj: Any) -> None:
+    """metrics.json, atomically; inf/nan become null (JSON has neither)."""
+    import json
+
+    def write(handle: Any) -> None:
+        json.dump(jsonable(obj), handle, indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
+
+    _write_atomic(path, write)
+
+
+def write_jsonl_atomic(path: str | Any, rows: Iterable[Any]) -> None:
+    """One JSON object per line (e.g. the scored rows), atomically."""
+    import json
+
+    def write(handle: Any) -> None:
+        for row in rows:
+            handle.write(json.dumps(jsonable(row), ensure_ascii=False, allow_nan=False) + "\n")
+
+    _write_atomic(path, write)

@@ -1,0 +1,223 @@
+"""globe.answer: one parser for GLOBE's format and for what real models write."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from globe.answer import FORMAT_RE, Answer, format_answer, format_ok, parse, parse_coordinates
+from globe.answer.reader import read_general
+from globe.answer.values import NONE_VALUES
+from globe.geo import normalize_country
+
+
+@pytest.mark.parametrize(
+    ("text", "country", "city", "lat", "lon"),
+    [
+        # GLOBE's format, with and without our lat/lon lines
+        ("<think>Eiffel Tower.</think>\n<answer>country: France\ncity: Paris</answer>", "France", "Paris", None, None),
+        ("<think>x</think><answer>country: France\ncity: Paris\nlat: 48.85\nlon: 2.35</answer>", "France", "Paris", 48.85, 2.35),
+        # broken tags: missing </answer>, unclosed <think>, no tags
+        ("<think>Eiffel Tower.</think><answer>country: France\ncity: Paris", "France", "Paris", None, None),
+        ("<think>Red flag with stars\ncountry: China\ncity: Beijing", "China", "Beijing", None, None),
+        ("country: Japan\ncity: Osaka", "Japan", "Osaka", None, None),
+        # markdown
+        ("**Country:** France\n**City:** Lyon", "France", "Lyon", None, None),
+        ("- **Country**: United States\n- **City**: New York", "United States", "New York", None, None),
+        ("Country: Kenya, City: Nairobi", "Kenya", "Nairobi", None, None),
+        ("Final country: Peru (PE)\nCity: Cusco.", "Peru", "Cusco", None, None),
+        # coordinates
+        ("Latitude: 48.85 / Longitude: 2.35", None, None, 48.85, 2.35),
+        ("The photo is at 33.8688° S, 151.2093° E.", None, None, -33.8688, 151.2093),
+        ("Coordinates: 40°42′46″N 74°00′22″W", None, None, 40.7128, -74.0061),
+        ("<answer>country: Brazil\ncity: Rio\nlat: 22.9° S\nlon: 43.2° W</answer>", "Brazil", "Rio", -22.9, -43.2),
+        # JSON answers
+        ('{"address": {"city": "Paris", "country": "France", "country_code": "fr"}, '
+         '"coordinates": {"lat": 48.85, "lng": 2.35}}', "France", "Paris", 48.85, 2.35),
+        ('My guess:\n```json\n{"country": "Vietnam", "city": "Hanoi", "lat": "21.03 N", "lon": "105.85 E"}\n```',
+         "Vietnam", "Hanoi", 21.03, 105.85),
+        ('{"location": "Qingdao, China", "latitude": 36.07, "longitude": 120.38}', "China", "Qingdao", 36.07, 120.38),
+        ('{"answer": {"town": "Hallstatt", "country": {"name": "Austria"}}, "coordinates": [47.56, 13.65]}',
+         "Austria", "Hallstatt", 47.56, 13.65),
+        # free text and bare places
+        ("The image was most likely taken in Hanoi, Vietnam, Asia.", "Vietnam", "Hanoi", None, None),
+        ("…most likely taken in Hanoi, Vietnam, Asia.", "Vietnam", "Hanoi", None, None),
+        ("Qingdao, China", "China", "Qingdao", None, None),
+        ("qingdao, china", "china", "qingdao", None, None),
+        ("<answer>Paris, Île-de-France, France</answer>", "France", "Paris", None, None),
+        ("This photo was taken in São Paulo, Brazil.", "Brazil", "São Paulo", None, None),
+        ("Signs are in Icelandic. I think this is Reykjavík, Iceland.", "Iceland", "Reykjavík", None, None),
+        ("Left-hand traffic. Therefore, this is likely taken in a rural area in Northern Italy, Europe.", "Italy", None, None, None),
+        ("It could be in a city in Germany, Europe, possibly in Cologne.", "Germany", "Cologne", None, None),
+        ("The continent is Europe, the country is the United Kingdom.", "United Kingdom", None, None, None),
+        ("Most likely somewhere in South America or Central Europe.", None, None, None, None),
+        ("", None, None, None, None),
+        ("Sorry, I cannot tell where this is.", None, None, None, None),
+    ],
+)
+def test_parse_reads_place(text, country, city, lat, lon):
+    a = parse(text)
+    assert (a.country, a.city) == (country, city)
+    if lat is None:
+        assert a.lat is None and a.lon is None
+    else:
+        assert a.lat == pytest.approx(lat, abs=1e-4) and a.lon == pytest.approx(lon, abs=1e-4)
+
+
+def test_think_answer_and_format_flags():
+    good = parse("<think>Big Ben and red buses.</think>\n<answer>country: UK\ncity: London</answer>")
+    assert good.format_ok and good.think == "Big Ben and red buses." and good.answer_text == "country: UK\ncity: London"
+    assert good.source == "lines"
+    unclosed = parse("<think>Big Ben<answer>country: UK\ncity: London</answer>")
+    assert not unclosed.format_ok and unclosed.think == "Big Ben" and unclosed.city == "London"
+    assert not parse("Sure! <think>a</think><answer>country: UK</answer>").format_ok  # text outside the tags
+    assert not parse("<answer>country: UK</answer><think>a</think>").format_ok
+    assert parse("country: UK").think is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("localizable: yes\n<think>a</think><answer>country: France\ncity: Paris</answer>", True),
+        ("**Localizable:** No", False),
+        ("Localizability: yes", True),
+        ('{"country": "France", "localizable": false}', False),
+        ("<think>a</think><answer>country: France\ncity: Paris</answer>", None),
+    ],
+)
+def test_localizable(text, expected):
+    assert parse(text).localizable is expected
+
+
+def test_unknown_values_are_none():
+    a = parse("<think>a white wall</think><answer>country: unknown\ncity: N/A</answer>")
+    assert (a.country, a.city, a.has_place) == (None, None, False)
+
+
+def test_parse_accepts_non_strings():
+    assert parse(None) == Answer(raw="")
+    assert parse(12.5).raw == "12.5"
+
+
+def test_parse_coordinates_rejects_out_of_range_and_partial():
+    assert parse_coordinates("lat: 95.0, lon: 10.0") is None
+    assert parse_coordinates("lat: 45.0 only") is None
+    assert parse_coordinates("the road is long: 300 km") is None
+
+
+_NAME = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll"), max_codepoint=0x24F), min_size=1, max_size=12)
+_PLACE = st.lists(_NAME, min_size=1, max_size=3).map(" ".join).filter(lambda s: s.casefold() not in NONE_VALUES)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    country=_PLACE,
+    city=_PLACE,
+    lat=st.floats(-90, 90),
+    lon=st.floats(-180, 180),
+)
+def test_format_answer_round_trips(country, city, lat, lon):
+    text = format_answer("Some cues.", country, city, lat, lon)
+    a = parse(text)
+    assert a.format_ok and (a.country, a.city) == (country, city)
+    assert a.lat == pytest.approx(round(lat, 4), abs=1e-9) and a.lon == pytest.approx(round(lon, 4), abs=1e-9)
+
+
+_FRAGMENTS = st.sampled_from([
+    "<think>", "</think>", "<answer>", "</answer>", "{", "}", '"lat":', '"country":', "[", "]", "```json",
+    "country:", "city:", "lat:", "lon:", "48.85", "-0.0", "°", "N", "S", "′", "″", ",", ".", "\n", "**",
+    "Paris", "France", "United States of America", "U.S.", "Asia", "taken in", "localizable: yes", "1e309",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=400), st.lists(st.one_of(_FRAGMENTS, st.text(max_size=5)), max_size=60).map("".join)))
+def test_parse_never_raises(text):
+    a = parse(text)
+    assert isinstance(a, Answer) and a.raw == text
+    if a.lat is not None:
+        assert -90 <= a.lat <= 90 and -180 <= a.lon <= 180
+
+
+# --- real text: 494 GeoCoT outputs that mostly end "…most likely taken in City, Country, Continent."
+
+
+@pytest.fixture(scope="module")
+def geocot(shared_data):
+    path = shared_data / "reasoning_outputs" / "geocomp_geocot.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return [row["output"] for row in csv.DictReader(handle)]
+
+
+def test_geocot_outputs_yield_countries(geocot):
+    accepted = sum(1 for text in geocot if (c := parse(text).country) and normalize_country(c))
+    share = accepted / len(geocot)
+    print(f"\nGeoCoT free text: {accepted}/{len(geocot)} = {share:.1%} yield a country normalize_country accepts")
+    # measured 462/494 = 93.5%; the other 32 name only continents or say the country cannot be told
+    assert share >= 0.93
+
+
+def test_geocot_structured_conclusions_are_read_exactly(geocot):
+    ending = re.compile(r"taken in ([A-Z][^,.]*), ([A-Z][^,.]*), (?:in )?"
+                        r"(?:Asia|Europe|Africa|North America|South America|Oceania)\.\s*$")
+    cases = [(m.group(1), m.group(2), t) for t in geocot if (m := ending.search(t))]
+    exact = sum(1 for city, country, t in cases if (parse(t).city, parse(t).country) == (city, country))
+    print(f"\nGeoCoT 'taken in City, Country, Continent.': {exact}/{len(cases)} read exactly")
+    # measured 57/60; the misses are a province, a region and Jersey (itself a country code)
+    assert len(cases) >= 50 and exact / len(cases) >= 0.93
+
+
+def test_geocot_never_takes_a_continent_for_a_country(geocot):
+    continents = {"asia", "europe", "africa", "america", "north america", "south america", "oceania"}
+    assert not [t for t in geocot if (parse(t).country or "").casefold() in continents]
+
+
+# --- the fast reader for GLOBE's own format must agree with the general one wherever it answers
+
+_THINK_BITS = st.sampled_from(["Red flag. ", "cues: ", "localizable: no ", "LOCALIZABLE = yes ", "a < b ", "\n",
+                               "</think>", "<answer>", "country: Peru ", "48.85° N ", " "])
+_VALUE = st.one_of(_PLACE, st.sampled_from(["unknown", "N/A", "**France**", "France (FR)", "Paris, Texas",
+                                            "São Paulo", "Paris 48.85° N, 2.35° E", "a: b", "", "  Kyiv  "]))
+_COORD = st.one_of(st.floats(-200, 200).map(lambda v: f"{v:.3f}"), st.sampled_from(["12", "-0.5", "1e3", "abc"]))
+
+
+@st.composite
+def globe_like(draw):
+    think = "".join(draw(st.lists(_THINK_BITS, max_size=6)))
+    lines = [f"country: {draw(_VALUE)}", f"city: {draw(_VALUE)}"]
+    if draw(st.booleans()):
+        lines += [f"lat: {draw(_COORD)}", f"lon: {draw(_COORD)}"]
+    sep = draw(st.sampled_from(["\n", "\r\n", "\n\n", " \n"]))
+    close = draw(st.sampled_from(["</answer>", "</answer>\n", "", "</answer> trailing"]))
+    lead = draw(st.sampled_from(["", " ", "\n", "Sure: "]))
+    return f"{lead}<think>{think}</think>{draw(st.sampled_from(['', chr(10), ' x ']))}<answer>{sep.join(lines)}{close}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(globe_like())
+def test_fast_reader_agrees_with_general_reader(text):
+    fast = parse(text)
+    slow = Answer(raw=text)
+    read_general(slow, text)
+    assert fast == slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_FRAGMENTS, st.sampled_from([" ", "\t", "\u00a0", "\x1c", "x"])), max_size=20).map("".join))
+def test_format_ok_is_the_tag_regex(text):
+    assert format_ok(text) == (FORMAT_RE.fullmatch(text) is not None)
+
+
+@pytest.mark.parametrize("module", ["globe.answer.result", "globe.answer.reader", "globe.answer.coordinates"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
