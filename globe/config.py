@@ -62,8 +62,15 @@ class DistillGroup(Group):
 
 class VerifyGroup(Group):
     max_km: float = Field(750.0, gt=0, description="a teacher's place must lie within this of the ground truth")
-    min_teacher_agreement: float = Field(0.5, ge=0.0, le=1.0)
-    grounding_min_share: float = Field(0.5, ge=0.0, le=1.0)
+    min_teacher_agreement: float = Field(
+        0.5, ge=0.0, le=1.0, description="share of the other teachers that must agree with the chosen one"
+    )
+    grounding_min_share: float = Field(
+        1.0, ge=0.0, le=1.0, description="share of the entities named in the reasoning that must be in the image"
+    )
+    grounding_judge: TeacherConfig | None = Field(
+        None, description="engine asked yes/no per entity for real photos (GeoScenes are checked exactly)"
+    )
 
 
 class RewardsGroup(Group):
@@ -71,7 +78,8 @@ class RewardsGroup(Group):
         default_factory=lambda: {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
     )
     max_failure_share: float = Field(0.2, ge=0.0, le=1.0, description="abort when more judge calls than this fail")
-    geodesic_scale_km: float = Field(750.0, gt=0)
+    min_judge_calls: int = Field(32, ge=1, description="judge calls before max_failure_share may abort the run")
+    geodesic_scale_km: float = Field(750.0, gt=0, description="geodesic reward = exp(-error_km / geodesic_scale_km)")
 
 
 class TrainGroup(Group):
@@ -126,29 +134,54 @@ class GRPOGroup(TrainGroup):
 
 
 class EvalGroup(Group):
-    benchmark: str = "geoscenes"
-    limit: int | None = None
-    batch_size: int = 8
-    max_new_tokens: int = 96
-    bootstrap: int = 1000
+    benchmark: str = Field("geoscenes", description="im2gps3k | yfcc4k | mp16 | osv5m | geoscenes")
+    engine: Literal["local", "openai", "globe-predictor", "scene-reader"] = Field(
+        "local", description="local model dir, OpenAI-compatible endpoint, a served globe predictor (V1), "
+        "or the GeoScenes cue reader (a reference ceiling in the tiny world)"
+    )
+    base_url: str | None = Field(None, description="endpoint of the openai / globe-predictor engines")
+    concurrency: int = Field(8, ge=1, description="requests in flight for the HTTP engines")
+    limit: int | None = Field(None, ge=1)
+    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(96, ge=1)
+    temperature: float = Field(0.0, ge=0.0, description="0 = greedy, as in the paper's evaluation")
+    bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0 = none)")
+    gallery_size: int = Field(24, ge=0, description="images shown in report.html")
 
 
 class RegisterGroup(Group):
     model_name: str = "globe"
-    metric: str = "acc_25km"
+    metric: str = Field("acc_25km", description="evaluation metric that gates promotion")
     higher_is_better: bool = True
+    min_improvement: float = Field(0.0, ge=0.0, description="challenger must beat champion by more than this")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; None = $MLFLOW_TRACKING_URI")
+    experiment: str = "globe"
+    challenger_alias: str = "challenger"
+    champion_alias: str = "champion"
 
 
 class ServeGroup(Group):
     engine: Literal["local", "openai"] = "local"
-    base_url: str | None = None
-    model: str | None = None
-    max_batch_size: int = 8
-    max_latency_ms: float = 10.0
-    max_image_pixels: int = 40_000_000
-    max_body_bytes: int = 20 * 1024 * 1024
-    url_allowlist: list[str] = Field(default_factory=list)
-    max_new_tokens: int = 96
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint for engine=openai (vLLM, KServe HF runtime)")
+    model: str | None = Field(None, description="checkpoint dir, s3:// URI or models:/NAME@ALIAS; for engine=openai the served model name")
+    device: str = "auto"
+    torch_threads: int | None = Field(
+        None, ge=1, description="intra-op CPU threads for engine=local; set to the pod's CPU limit (None = torch default)"
+    )
+    seed: int = 0
+    judge: str | None = Field(None, description="localizability judge: a model URI, 'self' for the served model, None = off")
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(16, ge=1)
+    timeout_s: float = Field(60.0, gt=0)
+    retries: int = Field(3, ge=0)
+    max_batch_size: int = Field(8, ge=1)
+    max_latency_ms: float = Field(10.0, ge=0)
+    max_instances: int = Field(64, ge=1, description="images in one request")
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    url_allowlist: list[str] = Field(default_factory=list, description="URL prefixes image_url may point to; empty = URLs off")
+    url_timeout_s: float = Field(10.0, gt=0)
+    max_new_tokens: int = Field(96, ge=1)
 
 
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)

@@ -66,13 +66,13 @@ def import_cmd(
     limit: Annotated[int | None, typer.Option("--limit", help="import only the first N rows")] = None,
 ) -> None:
     """Import geotagged photos: normalise images once, reverse-geocode labels, skip bad rows with a reason."""
-    from globe.data.ingest import ImportError_, import_dataset
+    from globe.data.ingest import IngestError, import_dataset
 
     if split not in ("train", "test"):
         fail(f"--split must be train or test, got {split!r}")
     try:
         report = import_dataset(out, images_dir=images, csv_path=csv, max_side=max_side, split=split, limit=limit)
-    except ImportError_ as exc:
+    except IngestError as exc:
         fail(str(exc))
     print_json(report.summary())
 

@@ -57,6 +57,9 @@ class JudgeResult:
 
     p_yes: float | None = None
     error: str | None = None
+    # How p_yes was obtained: "logits" / "logprobs" (a real probability) or "text" (the endpoint
+    # returned no logprobs, so a parsed yes/no answer scored 1.0/0.0).
+    source: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,342 @@
+"""Import geotagged photos into a dataset directory (records.jsonl + images/).
+
+Sources: a benchmark CSV plus an image folder, or a folder of photos with EXIF GPS. The CSV layouts
+differ only in column names, so columns are found by name, case-insensitively:
+
+    IM2GPS3K   IMG_ID,AUTHOR,LAT,LON,...            (CRLF line ends)
+    YFCC4K     0,IMG_ID,2,3,...,LON,LAT,...         (the header is mostly column numbers)
+    MP16       IMG_ID,...,LAT,LON[,city,country...] (IMG_ID may be a relative path)
+    OSV-5M     id,latitude,longitude,country,city,...  (images are <id>.jpg)
+
+Country and city always come from `globe.geo.reverse_batch` (recorded as
+`label_source="reverse-geocoded"`), so every dataset is labelled by the same offline gazetteer;
+labels a CSV carries are kept in `meta["provided"]`.
+
+Each image is normalised once (EXIF orientation applied, RGB, long side capped, saved as JPEG), so
+training, evaluation and serving never meet a sideways or 50-megapixel photo. A bad row is skipped
+with a reason: missing or invalid coordinates, missing, unreadable, truncated or unsupported image,
+or an image over the pixel budget (a decompression bomb). Progress is appended to
+`records.partial.jsonl`, so an interrupted import resumes; `records.jsonl` is written atomically at
+the end, in source order, and the partial file removed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from globe.data.records import IMAGES_DIR, JsonlAppender, Record, atomic_write_bytes, dump, write_records
+
+PARTIAL_FILE = "records.partial.jsonl"
+REPORT_FILE = "import_report.json"
+SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+# A decompression bomb is a small file that decodes to billions of pixels. Real photos in these
+# benchmarks are at most ~50 MP; we refuse anything larger than this before decoding a byte.
+MAX_SOURCE_PIXELS = 64_000_000
+
+ID_COLUMNS = ("img_id", "image_id", "id", "image", "filename", "file", "photo_id")
+LAT_COLUMNS = ("lat", "latitude", "gps_lat")
+LON_COLUMNS = ("lon", "lng", "long", "longitude", "gps_lon")
+LABEL_COLUMNS = ("country", "city", "region", "state")
+
+
+class IngestError(ValueError):
+    """The input as a whole cannot be imported (not a bad row: those are skipped and reported)."""
+
+
+class RowError(Exception):
+    """One row is skipped; `category` groups the report, the message says what exactly."""
+
+    def __init__(self, category: str, detail: str):
+        super().__init__(f"{category}: {detail}")
+        self.category = category
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    imported: int = 0
+    resumed: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    examples: list[dict] = field(default_factory=list)
+
+    def skip(self, row: int, ident: str, err: RowError) -> None:
+        self.skipped[err.category] += 1
+        if len(self.examples) < 100:
+            self.examples.append({"row": row, "id": ident, "reason": str(err)})
+
+    def summary(self) -> dict:
+        return {
+            "rows": self.rows,
+            "imported": self.imported,
+            "resumed": self.resumed,
+            "skipped": sum(self.skipped.values()),
+            "skipped_by_reason": dict(sorted(self.skipped.items())),
+            "examples": self.examples[:10],
+        }
+
+
+@dataclass
+class Row:
+    index: int  # 1-based data row (CSV line number minus the header)
+    ident: str
+    image: Path | None
+    lat: float | None
+    lon: float | None
+    provided: dict[str, str] = field(default_factory=dict)
+    error: RowError | None = None
+
+
+# ----------------------------------------------------------------------------- reading sources
+
+
+def _column(header: list[str], names: tuple[str, ...]) -> int | None:
+    low = [h.strip().lower() for h in header]
+    for name in names:
+        if name in low:
+            return low.index(name)
+    return None
+
+
+def _coordinate(raw: str | None, what: str, limit: float) -> float:
+    if raw is None or not raw.strip():
+        raise RowError("missing coordinates", f"{what} is empty")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise RowError("invalid coordinates", f"{what}={raw!r} is not a number") from None
+    if not math.isfinite(value) or abs(value) > limit:
+        raise RowError("invalid coordinates", f"{what}={raw!r} is outside [-{limit:g}, {limit:g}]")
+    return value
+
+
+def _checked_pair(lat_raw: str | None, lon_raw: str | None) -> tuple[float, float]:
+    lat = _coordinate(lat_raw, "lat", 90.0)
+    lon = _coordinate(lon_raw, "lon", 180.0)
+    if lat == 0.0 and lon == 0.0:  # "null island" is how many exporters write a missing GPS fix
+        raise RowError("missing coordinates", "lat=0, lon=0 (no GPS fix)")
+    return lat, lon
+
+
+def _find_image(images_dir: Path, ident: str) -> Path | None:
+    p = images_dir / ident
+    if p.is_file():
+        return p
+    if not Path(ident).suffix:  # OSV-5M ids carry no extension
+        for suffix in (".jpg", ".jpeg", ".png", ".webp"):
+            if (cand := images_dir / f"{ident}{suffix}").is_file():
+                return cand
+    return None
+
+
+def read_csv_rows(csv_path: Path, images_dir: Path) -> Iterator[Row]:
+    """Rows of any supported CSV layout; rows with bad coordinates carry their error."""
+    if not csv_path.is_file():
+        raise IngestError(f"{csv_path}: no such CSV file")
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise IngestError(f"{csv_path}: empty file, expected a header row")
+        cols = {k: _column(header, names) for k, names in (("id", ID_COLUMNS), ("lat", LAT_COLUMNS), ("lon", LON_COLUMNS))}
+        missing = [k for k, v in cols.items() if v is None]
+        if missing:
+            raise IngestError(
+                f"{csv_path}: no {'/'.join(missing)} column; expected IMG_ID/id, LAT/latitude, LON/longitude "
+                f"(IM2GPS3K, YFCC4K, MP16 or OSV-5M layout), found header {header[:12]}"
+            )
+        labels = {name: i for name in LABEL_COLUMNS if (i := _column(header, (name,))) is not None}
+        for n, values in enumerate(reader, 1):
+            if not values or not any(v.strip() for v in values):
+                continue
+            get = lambda i: values[i] if i < len(values) else None  # noqa: E731
+            ident = (get(cols["id"]) or "").strip()
+            row = Row(n, ident or f"row{n}", None, None, None)
+            row.provided = {k: v for k, i in labels.items() if (v := (get(i) or "").strip())}
+            try:
+                if not ident:
+                    raise RowError("missing id", "the image id column is empty")
+                row.lat, row.lon = _checked_pair(get(cols["lat"]), get(cols["lon"]))
+                row.image = _find_image(images_dir, ident)
+                if row.image is None:
+                    raise RowError("missing image", f"{images_dir / ident} not found")
+            except RowError as exc:
+                row.error = exc
+            yield row
+
+
+def _dms(value, ref) -> float:
+    d, m, s = (float(x) for x in value)
+    out = d + m / 60.0 + s / 3600.0
+    return -out if str(ref).strip().upper() in ("S", "W") else out
+
+
+def exif_gps(path: Path) -> tuple[float, float]:
+    """(lat, lon) from a photo's EXIF GPS block, or RowError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            gps = im.getexif().get_ifd(0x8825)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RowError("unreadable image", f"{exc}") from None
+    if not gps or 2 not in gps or 4 not in gps:
+        raise RowError("missing coordinates", "no EXIF GPS position")
+    try:
+        lat, lon = _dms(gps[2], gps.get(1, "N")), _dms(gps[4], gps.get(3, "E"))
+    except (TypeError, ValueError, ZeroDivisionError) as exc:
+        raise RowError("invalid coordinates", f"EXIF GPS unreadable: {exc}") from None
+    return _checked_pair(str(lat), str(lon))
+
+
+def read_exif_rows(images_dir: Path) -> Iterator[Row]:
+    files = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    for n, path in enumerate(files, 1):
+        ident = path.relative_to(images_dir).with_suffix("").as_posix()
+        row = Row(n, ident, path, None, None)
+        try:
+            row.lat, row.lon = exif_gps(path)
+        except RowError as exc:
+            row.error = exc
+        yield row
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def normalise_image(path: Path | None, max_side: int, max_pixels: int = MAX_SOURCE_PIXELS) -> bytes:
+    """JPEG bytes of the upright, RGB, size-capped image, or RowError saying why not."""
+    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+    if path is None or not path.is_file():
+        raise RowError("missing image", f"{path} not found")
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated photo is an error, never half-grey
+    try:
+        with Image.open(path) as im:
+            if im.format not in SUPPORTED_FORMATS:
+                raise RowError("unsupported format", f"{path.name} is {im.format}")
+            w, h = im.size
+            if w * h > max_pixels:
+                raise RowError("decompression bomb", f"{path.name} is {w}x{h} = {w * h:,} px > {max_pixels:,}")
+            im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale when possible
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            im = im.convert("RGB")
+            if max(im.size) > max_side:
+                im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            im.save(buf, format="JPEG", quality=90)
+            return buf.getvalue()
+    except RowError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise RowError("decompression bomb", str(exc)) from None
+    except UnidentifiedImageError:
+        raise RowError("unreadable image", f"{path.name} is not an image Pillow can identify") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
+        category = "truncated image" if "truncated" in str(exc).lower() else "unreadable image"
+        raise RowError(category, f"{path.name}: {exc}") from None
+
+
+def _file_name(ident: str, taken: set[str]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", Path(ident).with_suffix("").as_posix()).strip("._") or "img"
+    name, k = f"{stem}.jpg", 1
+    while name in taken:
+        k += 1
+        name = f"{stem}-{k}.jpg"
+    taken.add(name)
+    return name
+
+
+# ----------------------------------------------------------------------------- the import
+
+
+def import_dataset(
+    out_dir: str | Path,
+    images_dir: str | Path,
+    csv_path: str | Path | None = None,
+    max_side: int = 1024,
+    split: str = "test",
+    limit: int | None = None,
+    max_pixels: int = MAX_SOURCE_PIXELS,
+    progress: bool = True,
+) -> ImportReport:
+    """Import a CSV + image folder (or EXIF-GPS photos) into `out_dir`; see the module docstring."""
+    import hashlib
+
+    from tqdm import tqdm
+
+    from globe import geo
+
+    out, images_dir = Path(out_dir), Path(images_dir)
+    if not images_dir.is_dir():
+        raise IngestError(f"{images_dir}: no such image folder")
+    if max_side < 28:
+        raise IngestError(f"--max-side {max_side} is too small (at least 28 px)")
+    source = read_csv_rows(Path(csv_path), images_dir) if csv_path else read_exif_rows(images_dir)
+    rows: list[Row] = []
+    for row in source:
+        if limit is not None and len(rows) >= limit:
+            break
+        rows.append(row)
+    report = ImportReport(rows=len(rows))
+    seen: set[str] = set()
+    for row in rows:
+        if row.error is None and row.ident in seen:
+            row.error = RowError("duplicate id", f"{row.ident} appears more than once")
+        seen.add(row.ident)
+    good = [r for r in rows if r.error is None]
+    places = geo.reverse_batch([r.lat for r in good], [r.lon for r in good])
+    place_of = {r.ident: p for r, p in zip(good, places)}
+
+    partial = out / PARTIAL_FILE
+    taken: set[str] = set()
+    names = {r.ident: _file_name(r.ident, taken) for r in good}
+    with JsonlAppender(partial) as app:
+        report.resumed = len(app.done & set(place_of))
+        for row in tqdm(rows, desc="import", unit="img", disable=not progress):
+            if row.error is None and row.ident not in app.done:
+                try:
+                    jpeg = normalise_image(row.image, max_side, max_pixels)
+                except RowError as exc:
+                    row.error = exc
+                else:
+                    rel = f"{IMAGES_DIR}/{names[row.ident]}"
+                    atomic_write_bytes(out / rel, jpeg, durable=False)
+                    place = place_of[row.ident]
+                    meta = {"source_image": str(row.image), "row": row.index, "geocoded_place": place.to_dict()}
+                    if row.provided:
+                        meta["provided"] = row.provided
+                    app.append(
+                        Record(
+                            id=row.ident,
+                            image=rel,
+                            image_sha256=hashlib.sha256(jpeg).hexdigest(),
+                            lat=row.lat,
+                            lon=row.lon,
+                            country_code=place.country_code,
+                            country=place.country,
+                            city=place.city,
+                            label_source="reverse-geocoded",
+                            split=split,
+                            meta=meta,
+                        )
+                    )
+            if row.error is not None:
+                report.skip(row.index, row.ident, row.error)
+    from globe.data.records import iter_records
+
+    by_id = {r.id: r for r in iter_records(partial)}
+    order = [by_id[r.ident] for r in rows if r.ident in by_id and r.error is None]
+    report.imported = len(order)
+    write_records(out, order)
+    atomic_write_bytes(out / REPORT_FILE, dump(report.summary() | {"examples": report.examples}).encode())
+    partial.unlink()
+    return report

@@ -1,0 +1,286 @@
+"""One record per sample, stored as JSON Lines next to an `images/` folder.
+
+A dataset directory is `records.jsonl` + `images/`. Records reference their image by a path relative
+to the dataset directory (or an `s3://` URI) plus the image's SHA-256, so a moved or re-encoded
+image is detectable.
+
+Two ways to write, for two kinds of jobs:
+- `write_records` replaces the whole file atomically (temp file in the same directory, fsync,
+  `os.replace`), so a reader never sees a half-written dataset and a crash keeps the old one.
+- `append_record` / `JsonlAppender` serve long jobs (distill) that must survive SIGKILL: each record is
+  one whole line written with a single `write` and fsynced. A kill can only tear the *last* line;
+  `JsonlAppender` detects that on open, truncates the torn tail and reports the ids already done, so
+  a restarted job does every sample exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+RECORDS_FILE = "records.jsonl"
+IMAGES_DIR = "images"
+
+
+class TeacherOutput(BaseModel):
+    """What one teacher said about one sample: judgment, reasoning, location, or why it failed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    teacher: str
+    text: str | None = Field(None, description="the teacher's raw completion, unparsed")
+    p_localizable: float | None = Field(None, description="P(yes) of the localizability judgment")
+    localizable: bool | None = None
+    think: str | None = None
+    country: str | None = Field(None, description="country as the teacher wrote it")
+    country_code: str | None = Field(None, description="ISO alpha-2, normalised through the alias table")
+    city: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    format_ok: bool = False
+    error: str | None = Field(None, description="why the call failed after retries; None on success")
+    attempts: int = 1
+    latency_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+class Record(BaseModel):
+    """One geotagged sample. `country`/`city` are labels; `label_source` says where they came from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    image: str = Field(min_length=1, description="path relative to the dataset dir, or an s3:// URI")
+    image_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+    country_code: str | None = None
+    country: str | None = None
+    city: str | None = None
+    label_source: str = Field("provided", description="synthetic | reverse-geocoded | provided")
+    split: Literal["train", "test"] = "train"
+    entities: list[str] = Field(default_factory=list)
+    reasoning: str | None = Field(None, description="reference reasoning in GLOBE format, tags included")
+    localizable: bool | None = None
+    teachers: list[TeacherOutput] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordsError(ValueError):
+    """A records file that cannot be read; the message names the file and the line."""
+
+
+def records_path(path: str | Path) -> Path:
+    """Accept a dataset directory or the JSONL file itself."""
+    p = Path(path)
+    return p / RECORDS_FILE if p.is_dir() or p.suffix != ".jsonl" else p
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(directory: Path) -> None:
+    # the rename itself must reach the disk, or a power cut can resurrect the old file
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write `data` to `path` so readers see the old file or the new one, never a mix.
+
+    `durable=False` skips the fsyncs: still atomic against a killed process (the page cache
+    survives it), not against a power cut. Bulk image writes use it, because the records file that
+    references the images is written durably afterwards and carries each image's SHA-256.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if durable:
+        _fsync_dir(path.parent)
+
+
+def _line(record: Record) -> bytes:
+    return (record.model_dump_json(exclude_none=False) + "\n").encode("utf-8")
+
+
+def write_records(path: str | Path, records: Iterable[Record]) -> Path:
+    """Atomically replace the records file (a dataset dir or a .jsonl path) with `records`."""
+    target = records_path(path)
+    atomic_write_bytes(target, b"".join(_line(r) for r in records))
+    return target
+
+
+def iter_records(path: str | Path) -> Iterator[Record]:
+    """Yield records one by one; a bad line raises `RecordsError` naming file, line and field."""
+    target = records_path(path)
+    if not target.exists():
+        raise RecordsError(f"{target}: no such records file (a dataset dir holds {RECORDS_FILE} + {IMAGES_DIR}/)")
+    with open(target, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield Record.model_validate_json(line)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or '<line>'}: {e['msg']}" for e in exc.errors()[:5]
+                )
+                raise RecordsError(f"{target}:{lineno}: invalid record: {problems}") from exc
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """All records of a dataset dir or .jsonl file."""
+    return list(iter_records(path))
+
+
+class JsonlAppender:
+    """Crash-safe, resumable appends of records to one JSONL file.
+
+    On open the file is scanned: every complete, valid line counts as done; a torn or invalid tail
+    (what SIGKILL during a write leaves) is truncated away. `done` holds the ids already written, so
+    the caller skips them. Each `append` is one `write` of one whole line followed by `fsync`.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = records_path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done: set[str] = set()
+        self.dropped_tail_bytes = 0
+        self._repair()
+        self._fh = open(self.path, "ab")
+
+    def _repair(self) -> None:
+        if not self.path.exists():
+            return
+        good_end = 0
+        with open(self.path, "rb") as fh:
+            offset = 0
+            for raw in fh:
+                end = offset + len(raw)
+                if not raw.endswith(b"\n"):
+                    break  # torn last line
+                try:
+                    rec = Record.model_validate_json(raw)
+                except ValidationError:
+                    # only the tail may be damaged; a bad line in the middle is someone else's file
+                    rest = fh.read()
+                    if rest.strip():
+                        raise RecordsError(
+                            f"{self.path}: invalid record at byte {offset} followed by more data; "
+                            "refusing to truncate a file that was not written by an appender"
+                        ) from None
+                    break
+                if rec.id in self.done:
+                    raise RecordsError(f"{self.path}: duplicate id {rec.id!r} at byte {offset}")
+                self.done.add(rec.id)
+                offset = good_end = end
+            size = os.fstat(fh.fileno()).st_size
+        if good_end < size:
+            self.dropped_tail_bytes = size - good_end
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
+                fh.flush()
+                os.fsync(fh.fileno())
+
+    def append(self, record: Record) -> None:
+        if record.id in self.done:
+            raise RecordsError(f"{self.path}: id {record.id!r} already written")
+        self._fh.write(_line(record))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.done.add(record.id)
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> "JsonlAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def append_record(path: str | Path, record: Record) -> None:
+    """Append one record as one whole fsynced line (opens the file each time; see `JsonlAppender`)."""
+    target = records_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "ab") as fh:
+        fh.write(_line(record))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def image_file(dataset_dir: str | Path, record: Record) -> Path:
+    """Local path of a record's image (relative paths resolve against the dataset dir)."""
+    if record.image.startswith("s3://"):
+        raise ValueError(f"record {record.id}: image {record.image} is remote; use load_image()")
+    p = Path(record.image)
+    return p if p.is_absolute() else Path(dataset_dir) / p
+
+
+def load_image(dataset_dir: str | Path, record: Record):
+    """Open a record's image as RGB PIL image, from disk or S3 (endpoint from AWS_ENDPOINT_URL)."""
+    import io
+
+    from PIL import Image
+
+    if record.image.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = record.image[len("s3://") :].partition("/")
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+        img = Image.open(io.BytesIO(body))
+    else:
+        img = Image.open(image_file(dataset_dir, record))
+    img.load()
+    return img.convert("RGB")
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Place `src` at `dst` by hard link (no extra disk), falling back to an atomic copy."""
+    src, dst = Path(src), Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        atomic_write_bytes(dst, src.read_bytes())
+        return
+    os.replace(tmp, dst)
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,1 @@
+"""The tiny offline VLM and the helpers every stage uses to load a model."""

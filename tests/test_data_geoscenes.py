@@ -1,0 +1,100 @@
+"""GeoScenes: deterministic bytes, true entities and reasoning, cues readable from the pixels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from globe.answer import parse
+from globe.data.geoscenes import synthesize
+from globe.data.records import read_records
+from globe.data.scene_reader import SceneReaderEngine, read_cues
+from globe.data.world import World
+from globe.engines.base import Request, Sampling
+
+
+def _tree(d):
+    return {p.relative_to(d).as_posix(): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_same_bytes_and_prefix_stable(tmp_path):
+    a = synthesize(tmp_path / "a", n=12, seed=3)
+    synthesize(tmp_path / "b", n=12, seed=3)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
+    # sample i does not depend on n, and another seed draws other images
+    short = synthesize(tmp_path / "c", n=5, seed=3)
+    assert [r.image_sha256 for r in short] == [r.image_sha256 for r in a[:5]]
+    other = synthesize(tmp_path / "d", n=5, seed=4)
+    assert not {r.image_sha256 for r in other} & {r.image_sha256 for r in a}
+    # a smaller rerun into the same dir leaves no orphan images
+    synthesize(tmp_path / "a", n=4, seed=3)
+    assert len(list((tmp_path / "a" / "images").iterdir())) == 4
+
+
+def test_records_are_true(geoscenes_data):
+    records = read_records(geoscenes_data)
+    world = World.load(geoscenes_data)
+    assert len(records) == 96
+    assert {r.split for r in records} == {"train", "test"}
+    non_loc = [r for r in records if not r.localizable]
+    assert 4 <= len(non_loc) <= 30 and all(r.entities == [] and r.reasoning is None for r in non_loc)
+    for r in records:
+        path = geoscenes_data / r.image
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == r.image_sha256
+        country = world.by_code(r.country_code)
+        city = next(c for c in country.cities if c.name == r.city)
+        assert abs(r.lat - city.lat) <= 0.021 and r.label_source == "synthetic"
+        with Image.open(path) as im:
+            assert im.size == (112, 112) and im.mode == "RGB"
+        if r.localizable:
+            ans = parse(r.reasoning)
+            assert ans.format_ok and (ans.country, ans.city) == (r.country, r.city)
+            assert abs(ans.lat - city.lat) < 1e-3 and abs(ans.lon - city.lon) < 1e-3
+            assert len(r.entities) == 4 and all(e in ans.think for e in r.entities)
+            assert r.entities[0] == country.flag_entity and r.entities[1] == f"{city.landmark} landmark"
+
+
+def test_scene_reader_decodes_the_pixels(geoscenes_data):
+    records = read_records(geoscenes_data)
+    clean = SceneReaderEngine("clean", noise=0.0, world=geoscenes_data)
+    for r in records:
+        with Image.open(geoscenes_data / r.image) as im:
+            cues = read_cues(np.asarray(im.convert("RGB")))
+            assert cues.localizable == r.localizable
+            if r.localizable:
+                drawn = [f"{'-'.join(cues.palette)} flag band", f"{cues.landmark} landmark",
+                         f"{cues.climate} sky", f"{cues.ground} ground"]  # fmt: skip
+                assert drawn == r.entities
+    reqs = [Request(image=Image.open(geoscenes_data / r.image), prompt="where?") for r in records]
+    out = clean.generate(reqs, Sampling())
+    for r, res in zip(records, out):
+        if r.localizable:
+            assert res.text == r.reasoning  # a noiseless reader writes the reference reasoning
+    p = [j.p_yes for j in clean.judge(reqs)]
+    assert [x > 0.5 for x in p] == [bool(r.localizable) for r in records]
+
+    noisy = SceneReaderEngine("noisy", noise=0.3, world=geoscenes_data)
+    first = [x.text for x in noisy.generate(reqs, Sampling())]
+    assert first == [x.text for x in noisy.generate(reqs, Sampling())]  # misreads are deterministic
+    loc = [(r, t) for r, t in zip(records, first) if r.localizable]
+    wrong = sum(t != r.reasoning for r, t in loc)
+    # four cues, each misread with p=0.3: P(at least one) = 0.76
+    assert 0.55 * len(loc) <= wrong <= 0.95 * len(loc)
+
+
+def test_cli_synth(tmp_path):
+    from globe.cli import app
+
+    res = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "s"), "--n", "6", "--seed", "1",
+                                   "--params", str(tmp_path / "none.yaml"), "--set", "synth.countries=[FR, JP]"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert summary["records"] == 6 and summary["countries"] <= 2
+    assert {r.country_code for r in read_records(tmp_path / "s")} <= {"FR", "JP"}
+    bad = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "x"), "--params", str(tmp_path / "n.yaml"),
+                                   "--set", "synth.countries=[XX]"])  # fmt: skip
+    assert bad.exit_code == 2 and "XX" in bad.output
