@@ -44,8 +44,6 @@ def main() -> None:
           f"min {min(times):.3f} s, median {statistics.median(times):.3f} s, max {max(times):.3f} s "
           f"(target < 1 s: {'OK' if statistics.median(times) < 1 else 'SLOW'})")
 
-    import os
-
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     prof = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stderr
     rows = []

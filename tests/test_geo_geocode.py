@@ -94,7 +94,7 @@ def test_country_without_a_capital_falls_back_to_centroid():
 
 def test_every_country_with_a_capital_falls_back_to_it():
     from globe.geo.countries import countries
-    from globe.geo.geocode import country_fallback
+    from globe.geo.geocoding import country_fallback
 
     missing = [c.code for c in countries().values() if c.capital and country_fallback(c.code).approximate != "capital"]
     assert len(missing) <= 3, missing

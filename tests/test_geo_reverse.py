@@ -7,7 +7,7 @@ import pytest
 
 from globe.geo import cities, haversine_km, reverse, reverse_batch
 from globe.geo.gazetteer import load
-from globe.geo.reverse import reverse_rows
+from globe.geo.reverse_geocoding import reverse_rows
 
 
 @pytest.mark.parametrize("lat,lon,city,cc", [

@@ -8,11 +8,11 @@ package is cheap; the gazetteer loads on the first call that needs it.
 
 from globe.geo.countries import continent_of, country_name, normalize_country
 from globe.geo.distance import EARTH_RADIUS_KM, haversine_km
-from globe.geo.geocode import geocode
+from globe.geo.geocoding import geocode
 from globe.geo.gazetteer import load as _load
 from globe.geo.maps import land_geojson_path
 from globe.geo.place import Place
-from globe.geo.reverse import reverse, reverse_batch
+from globe.geo.reverse_geocoding import reverse, reverse_batch
 
 
 def cities(min_population: int = 0) -> list[Place]:

