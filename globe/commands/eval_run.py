@@ -2,8 +2,87 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+
+HEADLINE = ("n", "n_unparsed", "n_errors", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km",
+            "median_km", "country_acc", "city_acc")
 
 
 def add_commands(eval_app: typer.Typer) -> None:
     """Attach the harness commands to the `eval` group."""
+    eval_app.command("run")(run)
+    eval_app.command("compare")(compare)
+
+
+def run(
+    model: Annotated[str, typer.Option("--model", help="local model dir; or the served model name with --engine openai/globe-predictor")],
+    out: Annotated[Path, typer.Option("--out", help="run directory (resumed if it exists)")],
+    benchmark: Annotated[str | None, typer.Option("--benchmark", help="im2gps3k | yfcc4k | mp16 | osv5m | geoscenes")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="benchmark CSV (im2gps3k, yfcc4k, osv5m)")] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="image folder (CSV benchmarks; optional for mp16)")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="MP16-Reason-style JSONL, or a GeoScenes dataset dir")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="evaluate the first N images only")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="local | openai | globe-predictor | scene-reader")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="endpoint for --engine openai/globe-predictor")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run a model over a benchmark: predictions.jsonl, metrics.json, plots and report.html in --out."""
+    cfg = load(params, preset, set_)
+    ev = cfg.eval
+    kind = engine or ev.engine
+    from globe.evaluate.benchmarks import BenchmarkError, load_benchmark
+    from globe.evaluate.runner import RunError, RunSpec, build_engine, evaluate
+    from globe.prompts import GEO_PROMPT, GEO_SYSTEM
+
+    name = benchmark or ev.benchmark
+    try:
+        samples = load_benchmark(name, csv_path=csv, images=images, path=data, limit=limit or ev.limit)
+    except (BenchmarkError, OSError) as exc:
+        fail(str(exc))
+    spec = RunSpec(benchmark=name, model=model, engine=kind, prompt=GEO_PROMPT, system=GEO_SYSTEM,
+                   max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, batch_size=ev.batch_size,
+                   extra={"seed": cfg.base.seed})
+    try:
+        eng = build_engine(kind, model, base_url=base_url or ev.base_url, batch_size=ev.batch_size,
+                           concurrency=ev.concurrency, seed=cfg.base.seed)
+        metrics = evaluate(eng, samples, out, spec, n_boot=ev.bootstrap, seed=cfg.base.seed,
+                           gallery_size=ev.gallery_size, progress=progress)
+    except (RunError, ValueError, OSError) as exc:
+        fail(str(exc))
+    summary = {k: metrics.get(k) for k in HEADLINE}
+    summary["out"] = str(out)
+    summary["files"] = sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("."))
+    if metrics.get("mlflow_run_id"):
+        summary["mlflow_run_id"] = metrics["mlflow_run_id"]
+    print_json(summary)
+
+
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="run directory A (baseline)")],
+    run_b: Annotated[Path, typer.Argument(help="run directory B (candidate)")],
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples")] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Metric deltas B - A with paired bootstrap 95% intervals (over the images both runs answered)."""
+    from globe.evaluate.compare import compare_runs, comparison_table
+    from globe.evaluate.runner import RunError
+
+    try:
+        result = compare_runs(run_a, run_b, n_boot=bootstrap, seed=seed)
+    except (RunError, ValueError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result)
+        return
+    from rich.console import Console
+
+    Console(width=140).print(comparison_table(result))

@@ -1,0 +1,168 @@
+"""Per-continent and per-country breakdowns, and bootstrap 95% confidence intervals.
+
+A headline number on 40 (or even 3,000) images moves by several points when the images change, so
+every metric in `metrics.json` comes with a percentile-bootstrap interval: resample the rows with
+replacement B times, recompute the metric, take the 2.5th and 97.5th percentiles. The point values
+are `globe.evaluate.metrics.summarize`'s; the intervals recompute the same definitions on
+resampled rows, vectorised: one B x n index matrix shared by all metrics (drawn in chunks to bound
+memory), seeded, so the same predictions always give the same intervals. With the same seed the
+draws equal `metrics.bootstrap_ci`'s, which recomputes one metric at a time.
+
+The definitions follow `summarize`: accuracy at d km over all rows (no coordinates = a miss);
+median/mean error over the located rows only; country/city accuracy over the rows that carry that
+label (alias-aware; `_string` for the released rule).
+
+Comparing two runs on the same images uses a *paired* bootstrap: the same resampled images are
+applied to both runs, so the interval is for the difference itself and the per-image difficulty
+that both runs share cancels out (much tighter than two independent intervals).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import defaultdict
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from globe.evaluate.metrics import THRESHOLDS_KM, summarize
+
+ACC_KEYS = tuple(f"acc_{t}km" for t in THRESHOLDS_KM)
+NAME_KEYS = ("country_acc", "city_acc", "country_acc_string", "city_acc_string")
+CI_KEYS = (*ACC_KEYS, "median_km", "mean_km", *NAME_KEYS)
+
+
+def scored_view(rows: Sequence[Mapping]) -> list[dict]:
+    """Rows as `summarize` wants them: `distance_km` None (JSON has no inf) back to inf."""
+    return [{**r, "distance_km": math.inf if r.get("distance_km") is None else float(r["distance_km"])} for r in rows]
+
+
+def _match_column(rows: Sequence[Mapping], key: str) -> np.ndarray:
+    return np.array([np.nan if r.get(key) is None else float(bool(r[key])) for r in rows], dtype=float)
+
+
+def row_columns(rows: Sequence[Mapping]) -> dict[str, np.ndarray]:
+    """Per-row columns whose nan-aware statistic is each metric (see `_stat`)."""
+    d = np.array([np.inf if r.get("distance_km") is None else float(r["distance_km"]) for r in rows], dtype=float)
+    cols: dict[str, np.ndarray] = {f"acc_{t}km": (d <= t).astype(float) for t in THRESHOLDS_KM}
+    located = np.where(np.isfinite(d), d, np.nan)
+    cols["median_km"], cols["mean_km"] = located, located
+    for field in ("country", "city"):
+        cols[f"{field}_acc"] = _match_column(rows, f"{field}_match_alias")
+        cols[f"{field}_acc_string"] = _match_column(rows, f"{field}_match_string")
+    return cols
+
+
+def _stat(name: str, values: np.ndarray, axis: int | None = None):
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-nan resample is undefined, dropped below
+        if name == "median_km":
+            return np.nanmedian(values, axis=axis)
+        return np.nanmean(values, axis=axis)
+
+
+def _resampled(cols: Mapping[str, np.ndarray], n_boot: int, seed: int, chunk: int = 100) -> dict[str, np.ndarray]:
+    """B bootstrap replicates of every metric, all metrics sharing the same resampled rows."""
+    n = len(next(iter(cols.values())))
+    rng = np.random.default_rng(seed)
+    reps: dict[str, list[np.ndarray]] = defaultdict(list)
+    for start in range(0, n_boot, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
+        for name, values in cols.items():
+            reps[name].append(_stat(name, values[idx], axis=1))
+    return {name: np.concatenate(parts) for name, parts in reps.items()}
+
+
+def _interval(samples: np.ndarray, level: float) -> list[float | None]:
+    samples = samples[np.isfinite(samples)]
+    if not samples.size:
+        return [None, None]
+    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
+def bootstrap_intervals(
+    rows: Sequence[Mapping], n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, list[float | None]]:
+    """Percentile-bootstrap `level` interval [lo, hi] of every metric in CI_KEYS."""
+    if n_boot <= 0 or not rows:
+        return {}
+    reps = _resampled(row_columns(rows), n_boot, seed)
+    return {name: _interval(reps[name], level) for name in CI_KEYS}
+
+
+def _point(cols: Mapping[str, np.ndarray], name: str) -> float | None:
+    v = float(_stat(name, cols[name])) if cols[name].size else math.nan
+    return v if math.isfinite(v) else None
+
+
+def deltas(
+    rows_a: Sequence[Mapping],
+    rows_b: Sequence[Mapping],
+    *,
+    paired: bool,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, dict]:
+    """B - A for every metric with a bootstrap interval of the difference.
+
+    paired=True: `rows_a[i]` and `rows_b[i]` are the same image, resampled together.
+    paired=False: the runs share no images; each is resampled on its own.
+    """
+    if paired and len(rows_a) != len(rows_b):
+        raise ValueError(f"paired comparison needs aligned rows, got {len(rows_a)} and {len(rows_b)}")
+    cols_a, cols_b = row_columns(rows_a), row_columns(rows_b)
+    if paired:
+        merged = _resampled({**{f"a:{k}": v for k, v in cols_a.items()}, **{f"b:{k}": v for k, v in cols_b.items()}}, n_boot, seed)
+        reps_a = {k: merged[f"a:{k}"] for k in cols_a}
+        reps_b = {k: merged[f"b:{k}"] for k in cols_b}
+    else:
+        reps_a, reps_b = _resampled(cols_a, n_boot, seed), _resampled(cols_b, n_boot, seed + 1)
+    out: dict[str, dict] = {}
+    for name in CI_KEYS:
+        a, b = _point(cols_a, name), _point(cols_b, name)
+        out[name] = {
+            "a": a,
+            "b": b,
+            "delta": None if a is None or b is None else b - a,
+            "ci": _interval(reps_b[name] - reps_a[name], level),
+        }
+    return out
+
+
+def group_breakdown(
+    rows: Sequence[Mapping], key_of: Callable[[Mapping], str | None], n_boot: int = 0, seed: int = 0, min_n_for_ci: int = 5
+) -> dict[str, dict]:
+    """`summarize` per group (`key_of(row)`), largest groups first; CIs for groups of >= min_n_for_ci."""
+    groups: dict[str, list[Mapping]] = defaultdict(list)
+    for row in rows:
+        groups[key_of(row) or "unknown"].append(row)
+    out: dict[str, dict] = {}
+    for name, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        entry = summarize(scored_view(members))
+        entry.pop("coords_source", None)
+        if n_boot and len(members) >= min_n_for_ci:
+            entry["ci95"] = bootstrap_intervals(members, n_boot=n_boot, seed=seed)
+        out[name] = entry
+    return out
+
+
+def continent_key(row: Mapping) -> str:
+    from globe.geo import continent_of
+
+    code = row.get("country_code")
+    return continent_of(code) if code else "unknown"
+
+
+def country_key(row: Mapping) -> str:
+    return row.get("country_code") or "unknown"
+
+
+def breakdowns(rows: Sequence[Mapping], n_boot: int = 200, seed: int = 0) -> dict[str, dict]:
+    """`{"continent": {...}, "country": {...}}` as stored in metrics.json (CIs per continent only)."""
+    return {
+        "continent": group_breakdown(rows, continent_key, n_boot=n_boot, seed=seed),
+        "country": group_breakdown(rows, country_key, n_boot=0),
+    }

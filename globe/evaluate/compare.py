@@ -1,0 +1,101 @@
+"""`globe eval compare RUN_A RUN_B`: metric deltas between two runs, with bootstrap intervals.
+
+When the runs answered the same images (same benchmark, matched by sample id), the comparison is
+paired over the images they share: one set of resampled images feeds both runs, so the interval is
+for the difference on the same photos. Runs on disjoint images fall back to independent
+resampling of each run. A delta whose interval excludes 0 is flagged as significant at 95%.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from globe.evaluate.breakdown import CI_KEYS, deltas
+from globe.evaluate.runner import PREDICTIONS, RUN_INFO, PredictionLog, RunError
+
+LOWER_IS_BETTER = {"median_km", "mean_km"}
+
+
+@dataclass
+class Run:
+    path: Path
+    rows: list[dict]
+    info: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.info.get('model') or self.path.name} [{self.path}]"
+
+
+def load_run(path: str | Path) -> Run:
+    """A finished or partial run directory (its predictions.jsonl, and run.json when present)."""
+    path = Path(path)
+    pred = path / PREDICTIONS
+    if not pred.is_file():
+        raise RunError(f"{path}: not an evaluation run (no {PREDICTIONS}); pass the --out directory of `globe eval run`")
+    rows = list(PredictionLog(pred).rows.values())
+    if not rows:
+        raise RunError(f"{pred}: no prediction rows")
+    info_path = path / RUN_INFO
+    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    return Run(path, rows, info)
+
+
+def compare_runs(a: str | Path, b: str | Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """Deltas B - A for every metric, paired over shared images when there are any."""
+    run_a, run_b = load_run(a), load_run(b)
+    by_id_b = {str(r["id"]): r for r in run_b.rows}
+    common = [str(r["id"]) for r in run_a.rows if str(r["id"]) in by_id_b]
+    paired = bool(common)
+    if paired:
+        by_id_a = {str(r["id"]): r for r in run_a.rows}
+        rows_a, rows_b = [by_id_a[i] for i in common], [by_id_b[i] for i in common]
+    else:
+        rows_a, rows_b = run_a.rows, run_b.rows
+    result = deltas(rows_a, rows_b, paired=paired, n_boot=n_boot, seed=seed)
+    for name, entry in result.items():
+        lo, hi = entry["ci"]
+        entry["significant"] = lo is not None and hi is not None and (lo > 0 or hi < 0)
+        entry["better"] = None if entry["delta"] in (None, 0) else (entry["delta"] < 0) == (name in LOWER_IS_BETTER)
+    return {
+        "a": {"path": str(run_a.path), "model": run_a.info.get("model"), "benchmark": run_a.info.get("benchmark"), "n": len(run_a.rows)},
+        "b": {"path": str(run_b.path), "model": run_b.info.get("model"), "benchmark": run_b.info.get("benchmark"), "n": len(run_b.rows)},
+        "paired": paired,
+        "n_compared": len(rows_a) if paired else None,
+        "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95},
+        "metrics": {k: result[k] for k in CI_KEYS},
+    }
+
+
+def _fmt(name: str, v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    sign = "+" if signed else ""
+    if name.endswith("_km") and not name.startswith("acc_"):
+        return f"{v:{sign},.1f} km"
+    return f"{100 * v:{sign}.1f} pt" if signed else f"{100 * v:.1f}%"
+
+
+def comparison_table(result: dict[str, Any]):
+    """A rich Table of the comparison (A, B, delta, its 95% interval, significance)."""
+    from rich.table import Table
+
+    how = f"paired over {result['n_compared']} shared images" if result["paired"] else "unpaired (no shared images)"
+    table = Table(title=f"B - A, {how}; 95% bootstrap CI ({result['bootstrap']['resamples']} resamples)")
+    for col, justify in (("metric", "left"), ("A", "right"), ("B", "right"), ("delta", "right"), ("95% CI", "right"), ("", "left")):
+        table.add_column(col, justify=justify)
+    for name, m in result["metrics"].items():
+        lo, hi = m["ci"]
+        ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
+        if m["delta"] is None:
+            flag = "undefined in a run"
+        elif m["significant"]:
+            flag = "[green]B better[/]" if m["better"] else "[red]B worse[/]"
+        else:
+            flag = "not significant"
+        table.add_row(name, _fmt(name, m["a"]), _fmt(name, m["b"]), _fmt(name, m["delta"], True), ci, flag)
+    table.caption = f"A: {result['a']['path']} ({result['a']['model']})   B: {result['b']['path']} ({result['b']['model']})"
+    return table

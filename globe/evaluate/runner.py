@@ -1,0 +1,400 @@
+"""The evaluation harness: run an Engine over a benchmark, score every answer, write the run.
+
+A run directory holds:
+- `run.json`: what was evaluated (model, engine, benchmark, prompt, decoding). A restart with a
+  different model into the same directory is refused instead of mixing two models' answers.
+- `predictions.jsonl`: one scored row per image, appended one batch at a time (one write, fsync).
+  A killed run leaves at most a torn last line, which is cut off on restart; images already
+  answered are skipped, and rows whose engine call failed are tried again.
+- `metrics.json`, `accuracy_curve.png`, `world_map.png`, `accuracy_curve.csv`, `report.html`,
+  `summary.md`: written at the end from the rows alone (see `finalize`), so they can be rebuilt
+  from `predictions.jsonl` at any time.
+
+Images for the next batch are decoded in a background thread while the engine works on the current
+one, so the harness adds scoring and bookkeeping, not image decoding, to the engine's time.
+
+Each row keeps the ground truth flat (`id, lat, lon, country_code, country, city`), the raw
+`output`, the parsed `answer`, the predicted coordinates with their source (`coords_source`, from
+the shared scorer: "stated" when the model wrote them, "geocoded" from its city and country,
+"geocoded_capital"/"geocoded_centroid" when only the country could be placed, "none"; for a
+served predictor "predictor:<its source>") and `distance_km`, so `globe eval score` can re-score
+the file without the harness.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from globe.evaluate.benchmarks import Sample
+
+PREDICTIONS = "predictions.jsonl"
+RUN_INFO = "run.json"
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be resumed or written; the message says which file and why."""
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (temp file + fsync + os.replace), mode 0644 like a
+    normal file (mkstemp's 0600 would hide reports from a web server or another container user)."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def open_image(ref: str):
+    """An upright RGB PIL image from a local path or an `s3://` URI (endpoint from AWS_ENDPOINT_URL).
+
+    EXIF orientation is applied, as a photo viewer (and the data importer) would: phone photos are
+    often stored sideways with a rotate tag, and the model should see them upright."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    if ref.startswith("s3://"):
+        import boto3
+
+        bucket, _, key = ref[len("s3://"):].partition("/")
+        img = Image.open(io.BytesIO(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
+    else:
+        img = Image.open(ref)
+    img.load()
+    return ImageOps.exif_transpose(img).convert("RGB")
+
+
+class PredictionLog:
+    """Resumable JSONL of scored rows, one line per image; the last line for an id wins.
+
+    Opening the log reads what is there, cuts a torn last line (a SIGKILL mid-write) and refuses a
+    file with a damaged line in the middle, which was not written by this class.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        self.dropped_tail_bytes = 0
+        if self.path.exists():
+            self._load()
+
+    def _load(self) -> None:
+        good_end = 0
+        with self.path.open("rb") as fh:
+            data = fh.read()
+        offset = 0
+        for raw in data.splitlines(keepends=True):
+            end = offset + len(raw)
+            try:
+                if not raw.endswith(b"\n"):
+                    raise ValueError("torn line")
+                row = json.loads(raw)
+                if not isinstance(row, dict) or "id" not in row:
+                    raise ValueError("not a prediction row")
+            except ValueError:
+                if data[end:].strip():
+                    raise RunError(
+                        f"{self.path}: line at byte {offset} is not a prediction row and more data follows; "
+                        "this file was not written by the harness (move it away or use another --out)"
+                    ) from None
+                break
+            self.rows[str(row["id"])] = row
+            offset = good_end = end
+        if good_end < len(data):
+            self.dropped_tail_bytes = len(data) - good_end
+            with self.path.open("r+b") as fh:
+                fh.truncate(good_end)
+                os.fsync(fh.fileno())
+
+    def done(self) -> set[str]:
+        """Ids answered without an engine error (errored rows are retried)."""
+        return {i for i, r in self.rows.items() if not r.get("error")}
+
+    def append(self, rows: Sequence[dict]) -> None:
+        """Append a batch as one write + fsync, so a kill loses at most the batch in flight."""
+        if not rows:
+            return
+        blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("ab") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        for r in rows:
+            self.rows[str(r["id"])] = r
+
+
+def model_fingerprint(model: str) -> str | None:
+    """Names, sizes and mtimes of a local model directory's files, hashed: a model retrained in
+    place gets a new fingerprint, so its old predictions are not resumed. None for remote models."""
+    import hashlib
+
+    root = Path(model)
+    if not root.is_dir():
+        return None
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class RunSpec:
+    """What identifies a run; stored as run.json and checked on resume."""
+
+    benchmark: str
+    model: str
+    engine: str
+    prompt: str
+    system: str | None
+    max_new_tokens: int
+    temperature: float = 0.0
+    batch_size: int = 8
+    extra: dict[str, Any] = field(default_factory=dict)
+    model_fingerprint: str | None = None
+
+    IDENTITY = ("benchmark", "model", "engine", "prompt", "system", "max_new_tokens", "temperature", "model_fingerprint")
+
+    def __post_init__(self) -> None:
+        if self.model_fingerprint is None:
+            self.model_fingerprint = model_fingerprint(self.model)
+
+    def check_resume(self, path: Path) -> None:
+        if not path.exists():
+            return
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{path}: unreadable run description ({exc}); use another --out") from None
+        changed = [k for k in self.IDENTITY if old.get(k) != getattr(self, k)]
+        if changed:
+            diffs = ", ".join(f"{k}: {old.get(k)!r} -> {getattr(self, k)!r}" for k in changed)
+            raise RunError(
+                f"{path.parent} holds predictions of a different run ({diffs}); "
+                "resuming would mix two runs' answers: use another --out or delete that directory"
+            )
+
+    def save(self, path: Path) -> None:
+        data = {k: getattr(self, k) for k in (*self.IDENTITY, "batch_size", "extra")}
+        write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
+    for i in range(0, len(items), size):
+        yield list(items[i:i + size])
+
+
+def _load_batch(batch: list[Sample]) -> list[tuple[Any, str | None]]:
+    out = []
+    for s in batch:
+        try:
+            out.append((open_image(s.image), None))
+        except Exception as exc:  # unreadable image: recorded on the row, the run goes on
+            out.append((None, f"image {s.image}: {type(exc).__name__}: {exc}"))
+    return out
+
+
+def predict(
+    engine,
+    samples: Sequence[Sample],
+    out_dir: Path,
+    spec: RunSpec,
+    *,
+    progress: bool = True,
+) -> list[dict]:
+    """Generate and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order."""
+    from globe.engines.base import Request, Sampling
+    from globe.evaluate.scoring import score_batch
+
+    ids = [s.id for s in samples]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise RunError(f"benchmark {spec.benchmark!r}: duplicate sample id {dup!r}; ids must be unique to resume")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec.check_resume(out_dir / RUN_INFO)
+    spec.save(out_dir / RUN_INFO)
+    log = PredictionLog(out_dir / PREDICTIONS)
+    done = log.done()
+    todo = [s for s in samples if s.id not in done]
+    sampling = Sampling(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=spec.extra.get("seed"))
+    returns_json = getattr(engine, "kind", "") == "globe-predictor"
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="img", desc=f"eval {spec.benchmark}",
+               disable=not progress, dynamic_ncols=True)
+    batches = list(_batches(todo, max(1, spec.batch_size)))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-images") as pool:
+        pending: Future | None = pool.submit(_load_batch, batches[0]) if batches else None
+        for i, batch in enumerate(batches):
+            loaded = pending.result()
+            pending = pool.submit(_load_batch, batches[i + 1]) if i + 1 < len(batches) else None
+            live = [(s, img) for s, (img, err) in zip(batch, loaded) if err is None]
+            requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=s.id) for s, img in live]
+            answered = engine.generate(requests, sampling) if requests else []
+            if len(answered) != len(requests):
+                raise RunError(f"engine {getattr(engine, 'name', engine)!r} returned {len(answered)} results "
+                               f"for {len(requests)} requests; an Engine must answer every request, in order")
+            results = iter(answered)
+            texts, errors, latencies = [], [], []
+            for img, err in loaded:
+                res = next(results) if err is None else None
+                texts.append(res.text if res else None)
+                errors.append(err if res is None else res.error)
+                latencies.append(res.latency_s if res else 0.0)
+            rows = score_batch(batch, texts, errors, latencies, returns_json=returns_json)
+            log.append(rows)
+            bar.update(len(batch))
+    bar.close()
+    return [log.rows[i] for i in ids]
+
+
+def finalize(
+    out_dir: Path,
+    rows: Sequence[dict],
+    *,
+    title: str,
+    meta: Sequence[tuple[str, Any]] = (),
+    n_boot: int = 1000,
+    seed: int = 0,
+    gallery_size: int = 24,
+) -> dict:
+    """metrics.json (+ breakdowns and CIs), the plots, accuracy_curve.csv, report.html, summary.md."""
+    from globe.evaluate.breakdown import bootstrap_intervals, breakdowns
+    from globe.evaluate.plots import accuracy_curve, plot_accuracy_curve, plot_world_map
+    from globe.evaluate.report import render_report, render_summary_md
+    from globe.evaluate.scoring import headline_metrics
+
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    metrics = headline_metrics(rows)
+    metrics["ci95"] = bootstrap_intervals(rows, n_boot=n_boot, seed=seed)
+    per_continent = min(n_boot, 200)  # 11 metrics x ~7 continents: fewer resamples keep finalize fast
+    metrics["bootstrap"] = {"resamples": n_boot, "resamples_by_continent": per_continent, "seed": seed,
+                            "level": 0.95, "method": "percentile"}
+    parts = breakdowns(rows, n_boot=per_continent, seed=seed)
+    metrics["by_continent"], metrics["by_country"] = parts["continent"], parts["country"]
+
+    distances = [r.get("distance_km") for r in rows]
+    plots = {
+        "accuracy vs distance": plot_accuracy_curve({title: distances}, out_dir / "accuracy_curve.png", title=title),
+        "world map": plot_world_map(
+            [r["lat"] for r in rows], [r["lon"] for r in rows],
+            [r.get("pred_lat") for r in rows], [r.get("pred_lon") for r in rows],
+            out_dir / "world_map.png", title=f"{title}: ground truth vs prediction",
+        ),
+    }
+    x, y = accuracy_curve(distances, points=64)
+    csv_text = "threshold_km,accuracy\n" + "".join(f"{a:.6g},{b:.6f}\n" for a, b in zip(x, y))
+    write_atomic(out_dir / "accuracy_curve.csv", csv_text.encode())
+    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False).encode())
+    html = render_report(metrics, rows, plots, title=title, meta=meta, gallery_size=gallery_size)
+    write_atomic(out_dir / "report.html", html.encode("utf-8"))
+    write_atomic(out_dir / "summary.md", render_summary_md(metrics, title).encode("utf-8"))
+    metrics.setdefault("timing", {})["finalize_s"] = round(time.perf_counter() - t0, 3)
+    return metrics
+
+
+def log_to_mlflow(out_dir: Path, metrics: dict, params: dict[str, Any]) -> str | None:
+    """Log headline metrics, params and the run's files to MLflow when MLFLOW_TRACKING_URI is set.
+
+    Nested under an active run if there is one (a training or pipeline step); returns the run id.
+    """
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    import mlflow
+
+    out_dir = Path(out_dir)
+    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for name, (lo, hi) in metrics.get("ci95", {}).items():
+        if lo is not None and hi is not None:
+            flat[f"{name}_ci_lo"], flat[f"{name}_ci_hi"] = float(lo), float(hi)
+    with mlflow.start_run(run_name=f"eval-{params.get('benchmark')}", nested=mlflow.active_run() is not None) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_metrics(flat)
+        for name in ("metrics.json", "report.html", "summary.md", "accuracy_curve.png", "world_map.png",
+                     "accuracy_curve.csv", RUN_INFO, PREDICTIONS):
+            if (out_dir / name).exists():
+                mlflow.log_artifact(str(out_dir / name), artifact_path="eval")
+        return run.info.run_id
+
+
+def build_engine(kind: str, model: str, *, base_url: str | None = None, batch_size: int = 8,
+                 concurrency: int = 8, seed: int = 0):
+    """An Engine for `globe eval run`: a local model directory, an OpenAI-compatible endpoint
+    (`model` is then the served model's name) or a served globe predictor (`model` its KServe name)."""
+    from globe.engines import make_engine
+
+    if kind == "local":
+        return make_engine({"kind": "local", "model": model, "batch_size": batch_size, "seed": seed})
+    if kind == "scene-reader":  # the tiny world's cue reader: a reference ceiling on GeoScenes
+        import globe.data.scene_reader  # noqa: F401  (registers the kind)
+
+        return make_engine({"kind": kind, "name": model})
+    if not base_url:
+        raise RunError(f"engine {kind!r} needs --base-url (e.g. http://127.0.0.1:8080{'/v1' if kind == 'openai' else ''})")
+    if kind == "openai":
+        return make_engine({"kind": "openai", "base_url": base_url, "model": model, "concurrency": concurrency})
+    if kind == "globe-predictor":
+        import globe.evaluate.predictor_engine  # noqa: F401  (registers the kind)
+
+        return make_engine({"kind": kind, "base_url": base_url, "model": model, "concurrency": concurrency})
+    raise RunError(f"unknown engine kind {kind!r}; expected local, openai, globe-predictor or scene-reader")
+
+
+def compact(out_dir: Path, rows: Sequence[dict]) -> None:
+    """Rewrite predictions.jsonl atomically to exactly `rows` (drops superseded retries and rows
+    of a previous, larger --limit), so the file and metrics.json describe the same images."""
+    path = Path(out_dir) / PREDICTIONS
+    blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
+    if not path.exists() or path.read_bytes() != blob:
+        write_atomic(path, blob)
+
+
+def evaluate(
+    engine,
+    samples: Sequence[Sample],
+    out_dir: Path,
+    spec: RunSpec,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    gallery_size: int = 24,
+    progress: bool = True,
+) -> dict:
+    """The whole run: predict (resumable), compact, finalize the reports, log to MLflow if configured."""
+    t0 = time.perf_counter()
+    rows = predict(engine, samples, out_dir, spec, progress=progress)
+    predict_s = time.perf_counter() - t0
+    compact(out_dir, rows)
+    title = f"{Path(spec.model).name or spec.model} on {spec.benchmark}"
+    meta = [("model", spec.model), ("engine", spec.engine), ("benchmark", spec.benchmark), ("images", len(rows)),
+            ("decoding", f"max_new_tokens={spec.max_new_tokens}, temperature={spec.temperature}"),
+            ("written", time.strftime("%Y-%m-%d %H:%M:%S %Z"))]
+    metrics = finalize(out_dir, rows, title=title, meta=meta, n_boot=n_boot, seed=seed, gallery_size=gallery_size)
+    metrics["timing"]["predict_s"] = round(predict_s, 3)
+    run_id = log_to_mlflow(out_dir, metrics, {"model": spec.model, "engine": spec.engine, "benchmark": spec.benchmark,
+                                              "n": len(rows), "max_new_tokens": spec.max_new_tokens,
+                                              "temperature": spec.temperature})
+    if run_id:
+        metrics["mlflow_run_id"] = run_id
+    return metrics

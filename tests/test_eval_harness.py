@@ -1,0 +1,180 @@
+"""The harness end to end on GeoScenes with the tiny world's real cue-reading engine (no torch):
+files, metrics against the shared scorer, resume after a kill, engine failures, compare, CLI, MLflow."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from globe.cli import app
+from globe.data.scene_reader import SceneReaderEngine
+from globe.engines.base import Result
+from globe.evaluate.benchmarks import load_benchmark
+from globe.evaluate.compare import compare_runs
+from globe.evaluate.metrics import compute_metrics, read_predictions
+from globe.evaluate.runner import PREDICTIONS, RunSpec, evaluate
+from globe.prompts import GEO_PROMPT, GEO_SYSTEM
+
+FILES = {"predictions.jsonl", "metrics.json", "accuracy_curve.png", "world_map.png", "accuracy_curve.csv",
+         "report.html", "summary.md", "run.json"}
+
+
+class Counting:
+    """Wraps a real engine; counts the requests it sees and fails the ids in `fail` once each."""
+
+    def __init__(self, engine, fail=()):
+        self.engine, self.name, self.fail, self.seen = engine, engine.name, set(fail), []
+
+    def generate(self, requests, sampling):
+        self.seen += [r.id for r in requests]
+        results = self.engine.generate(requests, sampling)
+        out = []
+        for req, res in zip(requests, results):
+            if req.id in self.fail:
+                self.fail.discard(req.id)
+                res = Result(error="HTTP 503: upstream restarting")
+            out.append(res)
+        return out
+
+
+@pytest.fixture(scope="module")
+def geoscenes(tmp_path_factory):
+    from globe.data import synthesize
+
+    out = tmp_path_factory.mktemp("gs") / "geoscenes"
+    synthesize(out, n=120, seed=3)
+    return out
+
+
+def spec(model="reader", batch_size=8):
+    return RunSpec(benchmark="geoscenes", model=model, engine="scene-reader", prompt=GEO_PROMPT, system=GEO_SYSTEM,
+                   max_new_tokens=96, batch_size=batch_size)
+
+
+def run(geoscenes, out, engine, **kw):
+    samples = load_benchmark("geoscenes", path=geoscenes)
+    return samples, evaluate(engine, samples, out, spec(**kw), n_boot=200, gallery_size=6, progress=False)
+
+
+def test_run_writes_every_output_and_agrees_with_the_shared_scorer(geoscenes, tmp_path):
+    samples, m = run(geoscenes, tmp_path / "run", SceneReaderEngine("reader"))
+    out = tmp_path / "run"
+    assert {p.name for p in out.iterdir()} == FILES
+    rows = [json.loads(line) for line in (out / PREDICTIONS).read_text().splitlines()]
+    assert [r["id"] for r in rows] == [s.id for s in samples] and m["n"] == len(samples) >= 15
+    # the reader decodes the drawn cues: nearly every localizable scene lands in its city
+    assert m["acc_25km"] >= 0.8 and m["country_acc"] >= 0.8 and m["n_errors"] == 0
+    row = next(r for r in rows if r["distance_km"] is not None and r["distance_km"] < 25)
+    assert row["coords_source"] == "stated" and row["answer"]["format_ok"] and row["output"].startswith("<think>")
+    # metrics.json is what `globe eval score` computes from predictions.jsonl alone
+    saved = json.loads((out / "metrics.json").read_text())
+    rescored = compute_metrics(read_predictions(out / PREDICTIONS))
+    for key in ("n", "n_unparsed", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "country_acc", "city_acc"):
+        assert saved[key] == rescored[key], key
+    assert saved["median_km"] == pytest.approx(rescored["median_km"])
+    lo, hi = saved["ci95"]["acc_25km"]
+    assert lo <= saved["acc_25km"] <= hi and hi - lo > 0
+    assert sum(v["n"] for v in saved["by_continent"].values()) == saved["n"]
+    assert sum(v["n"] for v in saved["by_country"].values()) == saved["n"]
+    with open(out / "accuracy_curve.csv") as fh:
+        curve = {float(r["threshold_km"]): float(r["accuracy"]) for r in csv.DictReader(fh)}
+    assert curve[25.0] == pytest.approx(saved["acc_25km"], abs=1e-6) and curve[2500.0] == pytest.approx(saved["acc_2500km"], abs=1e-6)
+    assert "| within 25 km (city) |" in (out / "summary.md").read_text()
+
+
+def test_killed_run_resumes_without_repeating_or_duplicating(geoscenes, tmp_path):
+    out = tmp_path / "run"
+    _, first = run(geoscenes, out, SceneReaderEngine("reader"))
+    lines = (out / PREDICTIONS).read_bytes().splitlines(keepends=True)
+    (out / PREDICTIONS).write_bytes(b"".join(lines[:9]) + lines[9][:40])  # killed mid-write of row 10
+    engine = Counting(SceneReaderEngine("reader"))
+    _, second = run(geoscenes, out, engine)
+    assert len(engine.seen) == len(lines) - 9 and not set(engine.seen) & {json.loads(x)["id"] for x in lines[:9]}
+    ids = [json.loads(x)["id"] for x in (out / PREDICTIONS).read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(lines)
+    assert {k: second[k] for k in ("acc_25km", "median_km", "ci95")} == {k: first[k] for k in ("acc_25km", "median_km", "ci95")}
+
+
+def test_engine_failures_count_as_misses_and_are_retried_on_restart(geoscenes, tmp_path):
+    samples = load_benchmark("geoscenes", path=geoscenes)
+    flaky = Counting(SceneReaderEngine("reader"), fail=[samples[0].id, samples[5].id])
+    _, m = run(geoscenes, tmp_path / "run", flaky)
+    assert m["n_errors"] == 2 and m["n"] == len(samples)
+    rows = {json.loads(x)["id"]: json.loads(x) for x in (tmp_path / "run" / PREDICTIONS).read_text().splitlines()}
+    assert rows[samples[0].id]["error"] == "HTTP 503: upstream restarting" and rows[samples[0].id]["distance_km"] is None
+    again = Counting(SceneReaderEngine("reader"))
+    _, m2 = run(geoscenes, tmp_path / "run", again)
+    assert sorted(again.seen) == sorted([samples[0].id, samples[5].id]) and m2["n_errors"] == 0
+    assert m2["acc_25km"] >= m["acc_25km"]
+
+
+def test_compare_runs_finds_the_noisy_reader_worse(geoscenes, tmp_path):
+    run(geoscenes, tmp_path / "clean", SceneReaderEngine("reader"))
+    run(geoscenes, tmp_path / "noisy", SceneReaderEngine("noisy", noise=0.5), model="noisy")
+    result = compare_runs(tmp_path / "clean", tmp_path / "noisy", n_boot=300)
+    assert result["paired"] and result["n_compared"] == result["a"]["n"]
+    acc = result["metrics"]["acc_25km"]
+    assert acc["delta"] == pytest.approx(acc["b"] - acc["a"]) and acc["delta"] < 0
+    assert acc["ci"][1] < 0 and acc["significant"] and acc["better"] is False
+    table = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "clean"), str(tmp_path / "noisy"), "--bootstrap", "200"])
+    assert table.exit_code == 0, table.output
+    assert "paired over" in table.output and "acc_25km" in table.output and "B worse" in table.output
+    as_json = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "clean"), str(tmp_path / "clean"), "--json"])
+    assert json.loads(as_json.output)["metrics"]["acc_25km"]["delta"] == 0.0
+
+
+def test_cli_run_and_its_errors(geoscenes, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["eval", "run", "--model", "reader", "--engine", "scene-reader", "--benchmark", "geoscenes",
+                             "--data", str(geoscenes), "--out", str(tmp_path / "run"), "--limit", "5", "--no-progress",
+                             "--params", str(tmp_path / "none.yaml"), "--set", "eval.bootstrap=50"])
+    assert ok.exit_code == 0, ok.output
+    summary = json.loads(ok.output[ok.output.index("{"):])
+    assert summary["n"] == 5 and set(summary["files"]) == FILES
+    other = runner.invoke(app, ["eval", "run", "--model", "other", "--engine", "scene-reader", "--data", str(geoscenes),
+                                "--out", str(tmp_path / "run"), "--params", str(tmp_path / "none.yaml")])
+    assert other.exit_code == 2 and "holds predictions of a different run" in other.output
+    missing = runner.invoke(app, ["eval", "run", "--model", "m", "--benchmark", "im2gps3k", "--out", str(tmp_path / "x"),
+                                  "--params", str(tmp_path / "none.yaml")])
+    assert missing.exit_code == 2 and "needs --csv and --images" in missing.output
+    no_url = runner.invoke(app, ["eval", "run", "--model", "m", "--engine", "openai", "--data", str(geoscenes),
+                                 "--out", str(tmp_path / "y"), "--params", str(tmp_path / "none.yaml")])
+    assert no_url.exit_code == 2 and "needs --base-url" in no_url.output
+    not_a_run = runner.invoke(app, ["eval", "compare", str(tmp_path), str(tmp_path / "run")])
+    assert not_a_run.exit_code == 2 and "not an evaluation run" in not_a_run.output
+
+
+def test_an_openai_compatible_endpoint_with_5xx_answers_gives_the_in_process_results(geoscenes, tmp_path):
+    from globe.data.teacher_server import TeacherServer
+
+    with TeacherServer(name="reader", faults=lambda i, body: "500" if i in (2, 3) else None) as server:
+        res = CliRunner().invoke(app, ["eval", "run", "--model", "scene-reader", "--engine", "openai", "--base-url",
+                                       server.base_url, "--data", str(geoscenes), "--out", str(tmp_path / "http"),
+                                       "--no-progress", "--params", str(tmp_path / "none.yaml"), "--set", "eval.bootstrap=50"])
+        assert res.exit_code == 0, res.output
+        assert server.statuses[500] == 2  # failed twice, retried by the engine, answered
+    _, local = run(geoscenes, tmp_path / "local", SceneReaderEngine("reader"))
+    over_http = [json.loads(x) for x in (tmp_path / "http" / PREDICTIONS).read_text().splitlines()]
+    in_process = [json.loads(x) for x in (tmp_path / "local" / PREDICTIONS).read_text().splitlines()]
+    assert [(r["id"], r["output"], r["distance_km"]) for r in over_http] == [(r["id"], r["output"], r["distance_km"]) for r in in_process]
+    assert json.loads((tmp_path / "http" / "metrics.json").read_text())["acc_25km"] == local["acc_25km"]
+
+
+@pytest.mark.slow
+def test_mlflow_gets_metrics_and_artifacts_when_a_tracking_uri_is_set(geoscenes, tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # the default artifact root is ./mlruns
+    _, m = run(geoscenes, tmp_path / "run", SceneReaderEngine("reader"))
+    from mlflow.tracking import MlflowClient
+
+    got = MlflowClient(tracking_uri=uri).get_run(m["mlflow_run_id"])
+    assert got.data.metrics["acc_25km"] == pytest.approx(m["acc_25km"])
+    assert got.data.metrics["acc_25km_ci_lo"] == pytest.approx(m["ci95"]["acc_25km"][0])
+    assert got.data.params["benchmark"] == "geoscenes"
+    names = {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(m["mlflow_run_id"], "eval")}
+    assert {"eval/metrics.json", "eval/report.html", "eval/world_map.png", "eval/predictions.jsonl"} <= names

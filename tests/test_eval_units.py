@@ -1,0 +1,269 @@
+"""Evaluation harness parts without a model: loaders, breakdowns and intervals, plots, report, run log."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from globe.evaluate import breakdown, metrics
+from globe.evaluate.benchmarks import BenchmarkError, Sample, load_benchmark
+from globe.evaluate.plots import accuracy_curve, great_circle_paths, plot_accuracy_curve, plot_world_map
+from globe.evaluate.report import render_report, select_gallery
+from globe.evaluate.runner import PredictionLog, RunError, RunSpec
+
+
+def _jpg(path: Path, color=(120, 80, 40)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), color).save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def test_im2gps3k_sample_loads_real_rows_with_derived_labels(shared_data):
+    base = shared_data / "im2gps3k_sample"
+    samples = load_benchmark("im2gps3k", csv_path=base / "im2gps3k_sample40.csv", images=base / "images")
+    assert len(samples) == 40
+    with open(base / "im2gps3k_sample40.csv", newline="") as fh:
+        first = next(csv.DictReader(fh))
+    s = samples[0]
+    assert s.id == first["IMG_ID"] and (s.lat, s.lon) == (float(first["LAT"]), float(first["LON"]))
+    assert Path(s.image).is_file() and s.label_source == "reverse-geocoded"
+    # -33.86, 151.21 is Sydney: the derived labels come from offline reverse geocoding
+    assert (s.country_code, s.country, s.city) == ("AU", "Australia", "Sydney")
+    assert len(load_benchmark("IM2GPS3K", csv_path=base / "im2gps3k_sample40.csv", images=base / "images", limit=5)) == 5
+
+
+def test_yfcc4k_reads_lat_lon_among_numbered_columns(shared_data, tmp_path):
+    csv_path = shared_data / "benchmarks" / "yfcc4k_places365.csv"
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))[:3]
+    for row in rows[:2]:  # only two of the photos are "downloaded": the third row is skipped
+        _jpg(tmp_path / "img" / row["IMG_ID"])
+    samples = load_benchmark("yfcc4k", csv_path=csv_path, images=tmp_path / "img")
+    assert [s.id for s in samples] == [r["IMG_ID"] for r in rows[:2]]
+    assert [(s.lat, s.lon) for s in samples] == [(float(r["LAT"]), float(r["LON"])) for r in rows[:2]]
+    assert samples[0].country_code == "CA"  # 43.65, -79.37 is Toronto
+
+
+def test_osv5m_csv_with_sharded_images(tmp_path):
+    header = "id,latitude,longitude,thumb_original_url,country,sequence,captured_at,lon_bin,lat_bin,cell,region,sub-region,city\n"
+    (tmp_path / "test.csv").write_text(
+        header + "3859149887465501,-43.804769384023,-176.61409250805,,NZ,x,1,0,8,\"(0, 8)\",Chatham Islands,,Waitangi\n"
+        "111,48.8566,2.3522,,FR,x,1,0,0,\"(0,0)\",IDF,,Paris\n"
+    )
+    _jpg(tmp_path / "images" / "00" / "3859149887465501.jpg")
+    _jpg(tmp_path / "images" / "07" / "111.jpg")
+    samples = load_benchmark("osv5m", csv_path=tmp_path / "test.csv", images=tmp_path / "images")
+    assert [(s.id, s.country_code, s.country, s.city) for s in samples] == [
+        ("3859149887465501", "NZ", "New Zealand", "Waitangi"), ("111", "FR", "France", "Paris")]
+    assert samples[0].lon == pytest.approx(-176.61409250805)
+
+
+def test_mp16_jsonl_key_variants_and_splits(tmp_path):
+    _jpg(tmp_path / "imgs" / "a.jpg")
+    _jpg(tmp_path / "imgs" / "b.jpg")
+    lines = [
+        {"image_path": "imgs/a.jpg", "latitude": 35.68, "longitude": 139.69, "country": "Japan", "city": "Tokyo",
+         "reasoning": "<think>x</think>", "split": "test"},
+        {"img": "b.jpg", "LAT": 40.4, "lng": -3.7, "id": "b1"},
+        {"image": "imgs/a.jpg", "lat": 1, "lon": 2, "split": "train"},
+    ]
+    path = tmp_path / "mp16_test.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    samples = load_benchmark("mp16-reason", path=path)
+    assert [(s.id, s.country_code, s.lat, s.lon) for s in samples] == [("a", "JP", 35.68, 139.69), ("b1", "ES", 40.4, -3.7)]
+    assert samples[0].label_source == "benchmark" and samples[1].label_source == "reverse-geocoded"
+    assert samples[0].reasoning == "<think>x</think>"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("IMG_ID,LAT,LON\na.jpg,91.5,0\n", r"data\.csv:2: field 'LAT' must lie in \[-90, 90\]"),
+        ("IMG_ID,LAT,LON\na.jpg,north,0\n", r"data\.csv:2: field 'LAT' must be a number, got 'north'"),
+        ("IMG_ID,LATITUDE_X,LON\na.jpg,1,0\n", r"no column named any of \['lat', 'latitude', 'gps_lat'\]"),
+        ("IMG_ID,LAT,LON\nmissing.jpg,1,0\n", r"none of the 1 rows has an image"),
+        ("", r"empty CSV"),
+    ],
+)
+def test_bad_benchmark_csv_names_file_row_and_field(tmp_path, content, message):
+    _jpg(tmp_path / "img" / "a.jpg")
+    (tmp_path / "data.csv").write_text(content)
+    with pytest.raises(BenchmarkError, match=message):
+        load_benchmark("im2gps3k", csv_path=tmp_path / "data.csv", images=tmp_path / "img")
+
+
+def test_bad_jsonl_and_unknown_benchmark(tmp_path):
+    (tmp_path / "x.jsonl").write_text('{"image": "a.jpg", "lat": 1, "lon": 2}\n{oops\n')
+    _jpg(tmp_path / "a.jpg")
+    with pytest.raises(BenchmarkError, match=r"x\.jsonl:2: not valid JSON"):
+        load_benchmark("mp16", path=tmp_path / "x.jsonl")
+    with pytest.raises(BenchmarkError, match="unknown benchmark 'im2gps'"):
+        load_benchmark("im2gps")
+    with pytest.raises(BenchmarkError, match="needs --csv and --images"):
+        load_benchmark("yfcc4k", csv_path=tmp_path / "x.csv")
+
+
+# ----------------------------------------------------------------------------- breakdowns and intervals
+
+
+def _row(i, d, country=True, city=False, code="FR"):
+    return {"id": f"r{i}", "distance_km": d, "country_match_alias": country, "country_match_string": country,
+            "city_match_alias": city, "city_match_string": city, "country_code": code, "format_ok": True,
+            "coords_source": "stated"}
+
+
+def test_point_metrics_and_breakdown_by_hand():
+    rows = [_row(0, 0.5, city=True), _row(1, 10.0), _row(2, 300.0, country=False, code="JP"),
+            _row(3, None, country=False, code="JP"), _row(4, 3000.0, country=None, city=None, code="BR")]
+    m = metrics.summarize(breakdown.scored_view(rows))
+    assert (m["acc_1km"], m["acc_25km"], m["acc_200km"], m["acc_750km"], m["acc_2500km"]) == (0.2, 0.4, 0.4, 0.6, 0.6)
+    assert m["median_km"] == pytest.approx(155.0) and m["n_unparsed"] == 1
+    assert m["country_acc"] == 0.5  # 2 of the 4 rows that carry a country label
+    by = breakdown.breakdowns(rows, n_boot=0)
+    assert list(by["continent"]) == ["Asia", "Europe", "South America"]  # largest first, ties by name
+    assert by["continent"]["Europe"]["n"] == 2 and by["continent"]["Europe"]["acc_25km"] == 1.0
+    assert by["continent"]["Asia"]["acc_750km"] == 0.5 and by["continent"]["Asia"]["median_km"] == 300.0
+    assert by["country"]["JP"]["n_unparsed"] == 1
+
+
+def test_bootstrap_matches_the_metric_modules_draws_and_brackets_the_point():
+    rng = np.random.default_rng(3)
+    rows = [_row(i, float(d), country=bool(rng.random() < 0.6)) for i, d in enumerate(rng.lognormal(5, 2, 150))]
+    scored = breakdown.scored_view(rows)
+    ours = breakdown.bootstrap_intervals(rows, n_boot=400, seed=7)
+    for name in ("acc_25km", "acc_750km", "country_acc"):
+        assert ours[name] == pytest.approx(list(metrics.bootstrap_ci(scored, name, n=400, seed=7)))
+    point = metrics.summarize(scored)
+    for name in breakdown.CI_KEYS:
+        lo, hi = ours[name]
+        if point[name] is not None:
+            assert lo <= point[name] <= hi, name
+    assert 0 < ours["acc_750km"][1] - ours["acc_750km"][0] < 0.25
+
+
+def test_paired_delta_of_a_run_with_itself_is_exactly_zero_and_a_better_run_is_significant():
+    rng = np.random.default_rng(0)
+    d = rng.lognormal(6, 2, 200)
+    a = [_row(i, float(x)) for i, x in enumerate(d)]
+    same = breakdown.deltas(a, a, paired=True, n_boot=300)
+    assert all(v["delta"] in (0.0, None) and v["ci"] in ([0.0, 0.0], [None, None]) for v in same.values())
+    b = [_row(i, float(x) / 20) for i, x in enumerate(d)]  # every error 20x smaller
+    better = breakdown.deltas(a, b, paired=True, n_boot=300)
+    assert better["acc_25km"]["delta"] > 0 and better["acc_25km"]["ci"][0] > 0
+    assert better["median_km"]["delta"] < 0 and better["median_km"]["ci"][1] < 0
+    unpaired = breakdown.deltas(a, b, paired=False, n_boot=300)
+    width = lambda r, k: r[k]["ci"][1] - r[k]["ci"][0]  # noqa: E731
+    assert width(unpaired, "acc_25km") > width(better, "acc_25km")  # pairing removes shared image difficulty
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def test_accuracy_curve_by_hand():
+    x, y = accuracy_curve([0.5, 10.0, 300.0, None, float("nan")])
+    at = dict(zip(x.tolist(), y.tolist()))
+    assert x[0] == 1.0 and x[-1] == 20_000.0
+    assert (at[1.0], at[25.0], at[200.0], at[750.0], at[2500.0]) == (0.2, 0.4, 0.4, 0.6, 0.6)
+    assert y[-1] == 0.6 and np.all(np.diff(y) >= 0)
+
+
+def test_great_circle_arcs_end_on_the_points_and_break_at_the_antimeridian():
+    xs, ys = great_circle_paths([10.0, 0.0], [170.0, 0.0], [-10.0, 0.0], [-170.0, 10.0], steps=11)
+    first, second = xs[:12], xs[12:]
+    assert first[0] == pytest.approx(170.0) and first[10] == pytest.approx(-170.0) and ys[10] == pytest.approx(-10.0)
+    assert np.isnan(first).sum() == 2  # one break where it wraps, one separator
+    assert np.isnan(second).sum() == 1 and np.nanmax(np.abs(np.diff(second[:-1]))) < 2  # short arc, no wrap
+
+
+def test_plots_write_pngs(tmp_path):
+    curve = plot_accuracy_curve({"run": [1.0, 50.0, None]}, tmp_path / "c.png", title="t")
+    world = plot_world_map([48.85, -33.86], [2.35, 151.2], [40.7, None], [-74.0, None], tmp_path / "m.png")
+    for path, size in ((curve, (825, 506)), (world, (1210, 649))):
+        with Image.open(path) as img:
+            assert img.format == "PNG" and img.size == size
+            assert len(img.convert("RGB").getcolors(1 << 20)) > 50  # drawn, not blank
+    assert not list(tmp_path.glob(".*"))  # no temp files left
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _report_rows(tmp_path, n=30):
+    rows = []
+    for i in range(n):
+        img = _jpg(tmp_path / f"{i}.jpg", (i * 8, 100, 200 - i * 5))
+        d = None if i == n - 1 else float(2 ** i)
+        rows.append({**_row(i, d), "image": str(img), "lat": 1.0, "lon": 2.0, "country": "France", "city": "Paris",
+                     "output": "x", "error": None, "pred_lat": None if d is None else 3.0, "pred_lon": 4.0,
+                     "answer": {"think": f"<script>alert({i})</script> cue {i}", "country": "France", "city": "Lyon"},
+                     "label_source": "reverse-geocoded", "coords_source": "stated"})
+    return rows
+
+
+def test_report_is_self_contained_escaped_and_spans_the_error_range(tmp_path):
+    rows = _report_rows(tmp_path)
+    picked = select_gallery(rows, k=6)
+    assert picked[0]["id"] == "r0" and picked[-1]["id"] == "r29" and len(picked) == 6
+    (tmp_path / "p.png").write_bytes(Path(plot_accuracy_curve({"a": [1.0]}, tmp_path / "p.png")).read_bytes())
+    m = {"n": 30, "acc_25km": 0.1667, "ci95": {"acc_25km": [0.05, 0.3]}, "bootstrap": {"resamples": 10}}
+    html = render_report(m, rows, {"curve": tmp_path / "p.png"}, title="T <b>", gallery_size=6)
+    assert "<script>" not in html and "&lt;script&gt;alert(0)&lt;/script&gt;" in html
+    assert "T &lt;b&gt;" in html and "16.7%" in html and "[5.0%, 30.0%]" in html
+    srcs = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert len(srcs) == 7 and all(s.startswith("data:image/") for s in srcs)
+    assert "http://" not in html and "https://" not in html and "@import" not in html
+    assert "reverse geocoding" in html
+
+
+# ----------------------------------------------------------------------------- run log and resume
+
+
+def test_prediction_log_cuts_a_torn_tail_and_refuses_foreign_files(tmp_path):
+    path = tmp_path / "predictions.jsonl"
+    log = PredictionLog(path)
+    log.append([{"id": "a", "error": None}, {"id": "b", "error": "timeout"}])
+    with path.open("ab") as fh:
+        fh.write(b'{"id": "c", "err')  # SIGKILL in the middle of a write
+    again = PredictionLog(path)
+    assert again.dropped_tail_bytes == 16 and again.done() == {"a"}  # b failed: it is retried
+    again.append([{"id": "b", "error": None}])
+    assert PredictionLog(path).done() == {"a", "b"}
+    path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
+    with pytest.raises(RunError, match="not a prediction row and more data follows"):
+        PredictionLog(path)
+
+
+def test_resume_into_a_directory_of_another_model_is_refused(tmp_path):
+    spec = RunSpec(benchmark="geoscenes", model="m1", engine="local", prompt="p", system=None, max_new_tokens=8)
+    spec.save(tmp_path / "run.json")
+    spec.check_resume(tmp_path / "run.json")  # same run: fine
+    other = RunSpec(benchmark="geoscenes", model="m2", engine="local", prompt="p", system=None, max_new_tokens=8)
+    with pytest.raises(RunError, match="model: 'm1' -> 'm2'"):
+        other.check_resume(tmp_path / "run.json")
+
+
+def test_sample_is_plain_data():
+    s = Sample(id="a", image="/x.jpg", lat=1.0, lon=2.0)
+    assert s.to_dict()["label_source"] == "benchmark" and math.isfinite(s.lat)
+
+
+def test_a_model_retrained_in_place_is_not_resumed(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"v1")
+    spec = RunSpec(benchmark="b", model=str(model), engine="local", prompt="p", system=None, max_new_tokens=8)
+    spec.save(tmp_path / "run.json")
+    (model / "model.safetensors").write_bytes(b"v2 retrained")
+    again = RunSpec(benchmark="b", model=str(model), engine="local", prompt="p", system=None, max_new_tokens=8)
+    with pytest.raises(RunError, match="model_fingerprint"):
+        again.check_resume(tmp_path / "run.json")
