@@ -164,3 +164,20 @@ def test_flaky_teacher(geoscenes_data, tmp_path):
             assert t.text is None and "gave up after 4 attempts" in t.error and "generate" in t.error
         else:
             assert t.error is None and t.text == want[r.id] and t.attempts >= 2 and t.p_localizable is not None
+
+
+def test_scene_reader_answers_real_non_square_photos(shared_data):
+    """A real photo is no GeoScenes frame, but the teacher must still answer, not error."""
+    from PIL import Image
+
+    from globe.engines import make_engine
+    from globe.engines.base import Request, Sampling
+
+    reader = make_engine({"kind": "scene-reader", "name": "reader"})
+    photos = sorted((shared_data / "im2gps3k_sample" / "images").glob("*.jpg"))[:3]
+    images = [Image.open(p) for p in photos]
+    assert any(im.width != im.height for im in images)
+    results = reader.generate([Request(image=im, prompt="where?") for im in images], Sampling())
+    assert all(r.ok for r in results), [r.error for r in results]
+    judged = reader.judge([Request(image=im, prompt="localizable?") for im in images])
+    assert all(j.ok and 0.0 <= j.p_yes <= 1.0 for j in judged)

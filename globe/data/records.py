@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from globe.io import atomic_write_bytes
 
 RECORDS_FILE = "records.jsonl"
 IMAGES_DIR = "images"
@@ -92,42 +93,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_dir(directory: Path) -> None:
-    # the rename itself must reach the disk, or a power cut can resurrect the old file
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never a mix.
-
-    `durable=False` skips the fsyncs: still atomic against a killed process (the page cache
-    survives it), not against a power cut. Bulk image writes use it, because the records file that
-    references the images is written durably afterwards and carries each image's SHA-256.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        _fsync_dir(path.parent)
 
 
 def _line(record: Record) -> bytes:

@@ -136,7 +136,11 @@ class SceneReaderEngine:
 
     def read(self, image) -> tuple[Cues, str]:
         """The (possibly misread) cues of a PIL image, and the content key that fixes the misreads."""
-        pixels = np.asarray(image.convert("RGB"))
+        image = image.convert("RGB")
+        if image.width != image.height:  # not a GeoScenes frame (those are square): read it as one
+            side = min(image.width, image.height, 224)
+            image = image.resize((side, side))
+        pixels = np.asarray(image)
         key = hashlib.sha256(pixels.tobytes()).hexdigest()
         cues = _CUE_CACHE.get(key)
         if cues is None:  # generate and judge, of every teacher, look at the same image

@@ -284,42 +284,19 @@ def _unique(path: str, where: str, row: dict[str, Any], seen: dict[str, int]) ->
     seen[key] = len(seen) + 1
 
 
-def _write_atomic(path: str | Any, write: Callable[[Any], None]) -> None:
-    """Write via a temporary file in the same folder and os.replace: readers never see half a file,
-    and a failure leaves what was there before."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            write(handle)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_json_atomic(path: str | Any, obj: Any) -> None:
     """metrics.json, atomically; inf/nan become null (JSON has neither)."""
     import json
 
-    def write(handle: Any) -> None:
-        json.dump(jsonable(obj), handle, indent=2, ensure_ascii=False, allow_nan=False)
-        handle.write("\n")
+    from globe.io import atomic_write_text
 
-    _write_atomic(path, write)
+    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_jsonl_atomic(path: str | Any, rows: Iterable[Any]) -> None:
     """One JSON object per line (e.g. the scored rows), atomically."""
     import json
 
-    def write(handle: Any) -> None:
-        for row in rows:
-            handle.write(json.dumps(jsonable(row), ensure_ascii=False, allow_nan=False) + "\n")
+    from globe.io import atomic_write_text
 
-    _write_atomic(path, write)
+    atomic_write_text(path, "".join(json.dumps(jsonable(r), ensure_ascii=False, allow_nan=False) + "\n" for r in rows))

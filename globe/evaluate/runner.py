@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from globe.evaluate.benchmarks import Sample
+from globe.io import atomic_write_bytes
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"
@@ -39,26 +40,6 @@ RUN_INFO = "run.json"
 
 class RunError(RuntimeError):
     """A run directory that cannot be resumed or written; the message says which file and why."""
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically (temp file + fsync + os.replace), mode 0644 like a
-    normal file (mkstemp's 0600 would hide reports from a web server or another container user)."""
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def open_image(ref: str):
@@ -194,7 +175,7 @@ class RunSpec:
 
     def save(self, path: Path) -> None:
         data = {k: getattr(self, k) for k in (*self.IDENTITY, "batch_size", "extra")}
-        write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
+        atomic_write_bytes(path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
 def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
@@ -305,11 +286,11 @@ def finalize(
     }
     x, y = accuracy_curve(distances, points=64)
     csv_text = "threshold_km,accuracy\n" + "".join(f"{a:.6g},{b:.6f}\n" for a, b in zip(x, y))
-    write_atomic(out_dir / "accuracy_curve.csv", csv_text.encode())
-    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False).encode())
+    atomic_write_bytes(out_dir / "accuracy_curve.csv", csv_text.encode())
+    atomic_write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False).encode())
     html = render_report(metrics, rows, plots, title=title, meta=meta, gallery_size=gallery_size)
-    write_atomic(out_dir / "report.html", html.encode("utf-8"))
-    write_atomic(out_dir / "summary.md", render_summary_md(metrics, title).encode("utf-8"))
+    atomic_write_bytes(out_dir / "report.html", html.encode("utf-8"))
+    atomic_write_bytes(out_dir / "summary.md", render_summary_md(metrics, title).encode("utf-8"))
     metrics.setdefault("timing", {})["finalize_s"] = round(time.perf_counter() - t0, 3)
     return metrics
 
@@ -367,7 +348,7 @@ def compact(out_dir: Path, rows: Sequence[dict]) -> None:
     path = Path(out_dir) / PREDICTIONS
     blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
     if not path.exists() or path.read_bytes() != blob:
-        write_atomic(path, blob)
+        atomic_write_bytes(path, blob)
 
 
 def evaluate(
