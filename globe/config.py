@@ -157,7 +157,7 @@ class RegisterGroup(Group):
     metric: str = Field("acc_25km", description="evaluation metric that gates promotion")
     higher_is_better: bool = True
     min_improvement: float = Field(0.0, ge=0.0, description="challenger must beat champion by more than this")
-    tracking_uri: str | None = Field(None, description="MLflow tracking URI; None = $MLFLOW_TRACKING_URI")
+    tracking_uri: str | None = Field(None, description="MLflow tracking URI; None = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
     experiment: str = "globe"
     challenger_alias: str = "challenger"
     champion_alias: str = "champion"

@@ -1,9 +1,154 @@
-"""`globe` commands for this area (filled in by its issue)."""
+"""`globe serve`, `globe predict`, `globe register`, `globe promote`, `globe resolve`.
+
+Thin wrappers: the predictor lives in globe.serve, the registry in globe.registry. kserve, torch
+and mlflow are imported inside the commands so that `globe --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="checkpoint dir, s3:// URI or models:/NAME@ALIAS (default: serve.model)"),
+]
+TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: register.tracking_uri or $MLFLOW_TRACKING_URI)")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
+    app.command("serve")(serve)
+    app.command("predict")(predict)
+    app.command("register")(register_model)
+    app.command("promote")(promote)
+    app.command("resolve")(resolve)
+
+
+def serve(
+    model: ModelOpt = None,
+    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes the server on every interface")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (only with --grpc)")] = 8081,
+    grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="also start KServe's gRPC server (binds all interfaces)")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Serve the geo-reasoning predictor with KServe (V1 + V2 REST, /metrics, health)."""
+    cfg = load(params, preset, set_).serve
+    uri = model or cfg.model
+    if not uri:
+        fail("--model is required (or set serve.model)")
+    from globe.serve import import_kserve
+
+    import_kserve()
+    from globe.serve.model import GlobeModel
+    from globe.serve.model_source import ModelSourceError
+    from globe.serve.server import run_server
+
+    try:
+        run_server(GlobeModel(uri, cfg), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
+    except (ModelSourceError, ValueError) as exc:
+        fail(str(exc))
+
+
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    model: ModelOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Predict local image files without a server; prints the same JSON the server returns."""
+    cfg = load(params, preset, set_).serve
+    uri = model or cfg.model
+    if not uri:
+        fail("--model is required (or set serve.model)")
+    from globe.serve import import_kserve
+
+    import_kserve()
+    from globe.serve.local import predict_files
+
+    try:
+        print_json(predict_files(images, uri, cfg))
+    except Exception as exc:  # bad files and bad model URIs are user errors with a clear message
+        from globe.serve.inputs import BadInput
+        from globe.serve.model_source import ModelSourceError
+
+        if isinstance(exc, (BadInput, ModelSourceError, FileNotFoundError)):
+            fail(str(exc))
+        raise
+
+
+def register_model(
+    model: Annotated[Path, typer.Option("--model", help="Hugging Face checkpoint directory to register")],
+    metrics: Annotated[Path | None, typer.Option(help="evaluation metrics.json (from globe eval)")] = None,
+    report: Annotated[Path | None, typer.Option(help="evaluation report file or directory, logged as artifacts")] = None,
+    tracking_uri: TrackingOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Log the checkpoint to MLflow with params, metrics and report; register it as `challenger`."""
+    all_params = load(params, preset, set_)
+    from globe.registry import RegistryError
+    from globe.registry import register as do_register
+
+    metric_values = None
+    if metrics is not None:
+        try:
+            metric_values = json.loads(metrics.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            fail(f"{metrics}: cannot read metrics JSON: {exc}")
+        if not isinstance(metric_values, dict):
+            fail(f"{metrics}: expected a JSON object of metrics, got {type(metric_values).__name__}")
+    try:
+        result = do_register(
+            model,
+            all_params.register,
+            metrics=metric_values,
+            params=all_params.model_dump(exclude={"presets"}),
+            report=report,
+            tracking_uri=tracking_uri,
+        )
+    except RegistryError as exc:
+        fail(str(exc))
+    from dataclasses import asdict
+
+    print_json(asdict(result))
+
+
+def promote(
+    tracking_uri: TrackingOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Move `champion` to the challenger only if it beats the champion on register.metric."""
+    cfg = load(params, preset, set_).register
+    from globe.registry import RegistryError, decision_dict
+    from globe.registry import promote as do_promote
+
+    try:
+        print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)))
+    except RegistryError as exc:
+        fail(str(exc))
+
+
+def resolve(
+    uri: Annotated[str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or models:/<model_id>")],
+    tracking_uri: TrackingOpt = None,
+) -> None:
+    """Print where a registered model's files are (use it as a KServe/vLLM storageUri)."""
+    from globe.registry import RegistryError, storage_uri
+
+    try:
+        typer.echo(storage_uri(uri, tracking_uri))
+    except RegistryError as exc:
+        fail(str(exc))

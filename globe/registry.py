@@ -1,0 +1,371 @@
+"""The MLflow model registry: register a trained checkpoint, promote it only on evidence.
+
+`register()` logs the model the MLflow 3 way — a *LoggedModel* whose artifacts are exactly a clean
+Hugging Face checkpoint directory (config, safetensors, tokenizer and processor files; no optimizer
+state, no trainer logs, no MLflow wrapper files) — next to a run holding the params, the evaluation
+metrics and the evaluation report. It then registers a model version from that LoggedModel and
+points the alias `challenger` at it. Because the artifact directory *is* the checkpoint, its
+storage location (an `s3://...` prefix when the server's artifact root is S3) can be given to
+KServe or vLLM as `storageUri` as it is.
+
+`promote()` is the gate: it moves `champion` to the challenger only when the challenger's metric
+(e.g. `acc_25km`) beats the champion's by more than `min_improvement`; the first model is promoted
+because there is nothing to beat. The metric, both numbers and the decision are tagged on the
+versions and logged as a promotion run, so anyone can later see *why* a version is champion.
+
+`storage_uri()` answers "where are the bytes of models:/NAME@ALIAS" from the registry's record of
+the version (its storage location, which MLflow 3 sets from the LoggedModel's artifact location),
+never by pattern-matching the `models:/` source string.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from globe.config import RegisterGroup
+
+# What a Hugging Face checkpoint needs to load with Auto classes, in transformers and vLLM alike.
+CHECKPOINT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "tokenizer.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.json",
+    "chat_template.jinja",
+)
+GATE_TAG = "globe.gate"
+
+
+class RegistryError(RuntimeError):
+    """A registry operation cannot proceed; the message says what is missing or wrong."""
+
+
+@dataclass
+class Registered:
+    name: str
+    version: str
+    model_id: str
+    run_id: str
+    alias: str
+    storage_uri: str
+    files: list[str]
+
+
+@dataclass
+class Decision:
+    name: str
+    metric: str
+    higher_is_better: bool
+    min_improvement: float
+    challenger_version: str
+    challenger_value: float
+    champion_version: str | None
+    champion_value: float | None
+    promoted: bool
+    reason: str
+    run_id: str = ""
+
+
+LOCAL_TRACKING_URI = "sqlite:///mlflow.db"  # the one-machine path (`dvc repro`): a store in the working dir
+
+
+def tracking_uri_of(tracking_uri: str | None = None) -> str:
+    """Explicit URI, else $MLFLOW_TRACKING_URI, else a local sqlite store in the working directory."""
+    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or LOCAL_TRACKING_URI
+
+
+def client(tracking_uri: str | None = None) -> "MlflowClient":
+    from mlflow import MlflowClient
+
+    uri = tracking_uri_of(tracking_uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _mlflow_errors_as_registry_errors(fn):
+    """MLflow's own failures (unknown alias, server unreachable) become one clear RegistryError."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return fn(*args, **kwargs)
+        except MlflowException as exc:
+            raise RegistryError(f"MLflow: {exc.message}") from exc
+
+    return wrapper
+
+
+def clean_checkpoint(src: str | Path, dst: str | Path) -> list[str]:
+    """Copy only the files a Hugging Face checkpoint consists of from `src` into `dst`."""
+    src, dst = Path(src), Path(dst)
+    if not (src / "config.json").is_file():
+        raise RegistryError(f"{src}: not a Hugging Face checkpoint (no config.json)")
+    files = sorted(p.name for p in src.iterdir() if p.is_file() and any(fnmatch(p.name, pat) for pat in CHECKPOINT_FILES))
+    if not any(f.endswith(".safetensors") for f in files):
+        raise RegistryError(f"{src}: no *.safetensors weights (save with save_pretrained(safe_serialization=True))")
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        shutil.copy2(src / name, dst / name)
+    return files
+
+
+@_mlflow_errors_as_registry_errors
+def register(
+    model_dir: str | Path,
+    cfg: "RegisterGroup",
+    *,
+    metrics: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    report: str | Path | None = None,
+    tracking_uri: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> Registered:
+    """Log `model_dir` as a LoggedModel with its evidence, register a version, alias it challenger."""
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunTag
+
+    c = client(tracking_uri or cfg.tracking_uri)
+    exp = c.get_experiment_by_name(cfg.experiment)
+    exp_id = exp.experiment_id if exp else c.create_experiment(cfg.experiment)
+    flat_params = flatten(params or {})
+    numeric = {k: float(v) for k, v in _flatten_numbers(metrics or {}).items()}
+    run = c.create_run(exp_id, run_name=f"register-{cfg.model_name}", tags={"globe.stage": "register", **(tags or {})})
+    run_id = run.info.run_id
+    try:
+        with tempfile.TemporaryDirectory(prefix="globe-ckpt-") as tmp:
+            files = clean_checkpoint(model_dir, tmp)
+            logged = c.create_logged_model(
+                exp_id,
+                name=cfg.model_name,
+                source_run_id=run_id,
+                params={k: v[:1000] for k, v in flat_params.items()},
+                model_type="huggingface-checkpoint",
+                tags={"globe.format": "huggingface", "globe.source_dir": str(Path(model_dir).resolve())[:500]},
+            )
+            c.log_model_artifacts(logged.model_id, tmp)
+        now = int(time.time() * 1000)
+        c.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0, model_id=logged.model_id) for k, v in numeric.items()],
+            params=[Param(k, v) for k, v in flat_params.items()],
+            tags=[RunTag("globe.model_id", logged.model_id)],
+        )
+        if metrics is not None:
+            c.log_dict(run_id, metrics, "evaluation/metrics.json")
+        if report is not None:
+            _log_report(c, run_id, Path(report))
+        c.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        c.log_outputs(run_id, [LoggedModelOutput(logged.model_id, 0)])
+        _ensure_registered_model(c, cfg.model_name)
+        version = c.create_model_version(
+            cfg.model_name,
+            source=f"models:/{logged.model_id}",
+            run_id=run_id,
+            model_id=logged.model_id,
+            tags={"globe.model_id": logged.model_id, **{f"metric.{k}": repr(v) for k, v in numeric.items()}},
+        )
+        c.set_registered_model_alias(cfg.model_name, cfg.challenger_alias, version.version)
+        _end_run(c, run_id, "FINISHED")
+    except Exception:
+        _end_run(c, run_id, "FAILED")
+        raise
+    return Registered(
+        name=cfg.model_name,
+        version=str(version.version),
+        model_id=logged.model_id,
+        run_id=run_id,
+        alias=cfg.challenger_alias,
+        storage_uri=c.get_model_version_download_uri(cfg.model_name, version.version),
+        files=files,
+    )
+
+
+@_mlflow_errors_as_registry_errors
+def promote(cfg: "RegisterGroup", *, tracking_uri: str | None = None) -> Decision:
+    """Move the champion alias to the challenger iff it beats the champion on `cfg.metric`."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    c = client(tracking_uri or cfg.tracking_uri)
+    challenger = _by_alias(c, cfg.model_name, cfg.challenger_alias)
+    if challenger is None:
+        raise RegistryError(f"model {cfg.model_name!r} has no {cfg.challenger_alias!r} alias; run `globe register` first")
+    champion = _by_alias(c, cfg.model_name, cfg.champion_alias)
+    ch_value = _metric_of(c, challenger, cfg.metric)
+    if ch_value is None:
+        raise RegistryError(f"{cfg.model_name} v{challenger.version} ({cfg.challenger_alias}) has no metric {cfg.metric!r}; cannot gate")
+    champ_value = _metric_of(c, champion, cfg.metric) if champion is not None else None
+    sign = "higher" if cfg.higher_is_better else "lower"
+    if champion is None:
+        promoted, reason = True, f"no {cfg.champion_alias} yet: first model is promoted"
+    elif champion.version == challenger.version:
+        promoted, reason = False, f"v{challenger.version} is already {cfg.champion_alias}"
+    elif champ_value is None:
+        promoted, reason = False, f"{cfg.champion_alias} v{champion.version} has no metric {cfg.metric!r}; not replacing it blindly"
+    else:
+        gain = (ch_value - champ_value) if cfg.higher_is_better else (champ_value - ch_value)
+        promoted = gain > cfg.min_improvement
+        verdict = "beats" if promoted else "does not beat"
+        reason = f"{cfg.metric} {ch_value:.6g} vs {champ_value:.6g} ({sign} is better): challenger {verdict} champion by more than {cfg.min_improvement:g}"
+    decision = Decision(
+        name=cfg.model_name,
+        metric=cfg.metric,
+        higher_is_better=cfg.higher_is_better,
+        min_improvement=cfg.min_improvement,
+        challenger_version=str(challenger.version),
+        challenger_value=ch_value,
+        champion_version=str(champion.version) if champion is not None else None,
+        champion_value=champ_value,
+        promoted=promoted,
+        reason=reason,
+    )
+    exp = c.get_experiment_by_name(cfg.experiment)
+    exp_id = exp.experiment_id if exp else c.create_experiment(cfg.experiment)
+    run = c.create_run(exp_id, run_name=f"promote-{cfg.model_name}-v{challenger.version}", tags={"globe.stage": "promote"})
+    decision.run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    gate = f"{cfg.metric} {'>' if cfg.higher_is_better else '<'} champion (min_improvement {cfg.min_improvement:g})"
+    values = [Metric("challenger_value", ch_value, now, 0)] + ([Metric("champion_value", champ_value, now, 0)] if champ_value is not None else [])
+    c.log_batch(
+        run.info.run_id,
+        metrics=values,
+        params=[Param("gate", gate), Param("challenger_version", decision.challenger_version), Param("champion_version", str(decision.champion_version))],
+        tags=[RunTag("decision", "promoted" if promoted else "rejected"), RunTag("reason", reason[:5000])],
+    )
+    _end_run(c, run.info.run_id, "FINISHED")
+    # Few tags on purpose: each is one registry round trip. `globe.gate` holds the whole record.
+    verdict = "promoted" if promoted else "rejected"
+    record = {
+        "metric": cfg.metric,
+        "rule": gate,
+        "challenger_version": decision.challenger_version,
+        "challenger_value": ch_value,
+        "champion_version": decision.champion_version,
+        "champion_value": champ_value,
+        "decision": verdict,
+        "reason": reason,
+        "run_id": run.info.run_id,
+    }
+    c.set_model_version_tag(cfg.model_name, challenger.version, GATE_TAG, json.dumps(record))
+    c.set_model_version_tag(cfg.model_name, challenger.version, f"{GATE_TAG}.decision", verdict)
+    if champion is not None and champion.version != challenger.version:
+        c.set_model_version_tag(cfg.model_name, champion.version, f"{GATE_TAG}.last_challenger", f"v{challenger.version}: {verdict}")
+    if promoted:
+        c.set_registered_model_alias(cfg.model_name, cfg.champion_alias, challenger.version)
+    return decision
+
+
+@_mlflow_errors_as_registry_errors
+def storage_uri(model_uri: str, tracking_uri: str | None = None) -> str:
+    """`models:/NAME@ALIAS`, `models:/NAME/VERSION` or `models:/<model_id>` -> the artifacts' real location."""
+    from mlflow.store.artifact.utils.models import _parse_model_uri
+
+    c = client(tracking_uri)
+    try:
+        parsed = _parse_model_uri(model_uri)
+    except Exception as exc:
+        raise RegistryError(f"{model_uri!r}: not a models:/ URI ({exc})") from exc
+    if parsed.model_id is not None:
+        return c.get_logged_model(parsed.model_id).artifact_location
+    if parsed.alias is not None:
+        version = c.get_model_version_by_alias(parsed.name, parsed.alias).version
+    elif parsed.version is not None:
+        version = parsed.version
+    else:
+        raise RegistryError(f"{model_uri!r}: give an alias (models:/NAME@champion) or a version (models:/NAME/3)")
+    return c.get_model_version_download_uri(parsed.name, version)
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"grpo": {"lr": 1e-6}} -> {"grpo.lr": "1e-06"}; lists become JSON; MLflow's 6000-char cap applies."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            out[name] = text[:6000]
+    return out
+
+
+def decision_dict(decision: Decision) -> dict[str, Any]:
+    return asdict(decision)
+
+
+def _end_run(c: "MlflowClient", run_id: str, status: str) -> None:
+    # MLflow prints "View run at <url>" to stdout here; keep stdout for the command's JSON.
+    with contextlib.redirect_stdout(sys.stderr):
+        c.set_terminated(run_id, status)
+
+
+def _log_report(c: "MlflowClient", run_id: str, report: Path) -> None:
+    if report.is_dir():
+        c.log_artifacts(run_id, str(report), "evaluation")
+    elif report.is_file():
+        c.log_artifact(run_id, str(report), "evaluation")
+    else:
+        raise RegistryError(f"evaluation report {report} does not exist")
+
+
+def _ensure_registered_model(c: "MlflowClient", name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.get_registered_model(name)
+    except MlflowException:
+        c.create_registered_model(name, description="GLOBE geo-reasoning VLM (Hugging Face checkpoint)")
+
+
+def _by_alias(c: "MlflowClient", name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def _metric_of(c: "MlflowClient", version: Any, metric: str) -> float | None:
+    if version is None or not version.run_id:
+        return None
+    value = c.get_run(version.run_id).data.metrics.get(metric)
+    return float(value) if value is not None else None
+
+
+def _flatten_numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten_numbers(value, f"{prefix}{key}."))
+        elif _is_number(value):
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(float(value))

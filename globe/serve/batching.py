@@ -1,0 +1,175 @@
+"""Dynamic batching: gather concurrent requests into one engine call.
+
+A VLM's `generate` costs nearly the same for 1 image as for 8 on the same hardware (the step is
+dominated by weight reads and Python overhead, not by the batch), so the server's throughput under
+load comes from running requests *together*. HTTP requests arrive one by one, though; the batcher
+sits between them and the engine:
+
+- every request puts its items on a queue and awaits one future per item;
+- a single worker task takes the first waiting item, then keeps collecting until it has
+  `max_batch_size` items or `max_latency_ms` have passed since that first item, whichever is first;
+- it runs the batch function on the batcher's one engine thread (the event loop keeps accepting
+  requests meanwhile), and resolves each item's future with its own result or its own exception.
+
+While one batch runs the next one fills up, so under load batches are full without waiting, and at
+low load a lone request waits at most `max_latency_ms`. `max_batch_size=1` turns batching off.
+
+Requests reach the queue only after their images are decoded, so a burst of requests arrives
+spread out by the decoding work. A request therefore `announce()`s itself as soon as it enters the
+server; when the window closes while announced requests are still decoding, the batcher waits for
+them a little longer (never more than `EXTEND` x `max_latency_ms` in all). Measured on the tiny
+model with 8 clients: mean batch 4 without this, 7-8 with it. A lone request never waits longer
+than `max_latency_ms`, because nobody else is announced.
+One batch runs at a time on purpose: a single in-process model gains nothing from overlapping
+generate calls on the same cores. And always on the *same* thread: torch's OpenMP runtime keeps a
+thread team per calling thread, so spreading calls over a pool's threads multiplies spinning teams
+on the same cores (measured: 5-10x slower generation on a busy 2-core machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Generic, Sequence, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+EXTEND = 4  # a batch waits at most EXTEND x max_latency for announced requests
+ANNOUNCE_TTL_S = 2.0  # an announcement that never submits (client gone) stops counting after this
+
+
+@dataclass
+class BatchStats:
+    batches: int = 0
+    items: int = 0
+    largest: int = 0
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.items / self.batches if self.batches else 0.0
+
+
+class DynamicBatcher(Generic[T, R]):
+    """Collect items from concurrent callers and run `fn(batch) -> results` on them together.
+
+    `fn` returns one entry per item, in order; an entry that is an `Exception` is raised to that
+    item's caller only. An exception raised by `fn` itself fails every item of that batch.
+    """
+
+    def __init__(self, fn: Callable[[list[T]], Sequence[R | BaseException]], max_batch_size: int = 8, max_latency_ms: float = 10.0):
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if max_latency_ms < 0:
+            raise ValueError(f"max_latency_ms must be >= 0, got {max_latency_ms}")
+        self.fn = fn
+        self.max_batch_size = max_batch_size
+        self.max_latency_s = max_latency_ms / 1000.0
+        self.stats = BatchStats()
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future]] | None = None
+        self._worker: asyncio.Task | None = None
+        self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="globe-engine")
+        self._announced: dict[object, float] = {}
+
+    def announce(self) -> object:
+        """Say that a request will submit soon; pass the returned token to `submit_many`/`withdraw`."""
+        token = object()
+        self._announced[token] = time.monotonic()
+        return token
+
+    def withdraw(self, token: object | None) -> None:
+        self._announced.pop(token, None)
+
+    def _incoming(self) -> int:
+        cutoff = time.monotonic() - ANNOUNCE_TTL_S
+        for token in [t for t, at in self._announced.items() if at < cutoff]:
+            del self._announced[token]
+        return len(self._announced)
+
+    async def submit(self, item: T) -> R:
+        return (await self.submit_many([item]))[0]
+
+    async def submit_many(self, items: Sequence[T], token: object | None = None) -> list[R]:
+        """Queue `items` and wait for all their results (raises the first item error)."""
+        self.withdraw(token)
+        queue = self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in items]
+        for item, fut in zip(items, futures):
+            queue.put_nowait((item, fut))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return list(results)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+            self._queue = None
+        self._engine_thread.shutdown(wait=False)
+
+    def _ensure_worker(self) -> asyncio.Queue:
+        # Created lazily inside the serving event loop: KServe calls load() before its loop starts.
+        if self._worker is None or self._worker.done():
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="globe-batcher")
+        assert self._queue is not None
+        return self._queue
+
+    async def _collect(self, queue: asyncio.Queue) -> list[tuple[T, asyncio.Future]]:
+        batch = [await queue.get()]
+        first = time.monotonic()
+        deadline, hard_deadline = first + self.max_latency_s, first + EXTEND * self.max_latency_s
+        while len(batch) < self.max_batch_size:
+            try:
+                batch.append(queue.get_nowait())  # already waiting: take without yielding
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            now = time.monotonic()
+            if now >= deadline and now < hard_deadline and self._incoming() > 0:
+                deadline = min(hard_deadline, now + self.max_latency_s / EXTEND)  # they are being decoded
+            remaining = deadline - now
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(queue.get(), remaining))
+            except asyncio.TimeoutError:
+                continue  # the window closed: the check above decides whether to extend it
+        return batch
+
+    async def _run(self) -> None:
+        queue = self._queue
+        assert queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect(queue)
+            live = [(item, fut) for item, fut in batch if not fut.done()]  # caller may have gone away
+            if not live:
+                continue
+            self.stats.batches += 1
+            self.stats.items += len(live)
+            self.stats.largest = max(self.stats.largest, len(live))
+            try:
+                results = await loop.run_in_executor(self._engine_thread, self.fn, [item for item, _ in live])
+                if len(results) != len(live):
+                    raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
+            except Exception as exc:  # noqa: BLE001 - every caller of this batch must hear about it
+                for _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), result in zip(live, results):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)

@@ -1,0 +1,38 @@
+"""`globe predict`: the server's answer for local files, with no server in between.
+
+It uses the same input checks (`load_image`), the same engine construction and the same
+`GeoPredictor` as the KServe model, so `globe predict photo.jpg` and a V1 request with the same
+photo return the same JSON document.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from globe.config import ServeGroup
+
+
+def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup) -> list[dict[str, Any]]:
+    from globe.engines.base import Sampling
+    from globe.serve.inputs import load_image
+    from globe.serve.model import build_engines, limits_from
+    from globe.serve.predictor import GeoPredictor
+
+    limits = limits_from(cfg)
+    images = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+        images.append(load_image(path.read_bytes(), str(path), limits))
+    engine, judge = build_engines(cfg, model)
+    predictor = GeoPredictor(engine, Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed), judge=judge)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(images), cfg.max_batch_size):
+        chunk = list(map(Path, paths))[start : start + cfg.max_batch_size]
+        preds = predictor.predict(images[start : start + cfg.max_batch_size], [str(p) for p in chunk])
+        for pred in preds:
+            if isinstance(pred, Exception):
+                raise pred
+            out.append(pred)
+    return out

@@ -1,0 +1,216 @@
+"""`GlobeModel`: the KServe predictor named "globe".
+
+It follows the shape of kserve's own custom-model examples: `load()` builds the engine and sets
+`ready` only once the weights are in memory (KServe's readiness probe and `/v2/models/globe/ready`
+read that flag), one `preprocess` accepts both protocols, `predict` runs the engine, `postprocess`
+shapes the protocol's response.
+
+- V1 `POST /v1/models/globe:predict` with `{"instances": [{"image_b64": "..."} | {"image_url": "..."}]}`
+  answers `{"predictions": [...]}`. A raw image body with an image content type also works.
+- V2 `POST /v2/models/globe/infer` with a BYTES input `image` (base64 strings, or raw file bytes via
+  the binary-data extension or gRPC) answers BYTES output `prediction` (one JSON document per image)
+  plus `country_code`, `city` (BYTES) and `lat`, `lon` (FP64, NaN when unknown).
+
+Images from every request go through one `DynamicBatcher`, so concurrent requests share engine calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import kserve
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from prometheus_client import Histogram
+
+from globe.config import ServeGroup
+from globe.engines.base import Engine, Sampling
+from globe.serve.batching import DynamicBatcher
+from globe.serve.inputs import BadInput, ImageRef, InputLimits, fetch_url, load_image, parse_v1, parse_v2
+from globe.serve.predictor import GeoPredictor
+
+MODEL_NAME = "globe"
+# Exposed on KServe's /metrics next to its own latency histograms: shows whether batching happens.
+BATCH_SIZE = Histogram("globe_batch_size", "Images per engine call (dynamic batching)", buckets=(1, 2, 4, 8, 16, 32, 64))
+
+
+@dataclass
+class _Decoded:
+    """What preprocess hands to predict: the images plus how to answer."""
+
+    images: list[Any]
+    ids: list[str]
+    v2: InferRequest | None = None
+    token: object | None = None
+
+
+def limits_from(cfg: ServeGroup) -> InputLimits:
+    return InputLimits(
+        max_image_pixels=cfg.max_image_pixels,
+        max_image_bytes=cfg.max_body_bytes,
+        max_instances=cfg.max_instances,
+        url_allowlist=tuple(cfg.url_allowlist),
+        url_timeout_s=cfg.url_timeout_s,
+    )
+
+
+def build_engines(cfg: ServeGroup, model: str, cache_dir: str | None = None) -> tuple[Engine, Engine | None]:
+    """The generation engine and the optional localizability judge, as configured.
+
+    `engine: local` loads `model` (a checkpoint dir, s3:// URI or models:/ URI) in-process;
+    `engine: openai` treats `model` as the model name served at `serve.base_url` (vLLM, KServe's
+    Hugging Face runtime), so this predictor only does prompting, parsing and geocoding.
+    """
+    from globe.engines import LocalEngine, OpenAIEngine
+    from globe.serve.model_source import resolve_model
+
+    if cfg.engine == "local":
+        if cfg.torch_threads:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)  # oversubscribed OpenMP teams spin: keep <= CPU limit
+        engine: Engine = LocalEngine(str(resolve_model(model, cache_dir)), device=cfg.device, batch_size=cfg.max_batch_size, seed=cfg.seed)
+    else:
+        if not cfg.base_url:
+            raise ValueError("serve.engine is 'openai' but serve.base_url is not set (e.g. http://vllm:8000/v1)")
+        engine = OpenAIEngine(
+            cfg.base_url,
+            model,
+            api_key=os.environ.get(cfg.api_key_env),
+            concurrency=cfg.concurrency,
+            timeout_s=cfg.timeout_s,
+            retries=cfg.retries,
+        )
+    judge: Engine | None = None
+    if cfg.judge == "self":
+        judge = engine
+    elif cfg.judge:
+        judge = LocalEngine(str(resolve_model(cfg.judge, cache_dir)), device=cfg.device, batch_size=cfg.max_batch_size, seed=cfg.seed)
+    return engine, judge
+
+
+class GlobeModel(kserve.Model):
+    """The geo-reasoning predictor. Pass `engine` (and `judge`) to skip building them from config."""
+
+    def __init__(
+        self,
+        model: str,
+        cfg: ServeGroup | None = None,
+        *,
+        name: str = MODEL_NAME,
+        engine: Engine | None = None,
+        judge: Engine | None = None,
+        cache_dir: str | None = None,
+    ):
+        super().__init__(name)
+        self.model_uri = model
+        self.cfg = cfg or ServeGroup()
+        self.limits = limits_from(self.cfg)
+        self.cache_dir = cache_dir
+        self._engine, self._judge = engine, judge
+        self.predictor: GeoPredictor | None = None
+        self.batcher: DynamicBatcher | None = None
+
+    def load(self) -> bool:
+        if self._engine is None:
+            self._engine, self._judge = build_engines(self.cfg, self.model_uri, self.cache_dir)
+        sampling = Sampling(max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, seed=self.cfg.seed)
+        self.predictor = GeoPredictor(self._engine, sampling, judge=self._judge)
+        self.batcher = DynamicBatcher(self._run_batch, self.cfg.max_batch_size, self.cfg.max_latency_ms)
+        self.ready = True
+        return self.ready
+
+    def stop(self) -> None:
+        self.ready = False
+
+    def _run_batch(self, items: list[tuple[Any, str]]) -> list:
+        assert self.predictor is not None
+        BATCH_SIZE.observe(len(items))
+        return self.predictor.predict([img for img, _ in items], [i for _, i in items])
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> _Decoded:
+        assert self.batcher is not None
+        token = self.batcher.announce()  # lets a batch being collected wait for this request
+        try:
+            return await self._decode(payload, token)
+        except BaseException:
+            self.batcher.withdraw(token)
+            raise
+
+    async def _decode(self, payload: Any, token: object) -> _Decoded:
+        if isinstance(payload, InferRequest):
+            refs, v2 = parse_v2(payload, self.limits), payload
+        elif isinstance(payload, (bytes, bytearray)):  # KServe passes non-JSON content types through raw
+            refs, v2 = self._raw_body(bytes(payload)), None
+        else:
+            refs, v2 = parse_v1(payload, self.limits), None
+        for ref in refs:
+            if ref.url is not None:
+                ref.data = await fetch_url(ref.url, ref.where, self.limits)
+        # decoding a large image takes tens of ms: keep it off the event loop
+        images = await asyncio.gather(*(asyncio.to_thread(load_image, ref.data or b"", ref.where, self.limits) for ref in refs))
+        return _Decoded(list(images), [ref.id for ref in refs], v2, token)
+
+    def _raw_body(self, body: bytes) -> list[ImageRef]:
+        """An image file as the body, or JSON sent without `Content-Type: application/json`
+        (what `curl -d` does) — accepted as JSON rather than reported as "not an image"."""
+        if body.lstrip()[:1] == b"{":
+            import orjson
+
+            try:
+                return parse_v1(orjson.loads(body), self.limits)
+            except orjson.JSONDecodeError as exc:
+                raise BadInput(f"request body looks like JSON but does not parse ({exc})") from None
+        return [ImageRef("request body", data=body)]
+
+    async def predict(self, payload: _Decoded, headers: dict[str, str] | None = None) -> tuple[_Decoded, list[dict]]:
+        if not isinstance(payload, _Decoded):  # only reachable if a subclass skips preprocess
+            raise TypeError(f"predict expects the output of preprocess, got {type(payload).__name__}")
+        assert self.batcher is not None
+        preds = await self.batcher.submit_many(list(zip(payload.images, payload.ids)), payload.token)
+        return payload, preds
+
+    async def postprocess(self, result: Any, headers: dict[str, str] | None = None, response_headers=None) -> dict | InferResponse:
+        decoded, preds = result
+        if decoded.v2 is None:
+            return {"predictions": preds}
+        return to_v2_response(decoded.v2, preds, self.name)
+
+    def get_input_types(self) -> list[dict]:
+        return [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict]:
+        return [
+            {"name": "prediction", "datatype": "BYTES", "shape": [-1]},
+            {"name": "country_code", "datatype": "BYTES", "shape": [-1]},
+            {"name": "city", "datatype": "BYTES", "shape": [-1]},
+            {"name": "lat", "datatype": "FP64", "shape": [-1]},
+            {"name": "lon", "datatype": "FP64", "shape": [-1]},
+        ]
+
+
+def to_v2_response(request: InferRequest, preds: list[dict], model_name: str) -> InferResponse:
+    n = len(preds)
+
+    def num(value: Any) -> float:
+        return float(value) if value is not None else math.nan
+
+    outputs = [
+        InferOutput("prediction", [n], "BYTES", [json.dumps(p, ensure_ascii=False) for p in preds]),
+        InferOutput("country_code", [n], "BYTES", [p.get("country_code") or "" for p in preds]),
+        InferOutput("city", [n], "BYTES", [p.get("city") or "" for p in preds]),
+        InferOutput("lat", [n], "FP64", [num(p.get("lat")) for p in preds]),
+        InferOutput("lon", [n], "FP64", [num(p.get("lon")) for p in preds]),
+    ]
+    return InferResponse(
+        response_id=request.id or str(uuid.uuid4()),
+        model_name=model_name,
+        infer_outputs=outputs,
+        use_binary_outputs=request.use_binary_outputs,
+        requested_outputs=request.request_outputs,
+    )

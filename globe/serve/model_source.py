@@ -1,0 +1,128 @@
+"""Where the served weights come from: a local directory, an `s3://` prefix, or `models:/NAME@ALIAS`.
+
+All three end as a local Hugging Face checkpoint directory that `LocalEngine` loads:
+- a local directory is used in place;
+- `s3://bucket/prefix` is downloaded with boto3 (endpoint from `AWS_ENDPOINT_URL`, as KServe's
+  storage initializer does, or `MLFLOW_S3_ENDPOINT_URL`) into a cache directory keyed by the URI and
+  the objects' ETags, so a restart reuses it and a changed prefix is fetched again. The download goes
+  to a temporary directory that is renamed into place only when complete: a crash never leaves a
+  half-downloaded model that a later start would trust;
+- `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) is resolved through the MLflow registry to the
+  version's storage location (see `globe.registry.storage_uri`), then fetched like any other URI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+class ModelSourceError(ValueError):
+    """The model URI cannot be resolved to a usable checkpoint; the message says why."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GLOBE_MODEL_CACHE", Path.home() / ".cache" / "globe" / "models"))
+
+
+def resolve_model(uri: str, cache_dir: str | Path | None = None) -> Path:
+    """Return a local checkpoint directory for `uri`, downloading it when it is remote."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if uri.startswith("models:/"):
+        from globe.registry import storage_uri
+
+        return resolve_model(storage_uri(uri), cache)
+    if uri.startswith("file://"):  # a local MLflow store's artifact location
+        from urllib.parse import unquote, urlparse
+
+        return resolve_model(unquote(urlparse(uri).path), cache)
+    if uri.startswith("s3://"):
+        return _checked(download_s3(uri, cache), uri)
+    if "://" in uri or uri.startswith(("runs:/", "mlflow-artifacts:/")):
+        return _checked(_download_mlflow(uri, cache), uri)
+    path = Path(uri).expanduser()
+    if not path.is_dir():
+        raise ModelSourceError(f"model {uri!r}: no such directory (expected a checkpoint dir, s3:// URI or models:/NAME@ALIAS)")
+    return _checked(path, uri)
+
+
+def s3_client():
+    import boto3
+
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+    return boto3.client("s3", endpoint_url=endpoint or None)
+
+
+def download_s3(uri: str, cache: Path) -> Path:
+    """Download every object under an `s3://bucket/prefix` into the cache; return the local dir."""
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
+    if not bucket:
+        raise ModelSourceError(f"model {uri!r}: missing bucket name")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    client = s3_client()
+    try:
+        objects = [
+            obj
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+            if not obj["Key"].endswith("/")
+        ]
+    except Exception as exc:  # botocore raises many types; all mean "cannot read this URI"
+        raise ModelSourceError(f"model {uri!r}: cannot list objects: {exc}") from exc
+    if not objects:
+        raise ModelSourceError(f"model {uri!r}: no objects under this prefix")
+    digest = hashlib.sha256(uri.encode())
+    for obj in sorted(objects, key=lambda o: o["Key"]):
+        digest.update(f"{obj['Key']}\0{obj.get('ETag', '')}\0{obj.get('Size', '')}".encode())
+    target = cache / digest.hexdigest()[:24]
+    if target.is_dir():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
+    try:
+        for obj in objects:
+            rel = obj["Key"][len(prefix) :]
+            dest = (tmp / rel).resolve()
+            if tmp.resolve() not in dest.parents:  # a key like "../x" must not escape the cache
+                raise ModelSourceError(f"model {uri!r}: refusing object key {obj['Key']!r}")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, obj["Key"], str(dest))
+        os.replace(tmp, target)
+    except FileExistsError:
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same download first
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if target.is_dir():
+            return target
+        raise ModelSourceError(f"model {uri!r}: download failed: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _download_mlflow(uri: str, cache: Path) -> Path:
+    import mlflow
+
+    target = cache / hashlib.sha256(uri.encode()).hexdigest()[:24]
+    if target.is_dir():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
+        os.replace(local, target)
+    except Exception as exc:
+        raise ModelSourceError(f"model {uri!r}: download failed: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _checked(path: Path, uri: str) -> Path:
+    if not (path / "config.json").is_file():
+        raise ModelSourceError(f"model {uri!r}: {path} has no config.json; expected a Hugging Face checkpoint directory")
+    return path

@@ -1,0 +1,57 @@
+"""The one-machine registry path (`dvc repro`): no server, a sqlite store in the working directory."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from globe.cli import app
+from globe.registry import RegistryError, clean_checkpoint
+
+
+@pytest.fixture
+def fake_checkpoint(tmp_path):
+    """The files of a checkpoint; the registry copies them and never loads weights."""
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    (ckpt / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    (ckpt / "tokenizer.json").write_text("{}")
+    (ckpt / "optimizer.pt").write_bytes(b"\0" * 64)
+    (ckpt / "rng_state.pth").write_bytes(b"\0")
+    return ckpt
+
+
+def test_clean_checkpoint_keeps_only_model_files(fake_checkpoint, tmp_path):
+    assert clean_checkpoint(fake_checkpoint, tmp_path / "out") == ["config.json", "model.safetensors", "tokenizer.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    (fake_checkpoint / "model.safetensors").unlink()
+    with pytest.raises(RegistryError, match="no \\*.safetensors weights"):
+        clean_checkpoint(fake_checkpoint, tmp_path / "out2")
+
+
+@pytest.mark.slow
+def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"acc_25km": 0.2, "n": 10}))
+    common = ["--params", "none.yaml"]
+    reg = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common])
+    assert reg.exit_code == 0, reg.output
+    registered = json.loads(reg.stdout)
+    assert (tmp_path / "mlflow.db").is_file() and registered["version"] == "1"
+    decision = json.loads(runner.invoke(app, ["promote", *common]).stdout)
+    assert decision["promoted"] is True and decision["challenger_value"] == 0.2
+    resolved = runner.invoke(app, ["resolve", "models:/globe@champion"]).stdout.strip()
+    assert resolved == registered["storage_uri"]
+    assert sorted(p.name for p in __import__("pathlib").Path(resolved).iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+
+    metrics.write_text("[1, 2]")
+    bad = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common])
+    assert bad.exit_code == 2 and "expected a JSON object of metrics" in bad.output
+    missing = runner.invoke(app, ["resolve", "models:/globe@nope"])
+    assert missing.exit_code == 2 and "error: MLflow:" in missing.output and "nope" in missing.output

@@ -1,0 +1,139 @@
+"""DynamicBatcher: concurrent callers share batches, bounded by size and wait, errors stay per item."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from globe.serve.batching import DynamicBatcher
+
+
+class Recorder:
+    """A batch function that records the batches it saw and takes `cost_s` per call."""
+
+    def __init__(self, cost_s: float = 0.0):
+        self.cost_s = cost_s
+        self.batches: list[list[int]] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, items: list[int]) -> list:
+        self.batches.append(list(items))
+        self.threads.add(threading.current_thread().name)
+        time.sleep(self.cost_s)
+        return [ValueError(f"odd {i}") if i < 0 else i * 10 for i in items]
+
+
+def test_concurrent_requests_are_gathered_up_to_max_batch_size():
+    fn = Recorder(cost_s=0.05)
+
+    async def main():
+        batcher = DynamicBatcher(fn, max_batch_size=4, max_latency_ms=200)
+        results = await asyncio.gather(*(batcher.submit(i) for i in range(10)))
+        await batcher.close()
+        return results, batcher.stats
+
+    results, stats = asyncio.run(main())
+    assert results == [i * 10 for i in range(10)]
+    assert [len(b) for b in fn.batches] == [4, 4, 2]
+    assert sorted(i for b in fn.batches for i in b) == list(range(10))
+    assert stats.batches == 3 and stats.largest == 4
+    assert len(fn.threads) == 1 and threading.main_thread().name not in fn.threads  # one engine thread, off the loop
+
+
+def test_lone_request_waits_at_most_max_latency():
+    fn = Recorder()
+
+    async def main():
+        batcher = DynamicBatcher(fn, max_batch_size=8, max_latency_ms=50)
+        t0 = time.perf_counter()
+        out = await batcher.submit(3)
+        elapsed = time.perf_counter() - t0
+        await batcher.close()
+        return out, elapsed
+
+    out, elapsed = asyncio.run(main())
+    assert out == 30 and fn.batches == [[3]]
+    assert 0.04 <= elapsed < 0.5
+
+
+def test_max_batch_size_one_disables_batching():
+    fn = Recorder(cost_s=0.01)
+
+    async def main():
+        batcher = DynamicBatcher(fn, max_batch_size=1, max_latency_ms=100)
+        await asyncio.gather(*(batcher.submit(i) for i in range(5)))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert [len(b) for b in fn.batches] == [1] * 5
+
+
+def test_item_errors_reach_only_their_caller_and_batch_errors_reach_all():
+    fn = Recorder()
+
+    async def main():
+        batcher = DynamicBatcher(fn, max_batch_size=8, max_latency_ms=30)
+        outcome = await asyncio.gather(batcher.submit(1), batcher.submit(-1), batcher.submit(2), return_exceptions=True)
+
+        def broken(items):
+            raise RuntimeError("engine died")
+
+        broken_batcher = DynamicBatcher(broken, max_batch_size=8, max_latency_ms=30)
+        failures = await asyncio.gather(broken_batcher.submit(1), broken_batcher.submit(2), return_exceptions=True)
+        after = await batcher.submit(5)  # the worker survives a failing batch
+        await batcher.close()
+        await broken_batcher.close()
+        return outcome, failures, after
+
+    outcome, failures, after = asyncio.run(main())
+    assert outcome[0] == 10 and outcome[2] == 20
+    assert isinstance(outcome[1], ValueError) and "odd -1" in str(outcome[1])
+    assert all(isinstance(f, RuntimeError) and "engine died" in str(f) for f in failures)
+    assert after == 50
+
+
+def test_submit_many_keeps_order_and_rejects_bad_settings():
+    fn = Recorder()
+
+    async def main():
+        batcher = DynamicBatcher(fn, max_batch_size=3, max_latency_ms=5)
+        out = await batcher.submit_many([5, 6, 7, 8])
+        await batcher.close()
+        return out
+
+    assert asyncio.run(main()) == [50, 60, 70, 80]
+    with pytest.raises(ValueError):
+        DynamicBatcher(fn, max_batch_size=0)
+
+
+def test_announced_requests_extend_the_window_but_only_up_to_the_cap():
+    from globe.serve.batching import EXTEND
+
+    fn = Recorder()
+
+    async def main():
+        batcher = DynamicBatcher(fn, max_batch_size=8, max_latency_ms=50)
+
+        async def late_submit(token):
+            await asyncio.sleep(0.08)  # still "decoding" when the 50 ms window closes
+            return await batcher.submit_many([2], token)
+
+        token = batcher.announce()
+        together = await asyncio.gather(batcher.submit(1), late_submit(token))
+        unannounced = await asyncio.gather(batcher.submit(3), asyncio.sleep(0.08))  # noqa: F841
+        await asyncio.sleep(0.1)
+        dangling = batcher.announce()  # a client that never submits: the batch waits, but not forever
+        t0 = time.perf_counter()
+        await batcher.submit(4)
+        waited = time.perf_counter() - t0
+        batcher.withdraw(dangling)
+        await batcher.close()
+        return together, waited
+
+    together, waited = asyncio.run(main())
+    assert together == [10, [20]]
+    assert fn.batches[0] == [1, 2] and fn.batches[1] == [3]
+    assert 0.15 <= waited < EXTEND * 0.05 + 0.2

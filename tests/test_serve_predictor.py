@@ -1,0 +1,104 @@
+"""The predictor's answer document, readiness, and the KServe split over a real OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from globe.config import ServeGroup
+from globe.geo import haversine_km
+from globe.serve.predictor import answer_to_prediction
+
+
+def test_coordinates_stated_by_the_model_are_used_as_is():
+    pred = answer_to_prediction("<think>Tricolour flags, Haussmann facades.</think>\n<answer>country: France\ncity: Paris\nlat: 48.85\nlon: 2.35</answer>")
+    assert (pred["country"], pred["country_code"], pred["city"]) == ("France", "FR", "Paris")
+    assert (pred["lat"], pred["lon"], pred["coords_source"]) == (48.85, 2.35, "model")
+    assert pred["reasoning"] == "Tricolour flags, Haussmann facades." and pred["format_ok"] is True
+
+
+def test_missing_or_impossible_coordinates_are_geocoded_from_the_place():
+    for text in (
+        "<think>Canals.</think>\n<answer>country: Netherlands\ncity: Amsterdam</answer>",
+        "<think>Canals.</think>\n<answer>country: Netherlands\ncity: Amsterdam\nlat: 123.0\nlon: 4.9</answer>",
+    ):
+        pred = answer_to_prediction(text)
+        assert pred["coords_source"] == "geocoded" and pred["country_code"] == "NL" and pred["geocode_fallback"] is None
+        assert haversine_km(pred["lat"], pred["lon"], 52.37, 4.89) < 25
+
+
+def test_country_only_falls_back_to_an_approximate_point_and_garbage_to_nulls():
+    pred = answer_to_prediction("<think>Hard to say.</think>\n<answer>country: Japan\ncity: </answer>")
+    assert pred["country_code"] == "JP" and pred["coords_source"] == "geocoded" and pred["geocode_fallback"] in ("capital", "centroid")
+    junk = answer_to_prediction("\n\n\n")
+    assert {k: junk[k] for k in ("country", "country_code", "city", "lat", "lon", "coords_source")} == dict.fromkeys(
+        ("country", "country_code", "city", "lat", "lon", "coords_source")
+    )
+    assert junk["raw"] == "\n\n\n" and junk["format_ok"] is False
+
+
+def test_ready_only_after_a_successful_load(tmp_path):
+    from globe.serve.model import GlobeModel
+    from globe.serve.model_source import ModelSourceError
+
+    model = GlobeModel(str(tmp_path / "missing"), ServeGroup())
+    assert model.ready is False
+    with pytest.raises(ModelSourceError, match="no such directory"):
+        model.load()
+    assert model.ready is False
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelSourceError, match="no config.json"):
+        GlobeModel(str(tmp_path / "empty"), ServeGroup()).load()
+
+
+def test_openai_engine_split_with_judge(tmp_path):
+    """Generation on an OpenAI-compatible endpoint (the tiny world's teacher server, standing in for
+    vLLM); the predictor does prompt, parse, coordinates and the localizability judgment."""
+    from globe.data.geoscenes import synthesize
+    from globe.data.teacher_server import TeacherServer
+    from globe.serve.model import GlobeModel
+
+    records = [r for r in synthesize(tmp_path / "gs", n=6, seed=3, non_localizable_share=0.0)][:4]
+    with TeacherServer() as teacher:
+        cfg = ServeGroup(engine="openai", base_url=teacher.base_url, judge="self", max_latency_ms=5)
+        model = GlobeModel("scene-reader", cfg)
+        model.load()
+        assert model.ready
+        body = {"instances": [{"image_b64": base64.b64encode((tmp_path / "gs" / r.image).read_bytes()).decode(), "id": r.id} for r in records]}
+        response, _ = asyncio.run(model(body))
+        assert teacher.requests == 2 * len(records)  # one generation and one judgment per image
+    for rec, pred in zip(records, response["predictions"]):
+        assert pred["id"] == rec.id and pred["country_code"] == rec.country_code and pred["city"] == rec.city
+        assert pred["coords_source"] == "model" and haversine_km(pred["lat"], pred["lon"], rec.lat, rec.lon) < 25
+        assert 0.5 < pred["localizability"] <= 1.0
+
+
+def test_globe_serve_flags_are_not_taken_for_kserve_flags(tmp_path):
+    """kserve parses sys.argv on import; `--grpc` alone is an ambiguous KServe flag. The CLI must
+    reach its own error (a missing model) instead of dying in KServe's argument parser."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    globe = Path(sys.executable).with_name("globe")
+    out = subprocess.run(
+        [str(globe), "serve", "--model", str(tmp_path / "missing"), "--grpc", "--params", str(tmp_path / "none.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and "no such directory" in out.stderr, out.stderr
+
+
+def test_predict_command_reports_a_broken_file_cleanly(tmp_path):
+    from typer.testing import CliRunner
+
+    from _serve_helpers import png_bytes
+    from globe.cli import app
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(png_bytes()[:-30])
+    result = CliRunner().invoke(app, ["predict", str(broken), "--model", str(tmp_path), "--params", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2 and f"{broken}: truncated or corrupt image" in result.output
+    missing = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.png"), "--model", str(tmp_path), "--params", str(tmp_path / "none.yaml")])
+    assert missing.exit_code == 2 and "no such file" in missing.output
