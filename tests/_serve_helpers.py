@@ -1,4 +1,4 @@
-"""Fixtures and helpers shared by the serving and registry tests (imported by those modules)."""
+"""Helpers shared by the serving and registry tests (the tiny model fixture is in conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,16 +6,6 @@ import base64
 import io
 import struct
 import zlib
-
-import pytest
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """The tiny Qwen2.5-VL-architecture checkpoint (built offline, seeded)."""
-    from globe.model.tiny import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 
 
 def png_bytes(w: int = 64, h: int = 48, color=(10, 120, 200)) -> bytes:

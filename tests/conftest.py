@@ -27,6 +27,14 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny Qwen2.5-VL-architecture checkpoint (built offline, seed 0), built once per session."""
+    from globe.model.tiny import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0)
+
+
+@pytest.fixture(scope="session")
 def shared_crds() -> Path:
     if not SHARED_CRDS.is_dir():
         pytest.skip(f"shared CRDs not found at {SHARED_CRDS} (set GLOBE_SHARED_CRDS)")

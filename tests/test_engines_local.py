@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from _model_helpers import solid, tiny_model_dir  # noqa: F401 (session fixture)
+from _model_helpers import solid
 
 from globe.engines import LocalEngine, Request, Sampling, make_engine
 from globe.prompts import GEO_PROMPT, GEO_SYSTEM, localizability_prompt

@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from _model_helpers import tiny_model_dir  # noqa: F401 (session fixture)
+
 from globe.cli import app
 
 pytestmark = pytest.mark.slow

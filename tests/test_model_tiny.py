@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from _model_helpers import solid, tiny_model_dir  # noqa: F401 (session fixture)
+from _model_helpers import solid
 from typer.testing import CliRunner
 
 from globe.cli import app

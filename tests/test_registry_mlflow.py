@@ -15,7 +15,7 @@ import pytest
 
 from globe.config import RegisterGroup
 
-from _serve_helpers import tiny_model_dir  # noqa: F401 (session fixture)
+
 
 pytestmark = pytest.mark.slow
 BUCKET = "mlflow"

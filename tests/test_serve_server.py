@@ -21,7 +21,7 @@ import pytest
 from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from _serve_helpers import b64, bomb_png, png_bytes, tiny_model_dir  # noqa: F401 (session fixture)
+from _serve_helpers import b64, bomb_png, png_bytes
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 1_000_000
