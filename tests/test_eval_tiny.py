@@ -7,15 +7,14 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from _servers import free_port, wait_until_ready
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -144,12 +143,6 @@ def test_report_renders_its_table_and_images_in_headless_chromium(im2gps_run, tm
 # ----------------------------------------------------------------------------- a served predictor
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def predictor_url(tiny_model_dir, tmp_path_factory):
     """`python -m globe.serve` (the KServe container entrypoint) with the tiny model on loopback."""
@@ -158,17 +151,9 @@ def predictor_url(tiny_model_dir, tmp_path_factory):
            "--enable_grpc", "false", "--params", "no-such-params.yaml", "--set", f"serve.max_new_tokens={TOKENS}"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1"})
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 180
+    url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/v1/models/globe", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"predictor did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.3)
+        wait_until_ready(f"{url}/v1/models/globe", proc, log_path, what="predictor")
         yield url
     finally:
         proc.kill()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from _servers import free_port, wait_until_ready
 
 from globe.config import RegisterGroup
 
@@ -19,12 +18,6 @@ from globe.config import RegisterGroup
 
 pytestmark = pytest.mark.slow
 BUCKET = "mlflow"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +38,7 @@ def mlflow_server(s3_server, tmp_path_factory, request):
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     request.getfixturevalue("tiny_model_dir")  # build the model while the server boots (2 cores)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{uri}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"mlflow server did not start:\n{(root / 'mlflow.log').read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
+    wait_until_ready(f"{uri}/health", proc, root / "mlflow.log", timeout_s=120, what="mlflow server")
     with pytest.MonkeyPatch.context() as mp:
         for key, value in {**s3_server.env(), "MLFLOW_TRACKING_URI": uri}.items():
             mp.setenv(key, value)

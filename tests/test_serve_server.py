@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,16 +21,11 @@ from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from _serve_helpers import b64, bomb_png, png_bytes
+from _servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 1_000_000
 FIELDS = {"id", "reasoning", "country", "country_code", "city", "lat", "lon", "coords_source", "geocode_fallback", "format_ok", "raw"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ImageHost:
@@ -88,17 +82,7 @@ def server(tiny_model_dir, image_host, tmp_path_factory):
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            if httpx.get(f"{url}/v2/models/globe/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"server did not become ready:\n{log_path.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.3)
+    wait_until_ready(f"{url}/v2/models/globe/ready", proc, log_path, what="globe predictor")
     yield type("Server", (), {"url": url, "port": port, "proc": proc, "log": log_path})
     if proc.poll() is None:
         proc.kill()
