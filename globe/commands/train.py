@@ -1,9 +1,112 @@
-"""`globe` commands for this area (filled in by its issue)."""
+"""`globe train sft | reward-model | grpo`: thin wrappers over globe.train (heavy imports inside)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+
+train_app = typer.Typer(help="Train the policy (SFT, GRPO) and the localizability reward model with TRL.")
+
+ModelOpt = Annotated[str | None, typer.Option("--model", help="model dir or hub id (default: <stage>.model)")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="dataset dir: records.jsonl + images/ (default: base.data_dir)")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="output dir (default: <base.results_dir>/<stage>)")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint in --out")]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="print the resolved TRL + DeepSpeed config as JSON and validate it; load nothing")
+]
+RewardModelOpt = Annotated[
+    str | None,
+    typer.Option("--reward-model", help="localizability judge: a model dir or an engine spec in YAML (default: grpo.reward_model)"),
+]
+
+
+def _run(stage: str, params_path, preset, overrides, model, data, out, resume, dry_run, reward_model=None) -> None:
+    import contextlib
+    import sys
+
+    from globe.train.datasets import TrainDataError
+    from globe.train.plan import TrainConfigError
+
+    params = load(params_path, preset, overrides)
+    data = data or Path(params.base.data_dir)
+    out = out or Path(params.base.results_dir) / stage
+    try:
+        if dry_run:
+            from globe.train.plan import dry_run as resolve, make_plan
+
+            print_json(resolve(make_plan(stage, params, out, model=model, reward_model=reward_model)))
+            return
+        # the trainers' progress and log lines go to stderr: stdout carries only the JSON summary
+        with contextlib.redirect_stdout(sys.stderr):
+            if stage == "sft":
+                from globe.train.sft import train_sft
+
+                summary = train_sft(params, data, out, model=model, resume=resume)
+            elif stage == "reward_model":
+                from globe.train.reward_model import train_reward_model
+
+                summary = train_reward_model(params, data, out, model=model, resume=resume)
+            else:
+                from globe.train.grpo import train_grpo
+
+                summary = train_grpo(params, data, out, model=model, reward_model=reward_model, resume=resume)
+    except (TrainConfigError, TrainDataError) as exc:
+        fail(str(exc))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print_json(summary)
+
+
+@train_app.command("sft")
+def sft_command(
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    out: OutOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    resume: ResumeOpt = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Supervised warm start: image -> reference reasoning + answer (TRL SFTTrainer)."""
+    _run("sft", params, preset, set_, model, data, out, resume, dry_run)
+
+
+@train_app.command("reward-model")
+def reward_model_command(
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    out: OutOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    resume: ResumeOpt = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """SFT of the localizability judge (yes/no; LoRA in the 8-GPU preset); OUT is a plain checkpoint LocalEngine judges with."""
+    _run("reward_model", params, preset, set_, model, data, out, resume, dry_run)
+
+
+@train_app.command("grpo")
+def grpo_command(
+    model: ModelOpt = None,
+    data: DataOpt = None,
+    out: OutOpt = None,
+    reward_model: RewardModelOpt = None,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+    resume: ResumeOpt = False,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """GRPO with GLOBE's rewards (TRL GRPOTrainer); also `torchrun -m globe.train.grpo` for multi-GPU."""
+    _run("grpo", params, preset, set_, model, data, out, resume, dry_run, reward_model=reward_model)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the main app."""
+    """Add `globe train ...` to the main app."""
+    app.add_typer(train_app, name="train")

@@ -1,0 +1,124 @@
+"""Watch a GRPO run from the outside: per-reward failures and where each step's time goes.
+
+TRL already logs `rewards/<name>/mean|std` and the weighted total `reward`. What it does not keep
+is (a) how many completions a reward could not score (a reward returning None is left out of
+the mean, so a judge that fails half the time still shows a healthy-looking mean) and (b) how a
+step splits into generation, reward scoring and optimisation — the figure that says whether the
+reward model is the bottleneck. `RewardMonitor` wraps the reward functions (keeping their
+`__name__`, which TRL uses for the log keys) and the trainer's `_generate`, and is a
+`TrainerCallback` that times whole optimizer steps; optimisation = step - generation - rewards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any, Callable
+
+from transformers import TrainerCallback
+
+
+class _Monitored:
+    """A reward function that reports its time and its None results to the monitor."""
+
+    def __init__(self, func: Callable, monitor: "RewardMonitor") -> None:
+        self.func = func
+        self.monitor = monitor
+        self.__name__ = getattr(func, "__name__", type(func).__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[float | None]:
+        start = time.perf_counter()
+        try:
+            out = self.func(*args, **kwargs)
+        finally:
+            self.monitor.reward_s += time.perf_counter() - start
+        missing = sum(v is None for v in out)
+        self.monitor.calls[self.__name__] += len(out)
+        self.monitor.failures[self.__name__] += missing
+        log_metric = kwargs.get("log_metric")
+        if callable(log_metric):
+            log_metric(f"reward_failures/{self.__name__}", float(missing))
+        return out
+
+
+class RewardMonitor(TrainerCallback):
+    """Counts unscored completions per reward and splits step time (seconds, summed over the run)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = defaultdict(int)
+        self.failures: dict[str, int] = defaultdict(int)
+        self.reward_s = 0.0
+        self.generate_s = 0.0
+        self.step_s = 0.0
+        self.steps = 0
+        self.per_step: list[tuple[float, float, float]] = []  # (step, generation, reward) seconds
+        self._step_start: float | None = None
+        self._at_start = (0.0, 0.0)
+        self._rewards: list[_Monitored] = []
+
+    def wrap(self, funcs: list[Callable]) -> list[Callable]:
+        """The reward functions, each wrapped so its time and failures are recorded."""
+        self._rewards = [_Monitored(f, self) for f in funcs]
+        return list(self._rewards)
+
+    def attach(self, trainer) -> None:
+        """Time the trainer's rollout generation (model.generate or vLLM) by wrapping `_generate`."""
+        generate = trainer._generate
+
+        def timed_generate(*args: Any, **kwargs: Any):
+            start = time.perf_counter()
+            try:
+                return generate(*args, **kwargs)
+            finally:
+                self.generate_s += time.perf_counter() - start
+
+        trainer._generate = timed_generate
+        trainer.add_callback(self)
+
+    # TrainerCallback hooks: one optimizer step = on_step_begin .. on_step_end
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_start = time.perf_counter()
+        self._at_start = (self.generate_s, self.reward_s)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_start is not None:
+            step = time.perf_counter() - self._step_start
+            self.step_s += step
+            self.steps += 1
+            self.per_step.append((step, self.generate_s - self._at_start[0], self.reward_s - self._at_start[1]))
+            self._step_start = None
+
+    def failure_summary(self) -> dict[str, dict[str, float]]:
+        """Per reward: completions scored, completions left unscored (None) and their share."""
+        out = {}
+        for name, calls in self.calls.items():
+            failed = self.failures.get(name, 0)
+            out[name] = {"calls": calls, "failures": failed, "failure_share": failed / calls if calls else 0.0}
+        for reward in self._rewards:  # the judge's own counters (calls that errored inside the engine)
+            metrics = getattr(reward.func, "metrics", None)
+            if callable(metrics):
+                out.setdefault(reward.__name__, {}).update(metrics())
+        return out
+
+    def timing_summary(self, skip: int = 0) -> dict[str, float]:
+        """Mean seconds per optimizer step for each part, and each part's share of the step.
+
+        `skip` leaves out the first steps (warm-up: allocator, lazy imports, first compile).
+        """
+        steps = self.per_step[skip:]
+        if not steps:
+            return {}
+        step = sum(s for s, _, _ in steps) / len(steps)
+        gen = sum(g for _, g, _ in steps) / len(steps)
+        rew = sum(r for _, _, r in steps) / len(steps)
+        opt = max(step - gen - rew, 0.0)
+        return {
+            "steps_timed": len(steps),
+            "step_s": step,
+            "generation_s": gen,
+            "reward_s": rew,
+            "optimisation_s": opt,
+            "generation_share": gen / step if step else 0.0,
+            "reward_share": rew / step if step else 0.0,
+            "optimisation_share": opt / step if step else 0.0,
+        }

@@ -1,0 +1,192 @@
+"""What every training stage shares: model loading, resume, the clean checkpoint, metrics.json.
+
+A stage's OUT directory ends up holding a clean Hugging Face checkpoint at its root (model +
+processor, loadable by `AutoModelForImageTextToText` / `AutoProcessor` and so by `LocalEngine` and
+vLLM), TRL's `checkpoint-*` folders for `--resume`, and `metrics.json` (TRL's `log_history` plus a
+summary). An OUT that already holds checkpoints is only continued with `--resume`: a plain rerun
+would silently overwrite hours of training.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from globe.data.records import atomic_write_bytes
+from globe.train.plan import TrainConfigError, TrainPlan
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+VISION_TOWERS = ("visual", "vision_tower", "vision_model")
+
+
+def world_size() -> int:
+    """The number of processes of this run (torchrun/accelerate set WORLD_SIZE)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextmanager
+def runtime(plan: TrainPlan) -> Iterator[None]:
+    """Check what only the machine we run on can reveal (a plan can be valid for a cluster), and
+    apply the process-wide settings (torch threads) for the duration of the run only."""
+    import torch
+
+    if plan.args.get("bf16") and not torch.cuda.is_available() and not plan.args.get("use_cpu"):
+        raise TrainConfigError(
+            f"{plan.stage}: bf16 is on but there is no GPU here; use --preset tiny-cpu or --set {plan.stage}.bf16=false"
+        )
+    if plan.args.get("use_vllm") and not torch.cuda.is_available():
+        raise TrainConfigError("grpo: use_vllm needs GPUs; set grpo.use_vllm=false on this machine")
+    threads = torch.get_num_threads()
+    if plan.torch_threads:
+        torch.set_num_threads(plan.torch_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def resume_checkpoint(out: Path, resume: bool) -> str | None:
+    """The checkpoint to resume from, or None; refuses to overwrite checkpoints without --resume."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if last and not resume:
+        raise TrainConfigError(
+            f"{out} already holds training checkpoints ({Path(last).name}); pass --resume to continue, "
+            "or choose another --out"
+        )
+    if resume and not last:
+        log.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    return last
+
+
+def weights_source(plan: TrainPlan, last_checkpoint: str | None) -> str:
+    """Where the policy's weights come from: the checkpoint being resumed, or the plan's model.
+
+    Why not let the Trainer restore them: transformers 5 saves Qwen2.5-VL checkpoints under the
+    original key names (`visual.*`, `model.layers.*`) and converts them back only in
+    `from_pretrained`; `Trainer._load_from_checkpoint` loads the raw file with strict=False, so every
+    key is "missing" and a resumed run would silently continue from the *base* weights with the
+    trained optimizer state. A LoRA run is different: its checkpoint holds only the adapter, which
+    the Trainer restores itself, over the base model.
+    """
+    if last_checkpoint and not plan.peft:
+        return last_checkpoint
+    return plan.model  # type: ignore[return-value]
+
+
+def check_model_path(path: str | None) -> None:
+    """A local directory given as --model must be a model (a hub id is left to from_pretrained)."""
+    if not path:
+        raise TrainConfigError("no model: pass --model DIR")
+    if Path(path).is_dir() and not (Path(path) / "config.json").is_file():
+        raise TrainConfigError(f"--model {path}: not a model directory (no config.json)")
+
+
+def load_model(path: str, bf16: bool = False, freeze_vision: bool = False):
+    """(model, processor) through the Auto classes; the processor must be a real multimodal one.
+
+    Not `globe.model.loading.load_model_and_processor`: that one prepares a model for inference
+    (moved to a device, eval mode, adapters merged); a trainer must get the model where it is, so
+    that the Trainer or DeepSpeed (ZeRO-3: partitioned while loading) places it.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor, ProcessorMixin
+
+    check_model_path(path)
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except OSError as exc:
+        raise TrainConfigError(f"--model {path}: neither a local model directory nor loadable from the hub: {exc}")
+    if not isinstance(processor, ProcessorMixin):
+        raise TrainConfigError(
+            f"{path}: AutoProcessor returned {type(processor).__name__}, not an image+text processor "
+            "(for Qwen2.5-VL, torchvision must be installed)"
+        )
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if freeze_vision:
+        tower = next((t for name in VISION_TOWERS for t in _find(model, name)), None)
+        if tower is None:
+            raise TrainConfigError(f"{path}: freeze_vision is on but no vision tower ({', '.join(VISION_TOWERS)})")
+        tower.requires_grad_(False)
+    return model, processor
+
+
+def _find(model, name: str):
+    for owner in (model, getattr(model, "model", None)):
+        tower = getattr(owner, name, None) if owner is not None else None
+        if tower is not None:
+            yield tower
+
+
+def save_clean(trainer, processor, out: Path) -> None:
+    """The final model + processor at OUT's root (only the main process writes).
+
+    A LoRA run keeps its adapter in OUT/adapter and writes the *merged* model at the root, so that
+    every consumer (LocalEngine, vLLM, KServe) loads a plain checkpoint without peft.
+    """
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        trainer.save_model(str(out / "adapter"))
+        if trainer.is_world_process_zero():
+            merged = model.merge_and_unload()
+            merged.save_pretrained(str(out))
+            processor.save_pretrained(str(out))
+        return
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        processor.save_pretrained(str(out))
+
+
+def window_means(history: list[dict[str, Any]], key: str) -> tuple[float | None, float | None]:
+    """(first, last) logged values of `key` — each log entry is already a mean over one logging window."""
+    values = [h[key] for h in history if key in h and isinstance(h[key], (int, float)) and math.isfinite(h[key])]
+    return (values[0], values[-1]) if values else (None, None)
+
+
+def write_metrics(
+    out: Path, plan: TrainPlan, trainer, train_output, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """OUT/metrics.json, atomically: TRL's log_history plus a summary for dvc/KFP/MLflow; returns the summary."""
+    history = list(trainer.state.log_history)
+    first_loss, last_loss = window_means(history, "loss")
+    summary: dict[str, Any] = {
+        "stage": plan.stage,
+        "model": plan.model,
+        "world_size": plan.world_size,
+        "global_step": trainer.state.global_step,
+        "epoch": trainer.state.epoch,
+        "first_loss": first_loss,
+        "last_loss": last_loss,
+        **{k: v for k, v in (train_output.metrics if train_output else {}).items()},
+        **(extra or {}),
+    }
+    doc = {"summary": summary, "log_history": history, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path = out / METRICS_FILE
+    if trainer.is_world_process_zero():
+        text = json.dumps(_finite(doc), indent=2, default=str, allow_nan=False)
+        atomic_write_bytes(path, (text + "\n").encode("utf-8"))
+    return _finite(summary)
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf (e.g. a reward std over one completion) become null: metrics.json stays strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,73 @@
+"""Supervised warm start: image -> the reference reasoning + answer, with TRL's SFTTrainer.
+
+GRPO learns only from differences in reward between completions of the same prompt; a random
+policy never writes a parsable answer, so every reward is 0 and there is nothing to learn from
+(DESIGN.md section 5). A short SFT on the reference reasonings teaches the format and the cues
+first. The data are prompt/completion pairs, so the loss covers only the completion (TRL's
+`completion_only_loss`), and the prompt is the one evaluation and serving use.
+
+`train_supervised` is shared with the reward model, which is the same recipe on different rows
+(and usually with LoRA).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from globe.config import Params
+
+
+def train_supervised(
+    stage: str,
+    params: Params,
+    data: str | Path,
+    out: str | Path,
+    build_dataset: Callable[[Path], Any],
+    model: str | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run SFTTrainer for `stage` ("sft" or "reward_model"); returns the metrics.json summary."""
+    from trl import SFTTrainer
+
+    from globe.train.plan import build_config, make_plan
+    from globe.train.run import load_model, resume_checkpoint, runtime, save_clean, weights_source, world_size
+    from globe.train.run import write_metrics
+
+    out = Path(out)
+    plan = make_plan(stage, params, out, model=model, world_size=world_size())
+    config = build_config(plan)  # validates; before the model so ZeRO-3 can partition it while loading
+    with runtime(plan):
+        last = resume_checkpoint(out, resume)
+        dataset = build_dataset(Path(data))
+        policy, processor = load_model(
+            weights_source(plan, last), bf16=bool(plan.args.get("bf16")), freeze_vision=plan.freeze_vision
+        )
+        trainer = SFTTrainer(
+            model=policy,
+            args=config,
+            train_dataset=dataset,
+            processing_class=processor,
+            peft_config=lora_config(plan.peft),
+        )
+        output = trainer.train(resume_from_checkpoint=last)
+        save_clean(trainer, processor, out)
+    return write_metrics(out, plan, trainer, output, extra={"examples": len(dataset), "resumed_from": last})
+
+
+def lora_config(peft: dict[str, Any] | None):
+    """peft.LoraConfig from the plan's LoRA settings (None: full fine-tune)."""
+    if not peft:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(**peft)
+
+
+def train_sft(
+    params: Params, data: str | Path, out: str | Path, model: str | None = None, resume: bool = False
+) -> dict[str, Any]:
+    """`globe train sft`: warm-start the policy on the dataset's reference reasonings."""
+    from globe.train.datasets import sft_dataset
+
+    return train_supervised("sft", params, data, out, sft_dataset, model=model, resume=resume)

@@ -1,0 +1,237 @@
+"""The three trainers, run for real on the tiny world (tiny Qwen2.5-VL + GeoScenes, CPU, fp32).
+
+One SFT run is shared: its final checkpoint is where the DeepSpeed run starts, and one of its
+intermediate checkpoints (a *short* warm start, so there is something left to learn) starts GRPO,
+judged by the reward model (tuned from the base model, as the dvc pipeline does). Everything uses the `tiny-cpu` preset of
+params.yaml, i.e. the settings a user gets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from globe.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def tiny_params(*overrides: str):
+    return load_params(PARAMS, preset="tiny-cpu", overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    from globe.data import read_records, synthesize
+    from globe.model.tiny import build_tiny
+
+    root = tmp_path_factory.mktemp("train")
+    model = build_tiny(root / "tiny", seed=0)
+    synthesize(root / "geoscenes", n=480, seed=0)
+    return SimpleNamespace(root=root, model=model, data=root / "geoscenes", records=read_records(root / "geoscenes"))
+
+
+@pytest.fixture(scope="session")
+def sft_run(world):
+    """The tiny-cpu SFT (5 epochs), keeping every checkpoint so GRPO can start from a short one."""
+    from globe.train.sft import train_sft
+
+    out = world.root / "sft"
+    summary = train_sft(tiny_params("sft.save_total_limit=null"), world.data, out, model=str(world.model))
+    return SimpleNamespace(out=out, summary=summary)
+
+
+@pytest.fixture(scope="session")
+def reward_model_run(world):
+    """The judge, tuned from the base model (as the dvc pipeline does), logging to a real (sqlite) MLflow store."""
+    from globe.train.reward_model import train_reward_model
+
+    out = world.root / "reward_model"
+    tracking = f"sqlite:///{world.root / 'mlflow.db'}"
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = tracking
+    try:
+        summary = train_reward_model(tiny_params(), world.data, out, model=str(world.model))
+    finally:
+        if old is None:
+            os.environ.pop("MLFLOW_TRACKING_URI")
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = old
+    return SimpleNamespace(out=out, summary=summary, tracking=tracking)
+
+
+def read_metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+
+
+def test_sft_learns_to_read_the_country_off_the_image(world, sft_run):
+    from globe.answer import parse
+    from globe.engines import LocalEngine, Request, Sampling
+    from globe.data import load_image
+    from globe.geo import normalize_country
+    from globe.prompts import GEO_PROMPT, GEO_SYSTEM
+
+    metrics = read_metrics(sft_run.out)
+    losses = [h["loss"] for h in metrics["log_history"] if "loss" in h]
+    assert metrics["summary"]["global_step"] == sft_run.summary["global_step"] > 0
+    assert losses[-1] < 0.5 * losses[0]
+
+    # the clean checkpoint at OUT's root goes through the Auto classes (LocalEngine), on held-out images
+    held_out = [r for r in world.records if r.split == "test" and r.localizable]
+    engine = LocalEngine(sft_run.out, device="cpu", batch_size=16)
+    requests = [Request(image=load_image(world.data, r), prompt=GEO_PROMPT, system=GEO_SYSTEM) for r in held_out]
+    results = engine.generate(requests, Sampling(max_new_tokens=160, temperature=0.0))
+    assert all(r.ok for r in results)
+    answers = [parse(r.text) for r in results]
+    hits = [normalize_country(a.country or "") == rec.country_code for a, rec in zip(answers, held_out)]
+    accuracy = sum(hits) / len(hits)
+    assert len(held_out) >= 50 and accuracy >= 0.5, f"held-out country accuracy {accuracy:.2f}"
+    assert sum(a.format_ok for a in answers) / len(answers) >= 0.9
+
+
+def test_sft_refuses_to_overwrite_checkpoints_and_resumes(world, sft_run, tmp_path):
+    from globe.train.plan import TrainConfigError
+    from globe.train.sft import train_sft
+
+    out = tmp_path / "sft"
+    shutil.copytree(sft_run.out, out)
+    before = read_metrics(out)
+    with pytest.raises(TrainConfigError, match="already holds training checkpoints.*--resume"):
+        train_sft(tiny_params(), world.data, out, model=str(world.model))
+    assert read_metrics(out) == before  # nothing was touched
+
+    steps = before["summary"]["global_step"]
+    summary = train_sft(tiny_params(f"sft.max_steps={steps + 5}"), world.data, out, model=str(world.model), resume=True)
+    assert summary["global_step"] == steps + 5
+    assert summary["resumed_from"].endswith(f"checkpoint-{steps}")
+    logged = [h for h in read_metrics(out)["log_history"] if "loss" in h]
+    assert logged[0]["step"] == 10 and logged[-1]["step"] > steps  # history carried over from the checkpoint
+    assert logged[-1]["loss"] < 2 * logged[-2]["loss"]  # it went on from the trained weights, not from scratch
+
+
+def test_reward_model_separates_localizable_from_non_localizable(world, reward_model_run):
+    from globe.answer import parse
+    from globe.data import load_image
+    from globe.engines import LocalEngine, Request
+    from globe.prompts import localizability_prompt
+
+    held_out = [r for r in world.records if r.split == "test"]
+    some_reasoning = parse(next(r.reasoning for r in held_out if r.reasoning)).think
+    engine = LocalEngine(reward_model_run.out, device="cpu", batch_size=16)  # the merged/plain checkpoint
+    requests = [
+        Request(image=load_image(world.data, r), prompt=localizability_prompt(parse(r.reasoning).think if r.reasoning else some_reasoning))
+        for r in held_out
+    ]
+    scores = engine.judge(requests)
+    assert all(s.ok for s in scores)
+    yes = [s.p_yes for s, r in zip(scores, held_out) if r.localizable]
+    no = [s.p_yes for s, r in zip(scores, held_out) if not r.localizable]
+    assert len(no) >= 5
+    assert statistics.mean(yes) - statistics.mean(no) > 0.5, (statistics.mean(yes), statistics.mean(no))
+
+    # logged to MLflow through TRL's report_to
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=reward_model_run.tracking)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and "loss" in runs[0].data.metrics
+    assert runs[0].data.params["learning_rate"] == str(tiny_params().reward_model.learning_rate)
+
+
+def test_lora_reward_model_is_merged_into_a_plain_checkpoint(world, tmp_path):
+    """The 8-GPU preset's path (LoRA + merge), for a few steps: mechanics only."""
+    import torch
+    from safetensors.torch import load_file
+
+    from globe.data import load_image
+    from globe.engines import LocalEngine, Request
+    from globe.prompts import localizability_prompt
+    from globe.train.reward_model import train_reward_model
+
+    out = tmp_path / "rm_lora"
+    params = tiny_params("reward_model.lora=true", "reward_model.max_steps=3", "reward_model.learning_rate=0.05")
+    train_reward_model(params, world.data, out, model=str(world.model))
+    assert (out / "adapter" / "adapter_config.json").is_file()
+    merged, base = load_file(out / "model.safetensors"), load_file(Path(world.model) / "model.safetensors")
+    assert not any("lora" in k for k in merged) and set(merged) == set(base)
+    assert any(not torch.equal(merged[k], base[k]) for k in base)
+    score = LocalEngine(out, device="cpu").judge([Request(image=load_image(world.data, world.records[0]), prompt=localizability_prompt())])
+    assert score[0].ok and 0.0 < score[0].p_yes < 1.0
+
+
+@pytest.fixture(scope="session")
+def grpo_run(world, sft_run, reward_model_run):
+    """GRPO from a short warm start (SFT step 100 of 225) with all four of the paper's rewards."""
+    from globe.train.grpo import train_grpo
+
+    out = world.root / "grpo"
+    summary = train_grpo(
+        tiny_params(), world.data, out, model=str(sft_run.out / "checkpoint-100"), reward_model=str(reward_model_run.out)
+    )
+    return SimpleNamespace(out=out, summary=summary)
+
+
+def test_grpo_raises_the_total_reward(grpo_run):
+    summary = grpo_run.summary
+    assert summary["global_step"] == tiny_params().grpo.max_steps
+    assert summary["reward_last_window"] > summary["reward_first_window"] + 0.05, summary
+    history = read_metrics(grpo_run.out)["log_history"]
+    for name in ("accuracy", "localizability", "grounding", "format"):
+        assert all(f"rewards/{name}/mean" in h and f"rewards/{name}/std" in h for h in history if "reward" in h)
+    # the judge scored every completion; failures are counted, not hidden
+    failures = summary["reward_failures"]
+    assert failures["localizability"]["failures"] == 0
+    assert failures["localizability"]["calls"] == failures["accuracy"]["calls"] == 80 * 8
+    assert summary["reward_weights"] == {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+    timing = summary["timing"]
+    assert timing["steps_timed"] == 80 - 1 and 0 < timing["reward_s"] < timing["step_s"]  # step 1 is warm-up
+    assert (grpo_run.out / "model.safetensors").is_file() and (grpo_run.out / "processor_config.json").is_file()
+
+
+def test_grpo_without_a_judge_stops_before_loading_anything(world, tmp_path):
+    from globe.train.grpo import train_grpo
+    from globe.train.plan import TrainConfigError
+
+    with pytest.raises(TrainConfigError, match="no reward model is given"):
+        train_grpo(tiny_params(), world.data, tmp_path / "grpo", model=str(world.model))
+    assert not (tmp_path / "grpo").exists()
+
+
+def test_deepspeed_zero2_grpo_runs_single_process_on_cpu(world, sft_run, tmp_path):
+    """`python -m globe.train.grpo` (what torchrun runs on each rank) with DeepSpeed ZeRO-2 on CPU."""
+    out = tmp_path / "grpo_ds"
+    env = {
+        **os.environ,
+        "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+    }  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "globe.train.grpo", "--params", str(PARAMS), "--preset", "tiny-cpu",
+        "--model", str(sft_run.out), "--data", str(world.data), "--out", str(out),
+        "--set", "grpo.deepspeed=zero2", "--set", "grpo.use_cpu=false", "--set", "grpo.max_steps=2",
+        "--set", "grpo.logging_steps=1", "--set", "rewards.weights.localizability=0",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = read_metrics(out)["summary"]
+    assert summary["global_step"] == 2 and "localizability" not in summary["reward_weights"]
+    assert list(out.glob("checkpoint-2/global_step2")), "no DeepSpeed engine checkpoint: DeepSpeed was not used"
+    assert (out / "model.safetensors").is_file()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
