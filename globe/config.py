@@ -146,7 +146,7 @@ class EvalGroup(Group):
     concurrency: int = Field(8, ge=1, description="requests in flight for the HTTP engines")
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(96, ge=1)
+    max_new_tokens: int = Field(160, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy, as in the paper's evaluation")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0 = none)")
     gallery_size: int = Field(24, ge=0, description="images shown in report.html")
@@ -184,7 +184,7 @@ class ServeGroup(Group):
     max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
     url_allowlist: list[str] = Field(default_factory=list, description="URL prefixes image_url may point to; empty = URLs off")
     url_timeout_s: float = Field(10.0, gt=0)
-    max_new_tokens: int = Field(96, ge=1)
+    max_new_tokens: int = Field(160, ge=1)
 
 
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)

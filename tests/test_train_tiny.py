@@ -170,6 +170,15 @@ def test_lora_reward_model_is_merged_into_a_plain_checkpoint(world, tmp_path):
     assert score[0].ok and 0.0 < score[0].p_yes < 1.0
 
 
+def test_freeze_vision_freezes_exactly_the_vision_tower(world):
+    from globe.train.run import load_model
+
+    model, _ = load_model(str(world.model), freeze_vision=True)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen and all(".visual." in f".{n}" for n in frozen)
+    assert any(p.requires_grad for n, p in model.named_parameters() if "visual" not in n)
+
+
 @pytest.fixture(scope="session")
 def grpo_run(world, sft_run, reward_model_run):
     """GRPO from a short warm start (SFT step 100 of 225) with all four of the paper's rewards."""

@@ -32,10 +32,6 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 @contextmanager
 def runtime(plan: TrainPlan) -> Iterator[None]:
     """Check what only the machine we run on can reveal (a plan can be valid for a cluster), and
