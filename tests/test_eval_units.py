@@ -127,12 +127,13 @@ def test_point_metrics_and_breakdown_by_hand():
             _row(3, None, country=False, code="JP"), _row(4, 3000.0, country=None, city=None, code="BR")]
     m = metrics.summarize(breakdown.scored_view(rows))
     assert (m["acc_1km"], m["acc_25km"], m["acc_200km"], m["acc_750km"], m["acc_2500km"]) == (0.2, 0.4, 0.4, 0.6, 0.6)
-    assert m["median_km"] == pytest.approx(155.0) and m["n_unparsed"] == 1
+    assert m["median_km"] == 300.0 and m["n_unparsed"] == 1  # the unlocated row counts as infinitely far
     assert m["country_acc"] == 0.5  # 2 of the 4 rows that carry a country label
     by = breakdown.breakdowns(rows, n_boot=0)
     assert list(by["continent"]) == ["Asia", "Europe", "South America"]  # largest first, ties by name
     assert by["continent"]["Europe"]["n"] == 2 and by["continent"]["Europe"]["acc_25km"] == 1.0
-    assert by["continent"]["Asia"]["acc_750km"] == 0.5 and by["continent"]["Asia"]["median_km"] == 300.0
+    assert by["continent"]["Asia"]["acc_750km"] == 0.5
+    assert by["continent"]["Asia"]["median_km"] is None  # one of its two rows has no location
     assert by["country"]["JP"]["n_unparsed"] == 1
 
 
@@ -164,6 +165,41 @@ def test_paired_delta_of_a_run_with_itself_is_exactly_zero_and_a_better_run_is_s
     unpaired = breakdown.deltas(a, b, paired=False, n_boot=300)
     width = lambda r, k: r[k]["ci"][1] - r[k]["ci"][0]  # noqa: E731
     assert width(unpaired, "acc_25km") > width(better, "acc_25km")  # pairing removes shared image difficulty
+
+
+def test_paired_interval_of_each_metric_is_its_own_when_median_and_mean_move_apart():
+    # B halves most errors (the median falls) but misses a few rows by half the globe (the mean
+    # rises). Under the old key-prefixing bug the median's interval was the mean's: positive.
+    rng = np.random.default_rng(1)
+    d = rng.uniform(100, 1000, 300)
+    a = [_row(i, float(x)) for i, x in enumerate(d)]
+    b = [_row(i, 20_000.0 if i % 10 == 0 else float(x) / 2) for i, x in enumerate(d)]
+    out = breakdown.deltas(a, b, paired=True, n_boot=400)
+    med, mean = out["median_km"], out["mean_km"]
+    assert med["delta"] < 0 < mean["delta"]
+    assert med["ci"][0] <= med["delta"] <= med["ci"][1] and med["ci"][1] < 0
+    assert mean["ci"][0] <= mean["delta"] <= mean["ci"][1] and mean["ci"][0] > 0
+    for name, entry in out.items():  # every interval holds its own point estimate
+        if entry["delta"] is not None and entry["ci"][0] is not None:
+            assert entry["ci"][0] - 1e-9 <= entry["delta"] <= entry["ci"][1] + 1e-9, name
+
+
+def test_every_reported_metric_has_its_own_statistic_and_no_name_falls_back_to_a_mean():
+    assert set(breakdown.STATISTICS) == set(breakdown.CI_KEYS)
+    with pytest.raises(KeyError, match="no statistic defined for metric 'a:median_km'"):
+        breakdown._stat("a:median_km", np.array([1.0, 2.0]))
+
+
+def test_a_model_that_answers_less_does_not_get_a_better_median():
+    located = [_row(i, 100.0 + i) for i in range(10)]
+    silent = [_row(i, None if i >= 4 else 1.0) for i in range(10)]  # 4 close answers, 6 unparsed
+    m = metrics.summarize(breakdown.scored_view(silent))
+    assert m["median_km"] is None and m["n_unparsed"] == 6  # not 1.0: most rows have no answer
+    out = breakdown.deltas(located, silent, paired=True, n_boot=200)
+    assert out["median_km"]["b"] is None and out["median_km"]["delta"] is None
+    fewer = [_row(i, None if i >= 7 else 1.0) for i in range(10)]  # 7 close answers, 3 unparsed
+    assert metrics.summarize(breakdown.scored_view(fewer))["median_km"] == 1.0
+    assert breakdown.deltas(located, fewer, paired=True, n_boot=200)["median_km"]["b"] == 1.0
 
 
 # ----------------------------------------------------------------------------- plots

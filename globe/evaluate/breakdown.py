@@ -9,8 +9,13 @@ memory), seeded, so the same predictions always give the same intervals. With th
 draws equal `metrics.bootstrap_ci`'s, which recomputes one metric at a time.
 
 The definitions follow `summarize`: accuracy at d km over all rows (no coordinates = a miss);
-median/mean error over the located rows only; country/city accuracy over the rows that carry that
-label (alias-aware; `_string` for the released rule).
+median error over all rows with an unlocated row counted as infinitely far (so a model that answers
+less cannot look better on the median); mean error over the located rows only; country/city
+accuracy over the rows that carry that label (alias-aware; `_string` for the released rule).
+
+Each metric's statistic is looked up by its own name in `STATISTICS`, never guessed from a column
+key: a resampling helper that renamed its columns (the paired branch once prefixed them with
+`a:`/`b:`) would otherwise silently compute a mean where a median was meant.
 
 Comparing two runs on the same images uses a *paired* bootstrap: the same resampled images are
 applied to both runs, so the interval is for the difference itself and the per-image difficulty
@@ -43,43 +48,63 @@ def _match_column(rows: Sequence[Mapping], key: str) -> np.ndarray:
 
 
 def row_columns(rows: Sequence[Mapping]) -> dict[str, np.ndarray]:
-    """Per-row columns whose nan-aware statistic is each metric (see `_stat`)."""
+    """Per-row columns whose statistic (`STATISTICS[name]`) is each metric."""
     d = np.array([np.inf if r.get("distance_km") is None else float(r["distance_km"]) for r in rows], dtype=float)
     cols: dict[str, np.ndarray] = {f"acc_{t}km": (d <= t).astype(float) for t in THRESHOLDS_KM}
-    located = np.where(np.isfinite(d), d, np.nan)
-    cols["median_km"], cols["mean_km"] = located, located
+    cols["median_km"] = d  # unlocated rows are infinitely far: see `metrics.median_km`
+    cols["mean_km"] = np.where(np.isfinite(d), d, np.nan)
     for field in ("country", "city"):
         cols[f"{field}_acc"] = _match_column(rows, f"{field}_match_alias")
         cols[f"{field}_acc_string"] = _match_column(rows, f"{field}_match_string")
     return cols
 
 
+# The statistic of each metric's column (see `row_columns`). No default: an unknown name is a bug.
+STATISTICS: dict[str, Callable[..., np.ndarray]] = {
+    **{f"acc_{t}km": np.nanmean for t in THRESHOLDS_KM},
+    "median_km": np.median,  # over all rows: the column holds inf for unlocated ones
+    "mean_km": np.nanmean,
+    **{name: np.nanmean for name in NAME_KEYS},
+}
+
+
 def _stat(name: str, values: np.ndarray, axis: int | None = None):
+    try:
+        fn = STATISTICS[name]
+    except KeyError:
+        raise KeyError(f"no statistic defined for metric {name!r} (known: {', '.join(STATISTICS)})") from None
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-nan resample is undefined, dropped below
-        if name == "median_km":
-            return np.nanmedian(values, axis=axis)
-        return np.nanmean(values, axis=axis)
+        return fn(values, axis=axis)
 
 
-def _resampled(cols: Mapping[str, np.ndarray], n_boot: int, seed: int, chunk: int = 100) -> dict[str, np.ndarray]:
-    """B bootstrap replicates of every metric, all metrics sharing the same resampled rows."""
-    n = len(next(iter(cols.values())))
+def _resampled(runs: Sequence[Mapping[str, np.ndarray]], n_boot: int, seed: int,
+               chunk: int = 100) -> list[dict[str, np.ndarray]]:
+    """B bootstrap replicates of every metric of every run, all drawn from the same resampled rows.
+
+    Several runs (the paired comparison) share each index matrix, so replicate k of run A and of
+    run B are the same images; every run keeps its own metric names.
+    """
+    n = len(next(iter(runs[0].values())))
+    if any(len(v) != n for cols in runs for v in cols.values()):
+        raise ValueError("resampling runs together needs the same number of rows in each")
     rng = np.random.default_rng(seed)
-    reps: dict[str, list[np.ndarray]] = defaultdict(list)
+    reps: list[dict[str, list[np.ndarray]]] = [defaultdict(list) for _ in runs]
     for start in range(0, n_boot, chunk):
         idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-        for name, values in cols.items():
-            reps[name].append(_stat(name, values[idx], axis=1))
-    return {name: np.concatenate(parts) for name, parts in reps.items()}
+        for cols, out in zip(runs, reps):
+            for name, values in cols.items():
+                out[name].append(_stat(name, values[idx], axis=1))
+    return [{name: np.concatenate(parts) for name, parts in out.items()} for out in reps]
 
 
 def _interval(samples: np.ndarray, level: float) -> list[float | None]:
-    samples = samples[np.isfinite(samples)]
+    samples = samples[~np.isnan(samples)]  # undefined replicates; inf (a median beyond every row) stays
     if not samples.size:
         return [None, None]
-    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
-    return [float(lo), float(hi)]
+    with np.errstate(invalid="ignore"):
+        lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo) if np.isfinite(lo) else None, float(hi) if np.isfinite(hi) else None]
 
 
 def bootstrap_intervals(
@@ -88,7 +113,7 @@ def bootstrap_intervals(
     """Percentile-bootstrap `level` interval [lo, hi] of every metric in CI_KEYS."""
     if n_boot <= 0 or not rows:
         return {}
-    reps = _resampled(row_columns(rows), n_boot, seed)
+    reps = _resampled([row_columns(rows)], n_boot, seed)[0]
     return {name: _interval(reps[name], level) for name in CI_KEYS}
 
 
@@ -115,11 +140,9 @@ def deltas(
         raise ValueError(f"paired comparison needs aligned rows, got {len(rows_a)} and {len(rows_b)}")
     cols_a, cols_b = row_columns(rows_a), row_columns(rows_b)
     if paired:
-        merged = _resampled({**{f"a:{k}": v for k, v in cols_a.items()}, **{f"b:{k}": v for k, v in cols_b.items()}}, n_boot, seed)
-        reps_a = {k: merged[f"a:{k}"] for k in cols_a}
-        reps_b = {k: merged[f"b:{k}"] for k in cols_b}
+        reps_a, reps_b = _resampled([cols_a, cols_b], n_boot, seed)
     else:
-        reps_a, reps_b = _resampled(cols_a, n_boot, seed), _resampled(cols_b, n_boot, seed + 1)
+        reps_a, reps_b = _resampled([cols_a], n_boot, seed)[0], _resampled([cols_b], n_boot, seed + 1)[0]
     out: dict[str, dict] = {}
     for name in CI_KEYS:
         a, b = _point(cols_a, name), _point(cols_b, name)
@@ -127,9 +150,15 @@ def deltas(
             "a": a,
             "b": b,
             "delta": None if a is None or b is None else b - a,
-            "ci": _interval(reps_b[name] - reps_a[name], level),
+            "ci": _interval(_difference(reps_b[name], reps_a[name]), level),
         }
     return out
+
+
+def _difference(b: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """b - a per replicate; nan (undefined) where both are inf, i.e. neither median is defined."""
+    with np.errstate(invalid="ignore"):
+        return b - a
 
 
 def group_breakdown(

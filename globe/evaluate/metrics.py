@@ -8,8 +8,12 @@ country was recognised). The paper geocoded names with a commercial maps API; ou
 
 Accuracy at d km is the share of *all* rows whose great-circle error (R = 6371 km) is <= d. A row
 with no usable prediction has an infinite error: it is a miss at every threshold and is counted
-in `n_unparsed`, never dropped. `median_km`/`mean_km` are over the rows that were located (an
-infinite mean says nothing), so read them next to `n_unparsed`.
+in `n_unparsed`, never dropped. `median_km` follows the same rule: it is the median over *all*
+rows with an unlocated row counted as infinitely far, i.e. the smallest d with acc_d >= 50%, and
+None when half the rows or more have no location. Dropping those rows instead would make a model
+that answers less look better. `mean_km` is over the located rows only (an infinite mean says
+nothing), so read it next to `n_unparsed`. `globe eval run`, `eval score` and `eval compare` all
+use these definitions (`breakdown.STATISTICS` for the intervals).
 
 Country and city accuracy are reported under both rules (see `globe.rewards.accuracy`):
 `*_string` is GLOBE's released substring rule; `*_alias` also accepts aliases (USA = United States,
@@ -113,7 +117,7 @@ def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n": len(scored), "n_unparsed": int(len(scored) - located.size)}
     for t in THRESHOLDS_KM:
         out[f"acc_{t}km"] = float(np.mean(d <= t)) if len(scored) else None
-    out["median_km"] = float(np.median(located)) if located.size else None
+    out["median_km"] = median_km(d)
     out["mean_km"] = float(np.mean(located)) if located.size else None
     for field in ("country", "city"):
         for rule in ("string", "alias"):
@@ -123,6 +127,18 @@ def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["format_ok"] = _share([r["format_ok"] for r in scored])
     out["coords_source"] = dict(sorted(Counter(r["coords_source"] for r in scored).items()))
     return out
+
+
+def median_km(distances: np.ndarray) -> float | None:
+    """Median error over all rows, unlocated rows (inf) included; None when it is not finite.
+
+    >>> median_km(np.array([1.0, 5.0, np.inf])), median_km(np.array([1.0, np.inf, np.inf]))
+    (5.0, None)
+    """
+    if not len(distances):
+        return None
+    value = float(np.median(distances))
+    return value if math.isfinite(value) else None
 
 
 def compute_metrics(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
