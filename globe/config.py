@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class Group(BaseModel):
@@ -157,10 +157,25 @@ class RegisterGroup(Group):
     metric: str = Field("acc_25km", description="evaluation metric that gates promotion")
     higher_is_better: bool = True
     min_improvement: float = Field(0.0, ge=0.0, description="challenger must beat champion by more than this")
+    min_value: float | None = Field(
+        None, allow_inf_nan=False,
+        description="promotion floor: a challenger whose metric is below it (above it when lower is better) "
+        "is never promoted, first model or not; None = no floor",
+    )
     tracking_uri: str | None = Field(None, description="MLflow tracking URI; None = $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
     experiment: str = "globe"
     challenger_alias: str = "challenger"
     champion_alias: str = "champion"
+
+
+    @model_validator(mode="after")
+    def _floor_in_the_metric_range(self) -> "RegisterGroup":
+        """A share metric (acc_25km, country_acc, ...) lies in [0, 1]: a floor outside it would
+        either promote everything or nothing, which is never what was meant."""
+        share = self.metric.startswith("acc_") or self.metric.endswith(("_acc", "_acc_string", "_acc_alias"))
+        if share and self.min_value is not None and not 0.0 <= self.min_value <= 1.0:
+            raise ValueError(f"min_value {self.min_value:g} is outside [0, 1], the range of metric {self.metric!r}")
+        return self
 
 
 class ServeGroup(Group):

@@ -9,8 +9,10 @@ storage location (an `s3://...` prefix when the server's artifact root is S3) ca
 KServe or vLLM as `storageUri` as it is.
 
 `promote()` is the gate: it moves `champion` to the challenger only when the challenger's metric
-(e.g. `acc_25km`) beats the champion's by more than `min_improvement`; the first model is promoted
-because there is nothing to beat. The metric, both numbers and the decision are tagged on the
+(e.g. `acc_25km`) reaches the floor `min_value` (when set) and beats the champion's by more than
+`min_improvement`. The floor applies to every challenger: a first model below it is not promoted
+just because there is nothing to beat, and a challenger that beats a weak champion but stays below
+the floor is not either. The metric, both numbers, the floor and the decision are tagged on the
 versions and logged as a promotion run, so anyone can later see *why* a version is champion.
 
 `storage_uri()` answers "where are the bytes of models:/NAME@ALIAS" from the registry's record of
@@ -82,6 +84,7 @@ class Decision:
     metric: str
     higher_is_better: bool
     min_improvement: float
+    min_value: float | None
     challenger_version: str
     challenger_value: float
     champion_version: str | None
@@ -220,8 +223,11 @@ def promote(cfg: "RegisterGroup", *, tracking_uri: str | None = None) -> Decisio
         raise RegistryError(f"{cfg.model_name} v{challenger.version} ({cfg.challenger_alias}) has no metric {cfg.metric!r}; cannot gate")
     champ_value = _metric_of(c, champion, cfg.metric) if champion is not None else None
     sign = "higher" if cfg.higher_is_better else "lower"
-    if champion is None:
-        promoted, reason = True, f"no {cfg.champion_alias} yet: first model is promoted"
+    below = _below_floor(ch_value, cfg)
+    if below:
+        promoted, reason = False, below
+    elif champion is None:
+        promoted, reason = True, f"no {cfg.champion_alias} yet: first model is promoted" + _floor_note(ch_value, cfg)
     elif champion.version == challenger.version:
         promoted, reason = False, f"v{challenger.version} is already {cfg.champion_alias}"
     elif champ_value is None:
@@ -236,6 +242,7 @@ def promote(cfg: "RegisterGroup", *, tracking_uri: str | None = None) -> Decisio
         metric=cfg.metric,
         higher_is_better=cfg.higher_is_better,
         min_improvement=cfg.min_improvement,
+        min_value=cfg.min_value,
         challenger_version=str(challenger.version),
         challenger_value=ch_value,
         champion_version=str(champion.version) if champion is not None else None,
@@ -249,6 +256,8 @@ def promote(cfg: "RegisterGroup", *, tracking_uri: str | None = None) -> Decisio
     decision.run_id = run.info.run_id
     now = int(time.time() * 1000)
     gate = f"{cfg.metric} {'>' if cfg.higher_is_better else '<'} champion (min_improvement {cfg.min_improvement:g})"
+    if cfg.min_value is not None:
+        gate += f" and {cfg.metric} {'>=' if cfg.higher_is_better else '<='} {cfg.min_value:g} (min_value)"
     values = [Metric("challenger_value", ch_value, now, 0)] + ([Metric("champion_value", champ_value, now, 0)] if champ_value is not None else [])
     c.log_batch(
         run.info.run_id,
@@ -266,6 +275,7 @@ def promote(cfg: "RegisterGroup", *, tracking_uri: str | None = None) -> Decisio
         "challenger_value": ch_value,
         "champion_version": decision.champion_version,
         "champion_value": champ_value,
+        "min_value": cfg.min_value,
         "decision": verdict,
         "reason": reason,
         "run_id": run.info.run_id,
@@ -277,6 +287,22 @@ def promote(cfg: "RegisterGroup", *, tracking_uri: str | None = None) -> Decisio
     if promoted:
         c.set_registered_model_alias(cfg.model_name, cfg.champion_alias, challenger.version)
     return decision
+
+
+def _below_floor(value: float, cfg: "RegisterGroup") -> str | None:
+    """Why `value` fails the floor `cfg.min_value`, or None when there is no floor or it passes."""
+    if cfg.min_value is None:
+        return None
+    ok = value >= cfg.min_value if cfg.higher_is_better else value <= cfg.min_value
+    if ok:
+        return None
+    side = "below" if cfg.higher_is_better else "above"
+    return (f"{cfg.metric} {value:.6g} is {side} the floor register.min_value {cfg.min_value:g}: "
+            "not promoted, whatever the champion")
+
+
+def _floor_note(value: float, cfg: "RegisterGroup") -> str:
+    return "" if cfg.min_value is None else f" ({cfg.metric} {value:.6g} clears the floor {cfg.min_value:g})"
 
 
 @_mlflow_errors_as_registry_errors

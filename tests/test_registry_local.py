@@ -55,3 +55,51 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     assert bad.exit_code == 2 and "expected a JSON object of metrics" in bad.output
     missing = runner.invoke(app, ["resolve", "models:/globe@nope"])
     assert missing.exit_code == 2 and "error: MLflow:" in missing.output and "nope" in missing.output
+
+
+@pytest.mark.slow
+def test_the_promotion_floor_holds_for_the_first_model_and_for_a_challenger_that_wins(fake_checkpoint, tmp_path,
+                                                                                      monkeypatch):
+    from mlflow import MlflowClient
+
+    from globe.config import RegisterGroup
+    from globe.registry import promote, register
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow resolves the versions' models:/ sources through it
+    monkeypatch.chdir(tmp_path)
+    gate = RegisterGroup(min_value=0.3)
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    register(fake_checkpoint, gate, metrics={"acc_25km": 0.0}, tracking_uri=uri)  # a broken first model
+    first = promote(gate, tracking_uri=uri)
+    assert not first.promoted and first.champion_version is None and first.min_value == 0.3
+    assert "below the floor register.min_value 0.3" in first.reason
+    tags = c.get_model_version("globe", "1").tags
+    assert tags["globe.gate.decision"] == "rejected" and json.loads(tags["globe.gate"])["reason"] == first.reason
+    assert json.loads(tags["globe.gate"])["min_value"] == 0.3
+    assert "champion" not in c.get_registered_model("globe").aliases
+
+    register(fake_checkpoint, gate, metrics={"acc_25km": 0.5}, tracking_uri=uri)  # the first working one
+    working = promote(gate, tracking_uri=uri)
+    assert working.promoted and "first model is promoted" in working.reason and "clears the floor" in working.reason
+    assert str(c.get_model_version_by_alias("globe", "champion").version) == "2"
+
+    stricter = gate.model_copy(update={"min_value": 0.7})
+    register(fake_checkpoint, stricter, metrics={"acc_25km": 0.6}, tracking_uri=uri)  # beats v2, below 0.7
+    held = promote(stricter, tracking_uri=uri)
+    assert not held.promoted and held.champion_value == 0.5 and "below the floor" in held.reason
+    assert str(c.get_model_version_by_alias("globe", "champion").version) == "2"
+    assert c.get_model_version("globe", "3").tags["globe.gate.decision"] == "rejected"
+
+
+def test_the_promotion_floor_is_validated():
+    from globe.config import ConfigError, load_params
+
+    with pytest.raises(ConfigError, match="outside \\[0, 1\\]"):
+        load_params(None, overrides=["register.min_value=1.5"])
+    with pytest.raises(ConfigError, match="min_value"):
+        load_params(None, overrides=["register.min_value=.nan"])
+    ok = load_params(None, overrides=["register.metric=median_km", "register.higher_is_better=false",
+                                      "register.min_value=1500"])
+    assert ok.register.min_value == 1500.0
