@@ -69,13 +69,18 @@ def test_run_writes_every_output_and_agrees_with_the_shared_scorer(geoscenes, tm
     # the reader decodes the drawn cues: nearly every localizable scene lands in its city
     assert m["acc_25km"] >= 0.8 and m["country_acc"] >= 0.8 and m["n_errors"] == 0
     row = next(r for r in rows if r["distance_km"] is not None and r["distance_km"] < 25)
-    assert row["coords_source"] == "stated" and row["answer"]["format_ok"] and row["output"].startswith("<think>")
+    assert row["coords_source"] == "geocoded" and row["resolution"] == "city" and row["protocol"] == "names"
+    assert row["stated"]["coords_source"] == "stated" and row["answer"]["format_ok"] and row["output"].startswith("<think>")
     # metrics.json is what `globe eval score` computes from predictions.jsonl alone
     saved = json.loads((out / "metrics.json").read_text())
     rescored = compute_metrics(read_predictions(out / PREDICTIONS))
     for key in ("n", "n_unparsed", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "country_acc", "city_acc"):
         assert saved[key] == rescored[key], key
     assert saved["median_km"] == pytest.approx(rescored["median_km"])
+    assert saved["stated"]["acc_25km"] == rescored["stated"]["acc_25km"]
+    html = (out / "report.html").read_text()
+    assert "stated coordinates" in html and "value (headline: names geocoded)" in html
+    assert f"{100 * saved['stated']['acc_25km']:.1f}%" in html
     lo, hi = saved["ci95"]["acc_25km"]
     assert lo <= saved["acc_25km"] <= hi and hi - lo > 0
     assert sum(v["n"] for v in saved["by_continent"].values()) == saved["n"]
@@ -125,6 +130,22 @@ def test_compare_runs_finds_the_noisy_reader_worse(geoscenes, tmp_path):
     assert "paired over" in table.output and "acc_25km" in table.output and "B worse" in table.output
     as_json = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "clean"), str(tmp_path / "clean"), "--json"])
     assert json.loads(as_json.output)["metrics"]["acc_25km"]["delta"] == 0.0
+
+
+def test_a_run_written_before_the_two_protocols_is_compared_under_the_headline(geoscenes, tmp_path):
+    run(geoscenes, tmp_path / "new", SceneReaderEngine("reader"))
+    old = tmp_path / "old"
+    old.mkdir()
+    legacy = []  # what the earlier scorer wrote: stated coordinates first, no protocol, no `stated`
+    for line in (tmp_path / "new" / PREDICTIONS).read_text().splitlines():
+        r = json.loads(line)
+        for key in ("protocol", "resolution", "resolved_place", "stated"):
+            r.pop(key)
+        r.update(pred_lat=-40.0, pred_lon=80.0, coords_source="stated", distance_km=12_000.0)
+        legacy.append(json.dumps(r))
+    (old / PREDICTIONS).write_text("\n".join(legacy) + "\n")
+    result = compare_runs(old, tmp_path / "new", n_boot=50)
+    assert result["metrics"]["acc_25km"]["delta"] == 0.0  # the same answers, re-located by their names
 
 
 def test_cli_run_and_its_errors(geoscenes, tmp_path):

@@ -59,14 +59,48 @@ def test_raw_outputs_are_parsed_and_geocoded():
         {"id": "none", "lat": tokyo[0], "lon": tokyo[1], "country": "Japan", "output": ""},
     ])
     by = {r["id"]: r for r in rows}
-    assert by["stated"]["coords_source"] == "stated"
+    # names that place nothing: the stated coordinates place the row under both protocols
+    assert by["stated"]["coords_source"] == "stated" == by["stated"]["stated"]["coords_source"]
     assert by["stated"]["distance_km"] == pytest.approx(0.2 * KM_PER_DEGREE)
     assert by["city"]["coords_source"] == "geocoded" and by["city"]["distance_km"] < 25
-    assert by["country"]["coords_source"] == "geocoded_capital" and by["country"]["distance_km"] < 25
+    assert by["city"]["resolution"] == "city" and by["city"]["resolved_place"].startswith("Tokyo")
+    assert (by["country"]["coords_source"], by["country"]["resolution"]) == ("geocoded", "capital-fallback")
+    assert by["country"]["distance_km"] < 25
+    assert all(r["protocol"] == "names" for r in rows)
     assert by["free"]["pred_city"] == "Tokyo" and by["free"]["distance_km"] < 25
     assert by["none"]["coords_source"] == "none" and by["none"]["distance_km"] == math.inf
     assert by["none"]["country_match_alias"] is False  # a label with no prediction is a miss, not skipped
     assert by["city"]["format_ok"] is True and by["free"]["format_ok"] is False
+
+
+PARIS = (48.8566, 2.3522)
+
+
+def test_the_headline_geocodes_the_named_place_and_stated_coordinates_are_their_own_protocol():
+    # a GLOBE answer naming Paris, with coordinates in the Indian Ocean (what a tiny model writes)
+    text = "<think>Haussmann facades.</think><answer>country: France\ncity: Paris\nlat: -40.0\nlon: 80.0</answer>"
+    m = compute_metrics([{"id": "p", "lat": PARIS[0], "lon": PARIS[1], "output": text}])
+    assert m["protocol"] == "names" and m["acc_25km"] == 1.0 and m["median_km"] < 25
+    assert m["stated"]["acc_25km"] == 0.0 and m["stated"]["acc_2500km"] == 0.0
+    assert m["coords_source"] == {"geocoded": 1} and m["stated"]["coords_source"] == {"stated": 1}
+    row = score_rows([{"id": "p", "lat": PARIS[0], "lon": PARIS[1], "output": text}])[0]
+    assert (row["protocol"], row["coords_source"], row["resolution"]) == ("names", "geocoded", "city")
+    assert row["resolved_place"] == "Paris, Ile-de-France, France"
+    assert (row["stated"]["coords_source"], row["stated"]["resolution"]) == ("stated", "coordinates")
+    assert (row["stated"]["pred_lat"], row["stated"]["pred_lon"]) == (-40.0, 80.0)
+
+
+def test_stated_protocol_falls_back_to_names_and_given_coordinates_count_as_stated():
+    rows = [
+        {"id": "names only", "lat": PARIS[0], "lon": PARIS[1], "output": "country: France\ncity: Paris"},
+        {"id": "file coords", "lat": 0.0, "lon": 0.0, "pred_lat": 0.0, "pred_lon": 0.1, "output": "Paris, France"},
+        {"id": "coords only", "lat": 0.0, "lon": 0.0, "pred_lat": 0.0, "pred_lon": 0.1},
+    ]
+    by = {r["id"]: r for r in score_rows(rows)}
+    assert by["names only"]["stated"]["coords_source"] == "geocoded" and by["names only"]["stated"]["distance_km"] < 25
+    assert by["file coords"]["coords_source"] == "geocoded" and by["file coords"]["distance_km"] > 5000
+    assert by["file coords"]["stated"]["coords_source"] == "given" and by["file coords"]["stated"]["distance_km"] < 25
+    assert by["coords only"]["coords_source"] == "given" and by["coords only"]["resolution"] == "coordinates"
 
 
 def test_string_and_alias_rules_both_reported():

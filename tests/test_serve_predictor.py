@@ -15,7 +15,7 @@ from globe.serve.predictor import answer_to_prediction
 def test_coordinates_stated_by_the_model_are_used_as_is():
     pred = answer_to_prediction("<think>Tricolour flags, Haussmann facades.</think>\n<answer>country: France\ncity: Paris\nlat: 48.85\nlon: 2.35</answer>")
     assert (pred["country"], pred["country_code"], pred["city"]) == ("France", "FR", "Paris")
-    assert (pred["lat"], pred["lon"], pred["coords_source"]) == (48.85, 2.35, "model")
+    assert (pred["lat"], pred["lon"], pred["coords_source"], pred["resolution"]) == (48.85, 2.35, "stated", "coordinates")
     assert pred["reasoning"] == "Tricolour flags, Haussmann facades." and pred["format_ok"] is True
 
 
@@ -25,13 +25,26 @@ def test_missing_or_impossible_coordinates_are_geocoded_from_the_place():
         "<think>Canals.</think>\n<answer>country: Netherlands\ncity: Amsterdam\nlat: 123.0\nlon: 4.9</answer>",
     ):
         pred = answer_to_prediction(text)
-        assert pred["coords_source"] == "geocoded" and pred["country_code"] == "NL" and pred["geocode_fallback"] is None
+        assert pred["coords_source"] == "geocoded" and pred["country_code"] == "NL" and pred["resolution"] == "city"
         assert haversine_km(pred["lat"], pred["lon"], 52.37, 4.89) < 25
+
+
+def test_serving_and_evaluation_place_the_same_answer_at_the_same_point():
+    from globe.answer import parse
+    from globe.evaluate.metrics import score_rows
+
+    for text in ("<think>.</think><answer>country: USA\ncity: Charleston, SC</answer>",
+                 "Chelsea Market, New York City, USA", "<answer>country: France\ncity: Paris\nlat: 1.0\nlon: 2.0</answer>"):
+        pred = answer_to_prediction(text)
+        row = score_rows([{"lat": 0.0, "lon": 0.0, "output": text}])[0]["stated"]  # serving states first too
+        assert (pred["lat"], pred["lon"], pred["coords_source"], pred["resolution"]) == (
+            row["pred_lat"], row["pred_lon"], row["coords_source"], row["resolution"]), text
+        assert parse(text).raw == pred["raw"]
 
 
 def test_country_only_falls_back_to_an_approximate_point_and_garbage_to_nulls():
     pred = answer_to_prediction("<think>Hard to say.</think>\n<answer>country: Japan\ncity: </answer>")
-    assert pred["country_code"] == "JP" and pred["coords_source"] == "geocoded" and pred["geocode_fallback"] in ("capital", "centroid")
+    assert pred["country_code"] == "JP" and pred["coords_source"] == "geocoded" and pred["resolution"] == "capital-fallback"
     junk = answer_to_prediction("\n\n\n")
     assert {k: junk[k] for k in ("country", "country_code", "city", "lat", "lon", "coords_source")} == dict.fromkeys(
         ("country", "country_code", "city", "lat", "lon", "coords_source")
@@ -71,7 +84,7 @@ def test_openai_engine_split_with_judge(tmp_path):
         assert teacher.requests == 2 * len(records)  # one generation and one judgment per image
     for rec, pred in zip(records, response["predictions"]):
         assert pred["id"] == rec.id and pred["country_code"] == rec.country_code and pred["city"] == rec.city
-        assert pred["coords_source"] == "model" and haversine_km(pred["lat"], pred["lon"], rec.lat, rec.lon) < 25
+        assert pred["coords_source"] == "stated" and haversine_km(pred["lat"], pred["lon"], rec.lat, rec.lon) < 25
         assert 0.5 < pred["localizability"] <= 1.0
 
 

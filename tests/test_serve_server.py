@@ -25,7 +25,7 @@ from _servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 1_000_000
-FIELDS = {"id", "reasoning", "country", "country_code", "city", "lat", "lon", "coords_source", "geocode_fallback", "format_ok", "raw"}
+FIELDS = {"id", "reasoning", "country", "country_code", "city", "lat", "lon", "coords_source", "resolution", "format_ok", "raw"}
 
 
 class ImageHost:
@@ -121,7 +121,7 @@ def test_v1_and_v2_clients_get_the_same_prediction(server):
     r1, r2, r3 = asyncio.run(run())
     pred = r1["predictions"][0]
     assert set(pred) == FIELDS and pred["id"] == "a" and isinstance(pred["raw"], str)
-    assert pred["coords_source"] in (None, "model", "geocoded")
+    assert pred["coords_source"] in (None, "stated", "geocoded")
     for resp in (r2, r3):
         outputs = {o.name: o for o in resp.outputs}
         assert set(outputs) == {"prediction", "country_code", "city", "lat", "lon"}

@@ -189,6 +189,23 @@ def _sentences(text: str) -> list[str]:
     return [s for s in out if s]
 
 
+def _chain_before(sentence: str, pos: int) -> list[str]:
+    """The names of a "Landmark, City, Admin, " chain that ends at `pos`, most specific first."""
+    chain: list[str] = []
+    head = sentence[max(0, pos - 160):pos]
+    for _ in range(3):
+        m = re.search(r",\s*(?:the\s+)?$", head)
+        if not m:
+            break
+        head = head[:m.start()]
+        runs = _cap_runs(head)
+        if not runs or runs[-1].end != len(head):
+            break
+        chain.append(runs[-1].text())
+        head = head[:runs[-1].start]
+    return chain[::-1]
+
+
 def _city_before(sentence: str, pos: int) -> str | None:
     """The most specific name of a "City, Admin, Country" chain that ends at `pos`."""
     chain: list[str] = []
@@ -221,7 +238,7 @@ def _city_near(sentence: str) -> str | None:
     return None
 
 
-def _place_in_sentence(sentence: str) -> tuple[str | None, str | None]:
+def _place_in_sentence(sentence: str) -> tuple[str | None, str | None, str | None]:
     """(city, country) named in one sentence; the first country after the last conclusion phrase wins."""
     m = _COUNTRY_IS_RE.search(sentence)
     if m:
@@ -235,9 +252,11 @@ def _place_in_sentence(sentence: str) -> tuple[str | None, str | None]:
         if hit:
             found.append((run.words[hit[0]][0], hit[1]))
     if not found:
-        return None, None
+        return None, None, None
     pos, country = next((f for f in found if f[0] >= anchor), found[0])
-    return _city_before(sentence, pos) or _city_near(sentence), country
+    chain = _chain_before(sentence, pos)
+    place = ", ".join([*chain, country]) if len(chain) > 1 else None
+    return _city_before(sentence, pos) or _city_near(sentence), country, place
 
 
 def comma_place(text: str) -> tuple[str | None, str | None]:
@@ -263,17 +282,22 @@ def comma_place(text: str) -> tuple[str | None, str | None]:
 
 def from_free_text(region: str) -> dict[str, Any]:
     text = strip_markdown(region[-6000:])  # conclusions come last; bound the work
-    best: tuple[str | None, str | None] | None = None
+    best: tuple[str | None, str | None, str | None] | None = None
     for sentence in reversed(_sentences(text)[-12:]):
-        city, country = _place_in_sentence(sentence)
+        city, country, place = _place_in_sentence(sentence)
         if not country:
             continue
         if _CONCLUSION_RE.search(sentence):
-            best = (city, country)
+            best = (city, country, place)
             break
-        best = best or (city, country)
-    if best is None and len(text) <= 200:
-        best = comma_place(text)
-    if best is None or not (best[0] or best[1]):
+        best = best or (city, country, place)
+    short = text.strip() if len(text) <= 200 and "\n" not in text.strip() else None
+    if short and short.rstrip(".").casefold() in NONE_VALUES:
+        short = None
+    if best is None and short:
+        # a short answer is a place as written ("Chelsea Market, New York City, USA", "Sydney
+        # Opera House"): the geocoder reads all of it, even where no city or country is recognised
+        best = (*comma_place(text), short.rstrip("."))
+    if best is None or not (best[0] or best[1] or best[2]):
         return {}
-    return {"city": best[0], "country": best[1]}
+    return {"city": best[0], "country": best[1], "place": best[2]}

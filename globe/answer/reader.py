@@ -65,9 +65,11 @@ def read_general(answer: Answer, raw: str) -> None:
         answer.lat, answer.lon = coords
     if not place:
         place = from_free_text(region)
-        if place:
+        if place.get("country") or place.get("city"):
             answer.source = "free_text"
     answer.country = place.get("country")
     answer.city = place.get("city")
+    # a short text read whole as a place, unless it is coordinates ("Latitude: -33.86 / Longitude: 151.2")
+    answer.place = place.get("place") if not (coords and answer.source != "json" and not answer.city) else None
     if answer.source == "none" and coords:
         answer.source = "lines"

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 class Answer:
     """What a model said. Every field may be None; `raw` is the text exactly as given.
 
-    `source` says which reader found the place: "lines", "json", "free_text" or "none".
+    `source` says which reader found the place: "lines", "json", "free_text" or "none". `place` is
+    the whole place the answer names when it says more than a city and a country ("Chelsea Market,
+    New York City, USA", a JSON address with its state): the geocoder reads every component.
     """
 
     think: str | None = None
@@ -24,6 +26,7 @@ class Answer:
     format_ok: bool = False
     raw: str = ""
     source: str = "none"
+    place: str | None = None
 
     @property
     def has_coordinates(self) -> bool:

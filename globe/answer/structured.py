@@ -13,7 +13,8 @@ from globe.answer.values import clean_value, localizable_from, strip_markdown
 _KEYS = r"country|nation|city|town|location|place|address|localizable|localizability|region|state|province"
 _KV_RE = re.compile(
     r"(?:^|[\n,;|{]|\b)\s*(?:(?:predicted|final|guessed|estimated|most likely|likely)\s+)?"
-    r"(?P<key>country|nation|city|town|location|place|address|localizable|localizability)(?:\s+name)?"
+    r"(?P<key>country|nation|city|town|location|place|address|localizable|localizability|state|province|region)"
+    r"(?:\s+name)?"
     r"[ \t]*\??[ \t]*[\"']?[ \t]*[:=：][ \t]*(?P<value>[^\n]*?)\s*"
     r"(?=(?:[,;|]\s*|\s+)(?:" + _KEYS + r"|lat|latitude|lon|lng|longitude)\b\s*[:=：]|\n|$)",
     re.IGNORECASE,
@@ -28,7 +29,7 @@ def from_lines(region: str) -> dict[str, Any]:
     for m in _KV_RE.finditer(plain):
         key = m.group("key").casefold()
         key = {"nation": "country", "town": "city", "localizability": "localizable",
-               "place": "location", "address": "location"}.get(key, key)
+               "place": "location", "address": "location", "state": "region", "province": "region"}.get(key, key)
         if key in found:
             continue
         value = clean_value(m.group("value"))
@@ -41,7 +42,17 @@ def from_lines(region: str) -> dict[str, Any]:
         city, country = comma_place(found["location"])
         found.setdefault("country", country)
         found.setdefault("city", city)
+    _add_place(found)
     return {k: v for k, v in found.items() if v is not None}
+
+
+def _add_place(found: dict[str, Any]) -> None:
+    """The whole place: the written location, else city, region and country when a region is given."""
+    location, region = found.pop("location", None), found.pop("region", None)
+    if location and (found.get("city") is None or found["city"] != location):
+        found["place"] = location
+    elif region:
+        found["place"] = ", ".join(v for v in (found.get("city"), region, found.get("country")) if v)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -54,7 +65,8 @@ _JSON_KEYS = {
     "lat": ("lat", "latitude"),
     "lon": ("lon", "lng", "long", "longitude"),
     "pair": ("coordinates", "coords", "coordinate", "latlng", "lat_lng", "latlon", "lat_lon", "gps", "position"),
-    "location": ("location", "address", "place", "answer", "prediction"),
+    "location": ("location", "address", "place", "answer", "prediction", "display_name", "formatted_address"),
+    "region": ("state", "province", "region", "state_name", "admin1", "county", "state_district"),
     "localizable": ("localizable", "localizability", "is_localizable"),
 }
 
@@ -137,6 +149,8 @@ def from_json(region: str) -> dict[str, Any]:
                 found["coords"] = _pair(value)
             elif key in _JSON_KEYS["location"] and isinstance(value, str) and "location" not in found:
                 found["location"] = clean_value(value)
+            elif key in _JSON_KEYS["region"] and isinstance(value, str) and "region" not in found:
+                found["region"] = clean_value(value)
             elif key in _JSON_KEYS["localizable"] and "localizable" not in found:
                 found["localizable"] = value if isinstance(value, bool) else localizable_from(clean_value(value))
         if not found.get("coords"):
@@ -148,6 +162,6 @@ def from_json(region: str) -> dict[str, Any]:
             found["country"] = found.get("country") or country
             found["city"] = found.get("city") or city
         found.pop("country_code", None)
-        found.pop("location", None)
+        _add_place(found)
         return {k: v for k, v in found.items() if v is not None}
     return {}

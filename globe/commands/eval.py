@@ -20,7 +20,10 @@ def score(
     rows_out: Annotated[Optional[Path], typer.Option(
         "--rows-out", help="also write the scored rows as JSON lines (parsed fields, coordinates, distance)")] = None,
 ) -> None:
-    """Score predictions: accuracy within 1/25/200/750/2500 km, median/mean error, country and city accuracy."""
+    """Score predictions: accuracy within 1/25/200/750/2500 km, median/mean error, country and city accuracy.
+
+    The headline geocodes the answered place names (the paper's protocol); the answers' own stated
+    coordinates are a second protocol, under "stated" in metrics.json."""
     from globe.evaluate.metrics import (
         PredictionsError,
         read_predictions,
@@ -42,30 +45,37 @@ def score(
     _print_table(metrics, predictions, out)
 
 
+def _shown(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key.startswith(("acc_", "country_acc", "city_acc", "format_ok")):
+        return f"{100 * value:.2f} %"
+    if key.endswith("_km"):
+        return f"{value:,.1f} km"
+    return str(value)
+
+
 def _print_table(metrics: dict, source: Path, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    stated = metrics.get("stated") or {}
     table = Table()
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("names (headline)", justify="right")
+    table.add_column("stated coordinates", justify="right")
     for key, value in metrics.items():
-        if key in ("n", "n_unparsed") or isinstance(value, dict):
+        if key in ("n", "n_unparsed", "protocol") or isinstance(value, dict):
             continue
-        if value is None:
-            shown = "-"
-        elif key.startswith(("acc_", "country_acc", "city_acc", "format_ok")):
-            shown = f"{100 * value:.2f} %"
-        elif key.endswith("_km"):
-            shown = f"{value:,.1f} km"
-        else:
-            shown = str(value)
-        table.add_row(key, shown)
-    console = Console()
-    console.print(f"{source}: {metrics['n']} rows, {metrics['n_unparsed']} unparsed (misses at every distance)")
+        table.add_row(key, _shown(key, value), _shown(key, stated[key]) if key in stated else "")
+    console = Console(width=120)
+    console.print(f"{source}: {metrics['n']} rows, {metrics['n_unparsed']} unparsed (misses at every distance; "
+                  f"{stated.get('n_unparsed', '-')} under stated coordinates)")
     console.print(table)
-    sources = ", ".join(f"{k} {v}" for k, v in metrics["coords_source"].items())
-    console.print(f"coordinates from: {sources}\nwrote {out}")
+    how = ", ".join(f"{k} {v}" for k, v in metrics["resolution"].items())
+    sources = ", ".join(f"{k} {v}" for k, v in stated.get("coords_source", {}).items())
+    console.print(f"headline: the answered places geocoded (resolved as: {how})\n"
+                  f"stated: the answers' own coordinates, else their places (coordinates from: {sources})\nwrote {out}")
 
 
 def register(app: typer.Typer) -> None:

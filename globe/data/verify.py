@@ -57,16 +57,21 @@ class Located:
 
 
 def locate(t: TeacherOutput) -> Located:
-    """A teacher's answer as (country code, coordinates), geocoding the city when no lat/lon."""
+    """A teacher's answer as (country code, coordinates): its stated lat/lon, else its city
+    geocoded (`globe.scorer.locate`, the stated protocol). A region or country stand-in (a capital
+    fallback) is no location: the distance filter needs the place the teacher named."""
     from globe import geo
+    from globe.answer import Answer
+    from globe.scorer import PLACE_RESOLUTIONS
+    from globe.scorer import locate as scorer_locate
 
     code = t.country_code or (geo.normalize_country(t.country) if t.country else None)
-    lat, lon = t.lat, t.lon
-    if (lat is None or lon is None) and t.city:
-        place = geo.geocode(t.city, code or t.country)
-        if place is not None and place.approximate is None:
-            lat, lon = place.lat, place.lon
-            code = code or place.country_code
+    lat = lon = None
+    if t.city or (t.lat is not None and t.lon is not None):
+        where = scorer_locate(Answer(country=t.country or code, city=t.city, lat=t.lat, lon=t.lon), "stated")
+        if where.found and where.resolution in PLACE_RESOLUTIONS:
+            lat, lon = where.lat, where.lon
+            code = code or where.country_code
     return Located(t, code, lat, lon)
 
 

@@ -4,6 +4,8 @@ When the runs answered the same images (same benchmark, matched by sample id), t
 paired over the images they share: one set of resampled images feeds both runs, so the interval is
 for the difference on the same photos. Runs on disjoint images fall back to independent
 resampling of each run. A delta whose interval excludes 0 is flagged as significant at 95%.
+Distances are the headline protocol's (the answered places geocoded); rows of runs written before
+that protocol existed are re-located from their own output first (`scoring.rescore_legacy`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from globe.evaluate.breakdown import CI_KEYS, deltas
 from globe.evaluate.runner import PREDICTIONS, RUN_INFO, PredictionLog, RunError
+from globe.evaluate.scoring import rescore_legacy
 
 LOWER_IS_BETTER = {"median_km", "mean_km"}
 
@@ -36,7 +39,7 @@ def load_run(path: str | Path) -> Run:
     pred = path / PREDICTIONS
     if not pred.is_file():
         raise RunError(f"{path}: not an evaluation run (no {PREDICTIONS}); pass the --out directory of `globe eval run`")
-    rows = list(PredictionLog(pred).rows.values())
+    rows = rescore_legacy(list(PredictionLog(pred).rows.values()))
     if not rows:
         raise RunError(f"{pred}: no prediction rows")
     info_path = path / RUN_INFO

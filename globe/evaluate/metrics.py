@@ -1,10 +1,17 @@
 """Distance and name metrics over predictions: the paper's table, computed offline and honestly.
 
-A prediction is either coordinates (`pred_lat`, `pred_lon`) or the model's raw `output`, which
-`globe.answer.parse` reads. Coordinates come, in this order, from the given columns ("given"),
-from the text ("stated"), or from geocoding the parsed city within the parsed country with the
-offline GeoNames gazetteer ("geocoded"; "geocoded_capital"/"geocoded_centroid" when only the
-country was recognised). The paper geocoded names with a commercial maps API; ours is reproducible.
+A prediction is the model's raw `output` (read by `globe.answer.parse`), optionally with
+`pred_country`/`pred_city` and coordinates (`pred_lat`, `pred_lon`) given as columns. Every row is
+located twice by the one scorer (`globe.scorer.locate`):
+
+- the headline protocol, "names" (the paper's): the answered place names (city, region and
+  country, or the free-text place) geocoded offline with GeoNames (`globe.geo.resolve`; the paper
+  used a commercial maps API). A row that names no place but gives coordinates is placed by those.
+  Its fields: `pred_lat`, `pred_lon`, `coords_source`, `resolution` (city, landmark, admin1,
+  capital-fallback, centroid-fallback, coordinates, none), `resolved_place`, `distance_km`.
+- "stated": the coordinates the answer states (or the row gives), else its names as above. Its
+  fields sit under the row's `stated` key with the same names; its metrics under
+  `metrics["stated"]`, with the same names as the headline ones.
 
 Accuracy at d km is the share of *all* rows whose great-circle error (R = 6371 km) is <= d. A row
 with no usable prediction has an infinite error: it is a miss at every threshold and is counted
@@ -15,10 +22,10 @@ that answers less look better. `mean_km` is over the located rows only (an infin
 nothing), so read it next to `n_unparsed`. `globe eval run`, `eval score` and `eval compare` all
 use these definitions (`breakdown.STATISTICS` for the intervals).
 
-Country and city accuracy are reported under both rules (see `globe.rewards.accuracy`):
-`*_string` is GLOBE's released substring rule; `*_alias` also accepts aliases (USA = United States,
-Kiev = Kyiv). `country_acc`/`city_acc` are the alias-aware ones. Their denominators are the rows
-that carry a ground-truth country/city (`n_country_labels`, `n_city_labels`).
+Country and city accuracy are reported under both rules (see `globe.scorer`): `*_string` is
+GLOBE's released substring rule; `*_alias` also accepts aliases (USA = United States, Kiev =
+Kyiv). `country_acc`/`city_acc` are the alias-aware ones. Their denominators are the rows that
+carry a ground-truth country/city (`n_country_labels`, `n_city_labels`).
 """
 
 from __future__ import annotations
@@ -31,8 +38,7 @@ import numpy as np
 
 from globe.answer import Answer, parse
 from globe.rewards._inputs import as_float
-from globe.rewards.accuracy import city_match, country_match
-from globe.rewards.geodesic import locate
+from globe.scorer import HEADLINE_PROTOCOL, Location, city_match, country_match, locate
 
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 _MEAN_METRICS = {f"acc_{t}km" for t in THRESHOLDS_KM} | {
@@ -52,11 +58,16 @@ def _match(pred: str | None, truth: str | None, fn: Callable[..., bool], **kw: A
     return bool(pred) and fn(pred, truth, **kw)
 
 
+def _location_fields(where: Location) -> dict[str, Any]:
+    return {"pred_lat": where.lat, "pred_lon": where.lon, "coords_source": where.source,
+            "resolution": where.resolution, "resolved_place": where.place}
+
+
 def score_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One scored record per input row: parsed fields, coordinates, their source, error and matches.
+    """One scored record per input row: parsed fields, both protocols' locations, errors and matches.
 
     Input keys: `lat`, `lon` (ground truth, required), optional `id`, `country`, `city`, and the
-    prediction as `pred_lat`/`pred_lon` and/or `output` (raw model text), optionally
+    prediction as `output` (raw model text) and/or `pred_lat`/`pred_lon`, optionally
     `pred_country`/`pred_city`. Raises ValueError naming the row when ground truth is unusable.
     """
     scored: list[dict[str, Any]] = []
@@ -69,18 +80,18 @@ def score_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         answer = parse(output) if isinstance(output, str) else Answer()
         pred_country = _text(row.get("pred_country")) or answer.country
         pred_city = _text(row.get("pred_city")) or answer.city
-        plat, plon = as_float(row.get("pred_lat")), as_float(row.get("pred_lon"))
-        if plat is not None and plon is not None and -90 <= plat <= 90 and -180 <= plon <= 180:
-            where: tuple[float, float, str] | None = (plat, plon, "given")
-        else:
-            where = locate(Answer(country=pred_country, city=pred_city, lat=answer.lat, lon=answer.lon))
+        given = (as_float(row.get("pred_lat")), as_float(row.get("pred_lon")))
+        named = Answer(country=pred_country, city=pred_city, lat=answer.lat, lon=answer.lon,
+                       place=answer.place if pred_country == answer.country and pred_city == answer.city else None)
+        headline, stated = locate(named, HEADLINE_PROTOCOL, given), locate(named, "stated", given)
         country, city = _text(row.get("country")), _text(row.get("city"))
         scored.append({
             "id": row.get("id", index),
             "lat": lat, "lon": lon, "country": country, "city": city,
-            "pred_lat": where[0] if where else None, "pred_lon": where[1] if where else None,
+            "protocol": HEADLINE_PROTOCOL,
+            **_location_fields(headline),
+            "stated": _location_fields(stated),
             "pred_country": pred_country, "pred_city": pred_city,
-            "coords_source": where[2] if where else "none",
             "format_ok": answer.format_ok if isinstance(output, str) else None,
             "country_match_string": _match(pred_country, country, country_match, aliases=False),
             "country_match_alias": _match(pred_country, country, country_match, aliases=True),
@@ -88,21 +99,23 @@ def score_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "city_match_alias": _match(pred_city, city, lambda p, t: city_match(p, t, country, True, True)),
         })
     _add_distances(scored)
+    _add_distances([r["stated"] | {"lat": r["lat"], "lon": r["lon"]} for r in scored], into=[r["stated"] for r in scored])
     return scored
 
 
-def _add_distances(scored: list[dict[str, Any]]) -> None:
+def _add_distances(scored: list[dict[str, Any]], into: list[dict[str, Any]] | None = None) -> None:
     """distance_km for every row in one vectorised call (inf where nothing was located)."""
     from globe.geo import haversine_km
 
-    located = [r for r in scored if r["pred_lat"] is not None]
-    for r in scored:
-        r["distance_km"] = math.inf
+    into = scored if into is None else into
+    located = [(r, out) for r, out in zip(scored, into) if r["pred_lat"] is not None]
+    for out in into:
+        out["distance_km"] = math.inf
     if located:
-        d = haversine_km(np.array([r["lat"] for r in located]), np.array([r["lon"] for r in located]),
-                         np.array([r["pred_lat"] for r in located]), np.array([r["pred_lon"] for r in located]))
-        for r, km in zip(located, np.atleast_1d(d).tolist()):
-            r["distance_km"] = float(km)
+        d = haversine_km(np.array([r["lat"] for r, _ in located]), np.array([r["lon"] for r, _ in located]),
+                         np.array([r["pred_lat"] for r, _ in located]), np.array([r["pred_lon"] for r, _ in located]))
+        for (_, out), km in zip(located, np.atleast_1d(d).tolist()):
+            out["distance_km"] = float(km)
 
 
 def _share(values: Sequence[bool | None]) -> float | None:
@@ -110,15 +123,24 @@ def _share(values: Sequence[bool | None]) -> float | None:
     return sum(known) / len(known) if known else None
 
 
-def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The metrics of already scored rows (see `score_rows`); usable on any subset of them."""
-    d = np.array([r["distance_km"] for r in scored], dtype=float)
+def _distance_metrics(distances: Sequence[float | None]) -> dict[str, Any]:
+    d = np.array([math.inf if x is None else x for x in distances], dtype=float)
     located = d[np.isfinite(d)]
-    out: dict[str, Any] = {"n": len(scored), "n_unparsed": int(len(scored) - located.size)}
+    out: dict[str, Any] = {"n_unparsed": int(len(d) - located.size)}
     for t in THRESHOLDS_KM:
-        out[f"acc_{t}km"] = float(np.mean(d <= t)) if len(scored) else None
+        out[f"acc_{t}km"] = float(np.mean(d <= t)) if len(d) else None
     out["median_km"] = median_km(d)
     out["mean_km"] = float(np.mean(located)) if located.size else None
+    return out
+
+
+def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The metrics of already scored rows (see `score_rows`); usable on any subset of them.
+
+    The top-level distance metrics are the headline protocol's; `stated` holds the same ones
+    under the stated-coordinates protocol, with where its coordinates came from."""
+    out: dict[str, Any] = {"n": len(scored), "protocol": HEADLINE_PROTOCOL}
+    out.update(_distance_metrics([r["distance_km"] for r in scored]))
     for field in ("country", "city"):
         for rule in ("string", "alias"):
             out[f"{field}_acc_{rule}"] = _share([r[f"{field}_match_{rule}"] for r in scored])
@@ -126,6 +148,12 @@ def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out[f"n_{field}_labels"] = sum(1 for r in scored if r[f"{field}_match_alias"] is not None)
     out["format_ok"] = _share([r["format_ok"] for r in scored])
     out["coords_source"] = dict(sorted(Counter(r["coords_source"] for r in scored).items()))
+    out["resolution"] = dict(sorted(Counter(r.get("resolution", "none") for r in scored).items()))
+    stated = [r.get("stated") or {} for r in scored]
+    out["stated"] = {
+        **_distance_metrics([s.get("distance_km", math.inf) for s in stated]),
+        "coords_source": dict(sorted(Counter(s.get("coords_source", "none") for s in stated).items())),
+    }
     return out
 
 

@@ -48,11 +48,14 @@ tr:nth-child(even) td{background:#f6f8fa}
 {% if label_note %}<p class="note">{{ label_note }}</p>{% endif %}
 
 <h2>Metrics</h2>
+<p class="meta">Headline: the place each answer names is geocoded offline (GeoNames), as the paper did with a
+maps API. Stated coordinates: the coordinates the answer states, else its names; a second protocol.</p>
 <table id="metrics">
-<thead><tr><th>metric</th><th>value</th><th>95% CI (bootstrap, {{ n_boot }} resamples)</th></tr></thead>
+<thead><tr><th>metric</th><th>value (headline: names geocoded)</th><th>95% CI (bootstrap, {{ n_boot }} resamples)</th><th>stated coordinates</th></tr></thead>
 <tbody>
-{% for name, value, ci in metric_rows %}<tr><td>{{ name }}</td><td class="num">{{ value }}</td><td class="num">{{ ci }}</td></tr>
+{% for name, value, ci, stated in metric_rows %}<tr><td>{{ name }}</td><td class="num">{{ value }}</td><td class="num">{{ ci }}</td><td class="num">{{ stated }}</td></tr>
 {% endfor %}</tbody></table>
+{% if resolutions %}<p class="meta">Headline places resolved as: {{ resolutions }}</p>{% endif %}
 
 {% if continent_rows %}<h2>By continent (ground truth)</h2>
 <table id="continents"><thead><tr><th>continent</th><th>n</th>{% for t in thresholds %}<th>&le; {{ t }} km</th>{% endfor %}<th>median km</th><th>country</th></tr></thead>
@@ -67,7 +70,7 @@ tr:nth-child(even) td{background:#f6f8fa}
 {% for g in gallery %}<div class="card">
 {% if g.thumb %}<img alt="{{ g.id }}" src="{{ g.thumb }}">{% else %}<div class="err">image unavailable: {{ g.image_error }}</div>{% endif %}
 <div><span class="badge b{{ g.bucket }}">{{ g.distance }}</span> <code>{{ g.id }}</code></div>
-<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>coords</b><span>{{ g.coords }}</span></div>
+<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>geocoded</b><span>{{ g.coords }}</span><b>stated</b><span>{{ g.stated }}</span></div>
 {% if g.error %}<div class="err">engine error: {{ g.error }}</div>{% endif %}
 {% if g.think.strip() %}<div class="think">{{ g.think }}</div>{% endif %}
 </div>
@@ -141,18 +144,20 @@ METRIC_ROWS = (
 )
 
 
-def _metric_rows(metrics: Mapping, ci95: Mapping) -> list[tuple[str, str, str]]:
+def _metric_rows(metrics: Mapping, ci95: Mapping) -> list[tuple[str, str, str, str]]:
+    """(label, headline value, its interval, the stated-coordinates protocol's value)."""
+    stated = metrics.get("stated") or {}
     out = []
     for key, label, kind in METRIC_ROWS:
         if key not in metrics:
             continue
-        value = metrics[key]
+        value, other = metrics[key], stated.get(key)
         if kind == "pct":
-            out.append((label, _pct(value), _ci(ci95.get(key), _pct)))
+            out.append((label, _pct(value), _ci(ci95.get(key), _pct), _pct(other) if key in stated else ""))
         elif kind == "km":
-            out.append((label, _km(value), _ci(ci95.get(key), _km)))
+            out.append((label, _km(value), _ci(ci95.get(key), _km), _km(other) if key in stated else ""))
         else:
-            out.append((label, str(value), ""))
+            out.append((label, str(value), "", str(other) if key in stated else ""))
     return out
 
 
@@ -161,6 +166,13 @@ def _continent_rows(continents: Mapping[str, Mapping]) -> list[list[str]]:
         [name, str(m["n"]), *(_pct(m.get(f"acc_{t}km")) for t in THRESHOLDS_KM), _km(m.get("median_km")), _pct(m.get("country_acc"))]
         for name, m in continents.items()
     ]
+
+
+def _coords(where: Mapping) -> str:
+    if where.get("pred_lat") is None:
+        return "–"
+    how = ", ".join(str(x) for x in (where.get("coords_source"), where.get("resolution")) if x)
+    return f"{where['pred_lat']:.3f}, {where['pred_lon']:.3f} ({how})"
 
 
 def _gallery_card(row: Mapping, thumb_size: int) -> dict:
@@ -178,7 +190,8 @@ def _gallery_card(row: Mapping, thumb_size: int) -> dict:
         "distance": "no answer" if row.get("distance_km") is None else _km(row["distance_km"]),
         "truth": _place(row.get("city"), row.get("country"), row.get("lat"), row.get("lon")),
         "pred": _place(answer.get("city"), answer.get("country")),
-        "coords": "–" if row.get("pred_lat") is None else f"{row['pred_lat']:.3f}, {row['pred_lon']:.3f} ({row.get('coords_source')})",
+        "coords": _coords(row) + (f" = {row['resolved_place']}" if row.get("resolved_place") else ""),
+        "stated": _coords(row.get("stated") or {}),
         "error": row.get("error"),
         "think": think if len(think) <= 1200 else think[:1200] + " …",
     }
@@ -212,6 +225,7 @@ def render_report(
         n=len(rows),
         n_boot=metrics.get("bootstrap", {}).get("resamples", 0),
         metric_rows=_metric_rows(metrics, metrics.get("ci95", {})),
+        resolutions=", ".join(f"{k} {v}" for k, v in (metrics.get("resolution") or {}).items()),
         thresholds=THRESHOLDS_KM,
         continent_rows=_continent_rows(metrics.get("by_continent", {})),
         plots=[(name, data_uri(Path(p).read_bytes(), "image/png")) for name, p in plots.items()],
@@ -222,7 +236,7 @@ def render_report(
 def render_summary_md(metrics: Mapping, title: str) -> str:
     """A short Markdown table of the headline metrics (KFP Markdown artifact, PR comments)."""
     ci95 = metrics.get("ci95", {})
-    lines = [f"### {title}", "", "| metric | value | 95% CI |", "|---|---:|---:|"]
-    for label, value, ci in _metric_rows(metrics, ci95):
-        lines.append(f"| {label} | {value} | {ci} |")
+    lines = [f"### {title}", "", "| metric | value (names geocoded) | 95% CI | stated coordinates |", "|---|---:|---:|---:|"]
+    for label, value, ci, stated in _metric_rows(metrics, ci95):
+        lines.append(f"| {label} | {value} | {ci} | {stated} |")
     return "\n".join(lines) + "\n"

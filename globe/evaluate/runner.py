@@ -14,10 +14,11 @@ Images for the next batch are decoded in a background thread while the engine wo
 one, so the harness adds scoring and bookkeeping, not image decoding, to the engine's time.
 
 Each row keeps the ground truth flat (`id, lat, lon, country_code, country, city`), the raw
-`output`, the parsed `answer`, the predicted coordinates with their source (`coords_source`, from
-the shared scorer: "stated" when the model wrote them, "geocoded" from its city and country,
-"geocoded_capital"/"geocoded_centroid" when only the country could be placed, "none"; for a
-served predictor "predictor:<its source>") and `distance_km`, so `globe eval score` can re-score
+`output`, the parsed `answer`, and where the one scorer (`globe.scorer.locate`) puts it under both
+protocols: the headline ("names": the answered places geocoded) as `protocol`, `pred_lat`,
+`pred_lon`, `coords_source` (geocoded, stated, given, none), `resolution` (city, landmark, admin1,
+capital-fallback, centroid-fallback, coordinates, none), `resolved_place` and `distance_km`; the
+stated-coordinates protocol under `stated` with the same names. `globe eval score` can re-score
 the file without the harness.
 """
 
@@ -305,7 +306,9 @@ def log_to_mlflow(out_dir: Path, metrics: dict, params: dict[str, Any]) -> str |
     import mlflow
 
     out_dir = Path(out_dir)
-    flat = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    flat = {k: float(v) for k, v in metrics.items() if numeric(v)}
+    flat.update({f"stated.{k}": float(v) for k, v in (metrics.get("stated") or {}).items() if numeric(v)})
     for name, (lo, hi) in metrics.get("ci95", {}).items():
         if lo is not None and hi is not None:
             flat[f"{name}_ci_lo"], flat[f"{name}_ci_hi"] = float(lo), float(hi)

@@ -8,7 +8,7 @@ package is cheap; the gazetteer loads on the first call that needs it.
 
 from globe.geo.countries import continent_of, country_name, normalize_country
 from globe.geo.distance import EARTH_RADIUS_KM, haversine_km
-from globe.geo.geocoding import geocode
+from globe.geo.geocoding import Resolved, geocode, resolve
 from globe.geo.gazetteer import load as _load
 from globe.geo.maps import land_geojson_path
 from globe.geo.place import Place
@@ -26,6 +26,7 @@ def cities(min_population: int = 0) -> list[Place]:
 __all__ = [
     "EARTH_RADIUS_KM",
     "Place",
+    "Resolved",
     "cities",
     "continent_of",
     "country_name",
@@ -33,6 +34,7 @@ __all__ = [
     "haversine_km",
     "land_geojson_path",
     "normalize_country",
+    "resolve",
     "reverse",
     "reverse_batch",
 ]

@@ -5,45 +5,32 @@ the wrong continent earns. This reward is continuous in the great-circle error d
 `exp(-d / scale_km)`: 1.0 on the spot, 1/e at `scale_km`, near 0 across the globe, so GRPO can
 rank "close" above "far" inside a group where every city is wrong.
 
-The prediction's position is its stated `lat`/`lon` when it gives them, else the geocoded city
-(within the stated country), else the country's capital (GeoNames, offline; see `locate`). An
+The prediction's position is its stated `lat`/`lon` when it gives them, else its geocoded names
+(city, region, country; `globe.scorer.locate` under the "stated" protocol, GeoNames, offline). An
 answer with no place at all scores 0.0: saying nothing is a bad answer, not a broken reward.
 """
 
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Any
 
 from globe.answer import Answer
 from globe.rewards._inputs import answers, as_float, column
+from globe.scorer import locate as scorer_locate
 
 DEFAULT_SCALE_KM = 750.0
 
 
-@lru_cache(maxsize=65536)
-def _geocoded(city: str | None, country: str | None) -> tuple[float, float, str] | None:
-    from globe.geo import geocode
-
-    place = geocode(city or None, country or None)
-    if place is None:
-        return None
-    source = "geocoded" if place.approximate is None else f"geocoded_{place.approximate}"
-    return place.lat, place.lon, source
-
-
 def locate(answer: Answer) -> tuple[float, float, str] | None:
-    """(lat, lon, source) for an answer; source is "stated", "geocoded", "geocoded_capital" or
-    "geocoded_centroid". None when the answer names no place the gazetteer knows."""
-    if answer.lat is not None and answer.lon is not None:
-        return answer.lat, answer.lon, "stated"
-    if answer.city or answer.country:
-        try:
-            return _geocoded(answer.city, answer.country)
-        except Exception:  # noqa: BLE001 - a geocoder bug must not stop training; the row scores as unplaced
-            return None
-    return None
+    """(lat, lon, source) for an answer under the "stated" protocol of `globe.scorer.locate`:
+    its stated lat/lon, else its geocoded names. None when it names no place the gazetteer knows.
+
+    The training reward keeps stated coordinates first (they are what this reward teaches);
+    evaluation's headline geocodes the names. Both come from the one scorer.
+    """
+    where = scorer_locate(answer, "stated")
+    return (where.lat, where.lon, where.source) if where.found else None
 
 
 def _haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

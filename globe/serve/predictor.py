@@ -4,8 +4,9 @@ This is the serving half of the KServe split described in DESIGN.md: the engine 
 (in-process, or a vLLM / KServe Hugging Face runtime behind `OpenAIEngine`), and the predictor does
 everything around them — the shared prompt, the shared parser (`globe.answer.parse`), country
 normalisation, and coordinates. Coordinates come from the model's own `lat:`/`lon:` lines when it
-wrote valid ones (`coords_source: "model"`), else from geocoding its city and country offline
-(`"geocoded"`); when neither works they are null rather than invented.
+wrote valid ones (`coords_source: "stated"`), else from geocoding the place it names offline
+(`"geocoded"`, with `resolution` saying how precisely); when neither works they are null rather
+than invented. The scorer that decides this (`globe.scorer`) is the one evaluation uses.
 
 `GeoPredictor` is used both by the KServe model (via the dynamic batcher) and by `globe predict`,
 so a file predicted locally and the same file sent over HTTP give the same answer.
@@ -63,39 +64,34 @@ class GeoPredictor:
 
 
 def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
-    """Parse model text into the response document every client sees."""
+    """Parse model text into the response document every client sees.
+
+    Coordinates come from the one scorer (`globe.scorer.locate`, "stated" protocol): the model's
+    own lat/lon when valid (`coords_source` "stated"), else its place names geocoded offline
+    ("geocoded"), with `resolution` saying how precisely (city, landmark, admin1,
+    capital-fallback, centroid-fallback; "coordinates" for stated ones); null when neither works.
+    """
     from globe import geo
     from globe.answer import parse
+    from globe.scorer import locate
 
     ans = parse(text)
     code = geo.normalize_country(ans.country) if ans.country else None
     country = geo.country_name(code) if code else ans.country
-    lat, lon, source, fallback = None, None, None, None
-    if _valid_coords(ans.lat, ans.lon):
-        lat, lon, source = float(ans.lat), float(ans.lon), "model"
-    elif ans.city or code:
-        place = geo.geocode(ans.city, code or ans.country)
-        if place is not None:
-            lat, lon, source, fallback = place.lat, place.lon, "geocoded", place.approximate
-            code = code or place.country_code
-            country = country or place.country
+    where = locate(ans, "stated")
+    if where.found and where.source == "geocoded":
+        code = code or where.country_code
+        country = country or (geo.country_name(code) if code else None)
     return {
         "id": request_id,
         "reasoning": ans.think,
         "country": country,
         "country_code": code,
         "city": ans.city,
-        "lat": lat,
-        "lon": lon,
-        "coords_source": source,
-        "geocode_fallback": fallback,
+        "lat": where.lat,
+        "lon": where.lon,
+        "coords_source": where.source if where.found else None,
+        "resolution": where.resolution if where.found else None,
         "format_ok": ans.format_ok,
         "raw": text,
     }
-
-
-def _valid_coords(lat: Any, lon: Any) -> bool:
-    try:
-        return lat is not None and lon is not None and -90 <= float(lat) <= 90 and -180 <= float(lon) <= 180
-    except (TypeError, ValueError):
-        return False
