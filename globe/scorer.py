@@ -149,6 +149,15 @@ class Location:
         return asdict(self)
 
 
+def as_float(value: Any) -> float | None:
+    """A finite float from a number or numeric text, else None (CSV cells, JSON nulls, NaN)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out and abs(out) != float("inf") else None
+
+
 def _valid(lat: Any, lon: Any) -> tuple[float, float] | None:
     try:
         a, b = float(lat), float(lon)
@@ -174,11 +183,16 @@ def _geocoded(place: str | None, country: str | None, city: str | None) -> Locat
 def geocoded(answer: Answer) -> Location | None:
     """The answer's names geocoded (None when they name nothing the gazetteer knows). Never raises:
     a geocoder bug must not stop a training run, so the row is then simply unplaced."""
-    place = getattr(answer, "place", None)
+    place = getattr(answer, "place", None) or None
     if not (answer.city or answer.country or place):
         return None
+    country, city = answer.country or None, answer.city or None
+    if place:  # the whole place already holds the components it names; add only the others
+        folded = _fold(place)
+        country = None if country and _fold(country) in folded else country
+        city = None if city and _fold(city) in folded else city
     try:
-        return _geocoded(place or None, answer.country or None, answer.city or None)
+        return _geocoded(place, country, city)
     except Exception:  # noqa: BLE001
         return None
 

@@ -17,9 +17,12 @@ def coord(i: int) -> str:
     return COORD.replace("{i}", str(i))
 
 
-_LAT_RE = re.compile(r"\blat(?:itude)?\b[\"']?\s*[:=：]?\s*" + coord(1), re.IGNORECASE)
+# Hedges models put between a label and its number: "Latitude: approximately 35.68", "~35.68".
+_HEDGE = r"(?:(?:approximately|approx\.?|about|around|roughly|circa|ca\.|near|estimated|est\.)\s*|[~≈]\s*)?"
+_LAT_RE = re.compile(r"\blat(?:itude)?\b[\"']?\s*[:=：]?\s*" + _HEDGE + coord(1), re.IGNORECASE)
 _LON_RE = re.compile(
-    r"(?:\b(?:lon|lng|longitude)\b|\blong\b(?=[\"']?\s*[:=：]))[\"']?\s*[:=：]?\s*" + coord(1), re.IGNORECASE
+    r"(?:\b(?:lon|lng|longitude)\b|\blong\b(?=[\"']?\s*[:=：]))[\"']?\s*[:=：]?\s*" + _HEDGE + coord(1),
+    re.IGNORECASE,
 )
 _PAIR_RE = re.compile(coord(1) + r"\s*[,;/]?\s*" + coord(2))
 DIGIT_RE = re.compile(r"\d")
@@ -33,7 +36,7 @@ def coord_value(m: re.Match[str], i: int) -> tuple[float, str | None]:
     if m.group(f"sec{i}"):
         value += float(m.group(f"sec{i}")) / 3600.0
     hemi = (m.group(f"hemi{i}") or "")[:1].upper() or None
-    if m.group(f"sign{i}") or hemi in ("S", "W"):
+    if (m.group(f"sign{i}") or "+") != "+" or hemi in ("S", "W"):
         value = -value
     return value, hemi
 
@@ -56,6 +59,10 @@ def parse_coordinates(text: str) -> tuple[float, float] | None:
     """
     if not DIGIT_RE.search(text):
         return None
+    if "*" in text or "_" in text or "`" in text:  # "**Latitude:** 48.85"
+        from globe.answer.values import strip_markdown
+
+        text = strip_markdown(text)
     lat_m, lon_m = _LAT_RE.search(text), _LON_RE.search(text)
     if lat_m and lon_m:
         found = valid_coordinates(coord_value(lat_m, 1)[0], coord_value(lon_m, 1)[0])

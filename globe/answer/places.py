@@ -294,10 +294,10 @@ def from_free_text(region: str) -> dict[str, Any]:
     short = text.strip() if len(text) <= 200 and "\n" not in text.strip() else None
     if short and short.rstrip(".").casefold() in NONE_VALUES:
         short = None
-    if best is None and short:
+    if short:
         # a short answer is a place as written ("Chelsea Market, New York City, USA", "Sydney
         # Opera House"): the geocoder reads all of it, even where no city or country is recognised
-        best = (*comma_place(text), short.rstrip("."))
+        best = (*(best[:2] if best else comma_place(text)), short.rstrip("."))
     if best is None or not (best[0] or best[1] or best[2]):
         return {}
     return {"city": best[0], "country": best[1], "place": best[2]}

@@ -37,8 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from globe.answer import Answer, parse
-from globe.rewards._inputs import as_float
-from globe.scorer import HEADLINE_PROTOCOL, Location, city_match, country_match, locate
+from globe.scorer import HEADLINE_PROTOCOL, Location, as_float, city_match, country_match, locate
 
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 _MEAN_METRICS = {f"acc_{t}km" for t in THRESHOLDS_KM} | {

@@ -246,6 +246,17 @@ def normalize_country(name: str | None) -> str | None:
     return None
 
 
+def is_country_name(name: str) -> bool:
+    """True when `name` is a country by its English name, an ISO name or a listed alias ("Mexico",
+    "USA", "Holland"), not only by a translation ("Granada" is Grenada in Spanish, "Tunis" in some
+    languages Tunisia): such a name is the country even where a place has the same name."""
+    if not isinstance(name, str) or not name.strip():
+        return False
+    names, codes = _index()
+    compact = name.strip().replace(".", "").replace(" ", "")
+    return fold(name) in names or bool(_UPPER_CODE.match(compact) and compact in codes)
+
+
 def country_name(code: str) -> str:
     """Short English name of a country ('US' -> 'United States'); accepts any name `normalize_country` reads."""
     return _lookup(code).name

@@ -38,7 +38,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-from globe.geo.countries import countries, normalize_country
+from globe.geo.countries import countries, is_country_name, normalize_country
 from globe.geo.distance import haversine_km
 from globe.geo.gazetteer import Gazetteer, load, unit_vectors
 from globe.geo.maps import land_centroids
@@ -75,7 +75,8 @@ _CODE = re.compile(r"^[A-Z]{2,3}$")
 _WORD = re.compile(r"[^\W\d_][\w'’.]*")
 # The generic words of landmark names: never a place on their own inside a longer name ("Karnak
 # Temple" is not Temple, Texas), and a name right after the first few is the landmark's own
-# ("Mount St. Helens" is not St Helens, England). A vocabulary, not a table of places.
+# ("Mount St. Helens" is not St Helens, England; a lake, though, is usually named after a town on
+# its shore: Lake Bled, Lake Como). A vocabulary, not a table of places.
 _FEATURE_WORDS = frozenset("""
 temple church cathedral basilica mosque shrine chapel abbey monastery convent synagogue pagoda wat
 museum gallery palace castle fort fortress citadel tower bridge park national state provincial garden
@@ -88,7 +89,7 @@ highway building capitol mansion headquarters cove point cape glacier volcano cr
 springs spring pass village old new great grand upper lower north south east west central little
 saint st san santa royal historic ancient roman city town downtown area district region
 """.split())
-_NAME_AFTER = frozenset({"mount", "mt", "lake", "cape", "fort", "isle", "glacier", "volcano"})
+_NAME_AFTER = frozenset({"mount", "mt", "cape", "fort", "isle", "glacier", "volcano"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +162,10 @@ def _parts(g: Gazetteer, texts: list[str]) -> list[_Part]:
         ccs = frozenset({code}) if code else frozenset()
         regions = _regions(g, text)
         rows = _rows(g, text)
-        if ccs and not single:
-            # a country named after the first part is a filter, not a place ("..., Mexico")
-            rows = {i: w for i, w in rows.items() if rank == 0 and g.population[i] >= 1_000_000}
+        if ccs and not single and is_country_name(text):
+            # a part that is a country by name is a filter, not a place ("..., Mexico"), unless it
+            # opens the text and is a metropolis ("Hong Kong, China")
+            rows = {i: w for i, w in rows.items() if rank == 0 and g.population[i] >= METROPOLIS_POPULATION}
         parts.append(_Part(text, rank, ccs, regions, rows))
     return parts
 
@@ -249,11 +251,13 @@ def _inner(g: Gazetteer, part: _Part, corroborated: bool) -> tuple[list[_Part], 
             break
         code = normalize_country(span) if not _CODE.match(span) else None
         regions = frozenset(g.by_admin1.get(fold(span), ()))
+        area = _Part(span, part.rank + 0.5, frozenset({code}) if code else frozenset(), regions, {})
         if code or regions:
-            areas.append(_Part(span, part.rank + 0.5, frozenset({code}) if code else frozenset(), regions, {}))
+            areas.append(area)
             size = end - start
-            continue
         for row, weight in _rows(g, span).items():
+            if (code or regions) and not _inside(g, row, area):
+                continue  # "Bangkok" is the city inside the region of that name; "Florida" is the state
             if weight < 1.0 and end - start == 1:
                 continue
             if corroborated or g.population[row] >= INNER_NAME_MIN_POPULATION:
@@ -349,15 +353,17 @@ def _resolve(text: str, country: str | None) -> Resolved | None:
     if found is not None:
         part, row = found
         return Resolved(g.place(row), "city", part.text)
+    longer = [p for p in parts if not p.rows and not p.is_area]
+    inner = {id(p): _inner(g, p, False) for p in longer}
+    # regions and countries named inside any component constrain the places inside all of them
+    # ("Paradise Pier, Disney California Adventure Park": a Paradise in California, if any)
+    parts = sorted(parts + [a for p in longer for a in inner[id(p)][0]], key=lambda p: p.rank)
     corroborated = any(p.is_area for p in parts)
-    inner_areas: list[_Part] = []
-    for p in [p for p in parts if not p.rows and not p.is_area]:
-        areas, places = _inner(g, p, corroborated)
-        inner_areas += areas
+    for p in longer:
+        places = _inner(g, p, True)[1] if corroborated else inner[id(p)][1]
         found = _best(g, parts, places)
         if found is not None:
             return Resolved(g.place(found[1]), "landmark", p.text)
-    parts = sorted(parts + inner_areas, key=lambda p: p.rank)
     if len(parts) == 1 and " " in parts[0].text and not parts[0].is_area:  # "Paris France"
         words = parts[0].text.split()
         for cut in range(len(words) - 1, 0, -1):

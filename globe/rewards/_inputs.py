@@ -12,6 +12,7 @@ import json
 from typing import Any, Sequence
 
 from globe.answer import Answer, parse
+from globe.scorer import as_float  # noqa: F401  (re-exported: the reward functions' name for it)
 
 
 def completion_text(completion: Any) -> str:
@@ -96,11 +97,3 @@ def as_list(value: Any) -> list[str]:
         return [str(v) for v in value if v is not None and str(v).strip()]
     except TypeError:
         return [str(value)]
-
-
-def as_float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if out == out and abs(out) != float("inf") else None
