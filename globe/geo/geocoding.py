@@ -251,6 +251,8 @@ def _inner(g: Gazetteer, part: _Part, corroborated: bool) -> tuple[list[_Part], 
             break
         code = normalize_country(span) if not _CODE.match(span) else None
         regions = frozenset(g.by_admin1.get(fold(span), ()))
+        if len(regions) > 1 and not code:  # "Florida": the US state, not Uruguay's department
+            regions = frozenset({max(regions, key=_region_population)})
         area = _Part(span, part.rank + 0.5, frozenset({code}) if code else frozenset(), regions, {})
         if code or regions:
             areas.append(area)
@@ -284,6 +286,12 @@ def _region_center(region: tuple[str, str]) -> Place | None:
                  lat=lat, lon=lon, population=int(g.population[rows].sum()), approximate="admin1")
 
 
+@lru_cache(maxsize=65536)
+def _region_population(region: tuple[str, str]) -> int:
+    rows = _region_rows().get(region)
+    return 0 if rows is None else int(load().population[rows].sum())
+
+
 @cache
 def _region_rows() -> dict[tuple[str, str], np.ndarray]:
     groups: dict[tuple[str, str], list[int]] = {}
@@ -306,7 +314,7 @@ def _fallback(g: Gazetteer, parts: list[_Part], given_cc: str | None) -> Resolve
         regions = [r for r in p.regions if cc is None or r[0] == cc]
         if not regions or (len({r[0] for r in regions}) > 1 and cc is None):
             continue  # "WA" alone: which country's?
-        region = max(regions, key=lambda r: len(_region_rows().get(r, ())))
+        region = max(regions, key=_region_population)
         place = _region_center(region)
         if place is not None:
             return Resolved(place, "admin1", p.text)
