@@ -34,10 +34,11 @@ def test_cli_reverse_negative_and_bad_coordinates():
 def test_cli_geocode():
     result = runner.invoke(app, ["geo", "geocode", "Paris, Texas"])
     assert result.exit_code == 0
-    assert json.loads(result.stdout)["admin1"] == "Texas"
+    assert json.loads(result.stdout)["admin1"] == "Texas" and json.loads(result.stdout)["resolution"] == "city"
     fallback = runner.invoke(app, ["geo", "geocode", "Qqqq", "--country", "Kenya"])
     assert json.loads(fallback.stdout)["approximate"] == "capital"
-    missing = runner.invoke(app, ["geo", "geocode", "Atlantis Qqq"])
+    assert json.loads(fallback.stdout)["resolution"] == "capital-fallback"
+    missing = runner.invoke(app, ["geo", "geocode", "Qqqq Zzzz"])
     assert missing.exit_code == 1 and "no place found" in missing.stderr
 
 

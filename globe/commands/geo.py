@@ -40,14 +40,17 @@ def geocode_cmd(
         str | None, typer.Option("--country", help="country name or ISO code to resolve ambiguity")
     ] = None,
 ) -> None:
-    """Place for a city or landmark text; falls back to the country's capital or centroid (marked `approximate`)."""
-    from globe.geo import geocode
+    """Place for a place text (address, landmark, city, region, country), and how it was found.
 
-    place = geocode(text, country)
-    if place is None:
+    `resolution` is city, landmark (a place named inside a longer name), admin1 (a region's
+    centre), capital-fallback or centroid-fallback; `matched` the words that decided it."""
+    from globe.geo import resolve
+
+    found = resolve(text, country)
+    if found is None:
         fail(f"no place found for {text!r}" + (f" in {country!r}" if country else "") +
-             " (and no country to fall back to)", code=1)
-    print_json(place.to_dict())
+             " (and no region or country to fall back to)", code=1)
+    print_json({**found.place.to_dict(), "resolution": found.how, "matched": found.matched})
 
 
 def register(app: typer.Typer) -> None:
