@@ -294,8 +294,8 @@ def from_free_text(region: str) -> dict[str, Any]:
     short = text.strip() if len(text) <= 200 and "\n" not in text.strip() else None
     if short and short.rstrip(".").casefold() in NONE_VALUES:
         short = None
-    if short:
-        # a short answer is a place as written ("Chelsea Market, New York City, USA", "Sydney
+    if short and not (best and _CONCLUSION_RE.search(short)):
+        # a short answer that is not a sentence about a place is a place as written ("Chelsea Market, New York City, USA", "Sydney
         # Opera House"): the geocoder reads all of it, even where no city or country is recognised
         best = (*(best[:2] if best else comma_place(text)), short.rstrip("."))
     if best is None or not (best[0] or best[1] or best[2]):

@@ -258,7 +258,7 @@ def _inner(g: Gazetteer, part: _Part, corroborated: bool) -> tuple[list[_Part], 
             areas.append(area)
             size = end - start
         for row, weight in _rows(g, span).items():
-            if (code or regions) and not _inside(g, row, area):
+            if (code or regions) and not _inside(g, row, area) and g.population[row] < METROPOLIS_POPULATION:
                 continue  # "Bangkok" is the city inside the region of that name; "Florida" is the state
             if weight < 1.0 and end - start == 1:
                 continue
