@@ -303,3 +303,29 @@ def test_a_model_retrained_in_place_is_not_resumed(tmp_path):
     again = RunSpec(benchmark="b", model=str(model), engine="local", prompt="p", system=None, max_new_tokens=8)
     with pytest.raises(RunError, match="model_fingerprint"):
         again.check_resume(tmp_path / "run.json")
+
+
+def test_the_importer_and_the_benchmark_loader_judge_a_coordinate_alike(tmp_path):
+    from globe.data.columns import CoordinateError, coordinate
+    from globe.data.ingest import read_csv_rows
+
+    cells = ["48.85", " -0.5 ", "", "north", "91", "nan"]
+    verdicts = []
+    for raw in cells:
+        try:
+            verdicts.append(coordinate(raw, "LAT", 90.0))
+        except CoordinateError as exc:
+            verdicts.append(exc.category)
+    assert verdicts == [48.85, -0.5, "missing coordinates", "invalid coordinates", "invalid coordinates",
+                        "invalid coordinates"]
+    (tmp_path / "img").mkdir()
+    lines = ["IMG_ID,LAT,LON"] + [f"r{i}.jpg,{raw},2.0" for i, raw in enumerate(cells)]
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+    imported = [r.error.category if r.error else "ok" for r in read_csv_rows(tmp_path / "b.csv", tmp_path / "img")]
+    assert imported[2:] == verdicts[2:]  # the first two only miss their image
+    for i, raw in enumerate(cells[2:], start=2):
+        (tmp_path / "img" / f"r{i}.jpg").write_bytes(b"x")
+        one = tmp_path / f"one{i}.csv"
+        one.write_text(f"IMG_ID,LAT,LON\nr{i}.jpg,{raw},2.0\n")
+        with pytest.raises(BenchmarkError, match="field 'LAT' must"):
+            load_benchmark("im2gps3k", csv_path=one, images=tmp_path / "img")

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from globe.data.columns import LAT_COLUMNS, LON_COLUMNS, CoordinateError, coordinate, find_column
 from globe.data.records import IMAGES_DIR, JsonlAppender, Record, atomic_write_bytes, dump, write_records
 
 PARTIAL_FILE = "records.partial.jsonl"
@@ -42,8 +42,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".g
 MAX_SOURCE_PIXELS = 64_000_000
 
 ID_COLUMNS = ("img_id", "image_id", "id", "image", "filename", "file", "photo_id")
-LAT_COLUMNS = ("lat", "latitude", "gps_lat")
-LON_COLUMNS = ("lon", "lng", "long", "longitude", "gps_lon")
 LABEL_COLUMNS = ("country", "city", "region", "state")
 
 
@@ -98,23 +96,14 @@ class Row:
 
 
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:
-    low = [h.strip().lower() for h in header]
-    for name in names:
-        if name in low:
-            return low.index(name)
-    return None
+    return find_column(header, names)
 
 
 def _coordinate(raw: str | None, what: str, limit: float) -> float:
-    if raw is None or not raw.strip():
-        raise RowError("missing coordinates", f"{what} is empty")
     try:
-        value = float(raw)
-    except ValueError:
-        raise RowError("invalid coordinates", f"{what}={raw!r} is not a number") from None
-    if not math.isfinite(value) or abs(value) > limit:
-        raise RowError("invalid coordinates", f"{what}={raw!r} is outside [-{limit:g}, {limit:g}]")
-    return value
+        return coordinate(raw, what, limit)
+    except CoordinateError as exc:
+        raise RowError(exc.category, str(exc)) from None
 
 
 def _checked_pair(lat_raw: str | None, lon_raw: str | None) -> tuple[float, float]:

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
+
+from globe.data.columns import LAT_COLUMNS, LON_COLUMNS, CoordinateError, coordinate, find_column
 
 BENCHMARKS = ("im2gps3k", "yfcc4k", "mp16", "osv5m", "geoscenes")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
@@ -52,26 +53,23 @@ class Sample:
 
 
 def _coordinate(raw: object, name: str, where: str, lo: float, hi: float) -> float:
+    """`globe.data.columns.coordinate` (the importer's check too), as a BenchmarkError naming the row."""
     try:
-        value = float(str(raw).strip())
-    except (TypeError, ValueError):
+        return coordinate(raw, name, hi)
+    except CoordinateError as exc:
+        if exc.category == "invalid coordinates" and "not a number" not in str(exc):
+            raise BenchmarkError(f"{where}: field {name!r} must lie in [{lo:g}, {hi:g}], got {raw!r}") from None
         raise BenchmarkError(f"{where}: field {name!r} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise BenchmarkError(f"{where}: field {name!r} must lie in [{lo}, {hi}], got {raw!r}")
-    return value
 
 
 def _pick(row: dict, names: Iterable[str]) -> str | None:
     """The first of `names` present (case-insensitive) in `row`, as its column name."""
-    lowered = {str(k).strip().lower(): k for k in row}
-    for name in names:
-        if name.lower() in lowered:
-            return lowered[name.lower()]
-    return None
+    keys = list(row)
+    i = find_column(keys, names)
+    return None if i is None else keys[i]
 
 
-LAT_KEYS = ("lat", "latitude", "gps_lat")
-LON_KEYS = ("lon", "lng", "long", "longitude", "gps_lon")
+LAT_KEYS, LON_KEYS = LAT_COLUMNS, LON_COLUMNS
 ID_KEYS = ("id", "img_id", "image_id", "photo_id", "key")
 IMAGE_KEYS = ("image", "image_path", "img_path", "img", "file", "filename", "path")
 
