@@ -287,3 +287,27 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_training_rewards_score_a_pair_as_evaluation_does():
+    """The rewards keep their cheap path (the strict reader, caches), but place and match an answer
+    with the one scorer: the geodesic reward's point is evaluation's stated-protocol point, and the
+    accuracy reward is `globe.scorer.score` without the gazetteer lookup."""
+    import math
+
+    from globe.evaluate.metrics import score_rows
+    from globe.rewards import accuracy_reward, geodesic_reward
+    from globe.scorer import score
+
+    texts = ["<think>.</think><answer>country: France\ncity: Paris</answer>",
+             "<think>.</think><answer>country: France\ncity: Paris\nlat: 10.0\nlon: 20.0</answer>",
+             "<think>.</think><answer>country: USA\ncity: Charleston, SC</answer>",
+             "<think>.</think><answer>country: Japan\ncity: Atlantis</answer>", "no idea"]
+    truth = (48.8566, 2.3522)
+    rewards = geodesic_reward(texts, lat=[truth[0]] * len(texts), lon=[truth[1]] * len(texts), scale_km=750.0)
+    rows = score_rows([{"id": i, "lat": truth[0], "lon": truth[1], "output": t} for i, t in enumerate(texts)])
+    for reward, row in zip(rewards, rows):
+        km = row["stated"]["distance_km"]
+        assert reward == pytest.approx(0.0 if math.isinf(km) else math.exp(-km / 750.0))
+    acc = accuracy_reward(texts, country=["France"] * len(texts), city=["Paris"] * len(texts))
+    assert acc == [score(r["pred_country"], r["pred_city"], "France", "Paris") for r in rows]
