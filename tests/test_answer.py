@@ -221,3 +221,29 @@ def test_docstring_examples(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("text,lat,lon", [
+    ("**Latitude:** 48.85\n**Longitude:** 2.35", 48.85, 2.35),  # markdown around the labels
+    ("Latitude: approximately 35.68, Longitude: approximately 139.69", 35.68, 139.69),
+    ("Latitude: ~35.68 / Longitude: ~139.69", 35.68, 139.69),
+    ("Latitude: around 35.68° N / Longitude: around 139.69° E", 35.68, 139.69),
+    ("Latitude: +48.85 / Longitude: +2.35", 48.85, 2.35),  # a plus sign is not a minus
+    ("Latitude: 33.86° S / Longitude: 151.20° E", -33.86, 151.2),
+])
+def test_every_latitude_longitude_form_seen_in_real_text(text, lat, lon):
+    a = parse(text)
+    assert (a.lat, a.lon) == (lat, lon)
+
+
+def test_the_whole_place_is_kept_for_the_geocoder():
+    assert parse("Chelsea Market, New York City, USA").place == "Chelsea Market, New York City, USA"
+    assert parse("Sydney Opera House").place == "Sydney Opera House"  # no city or country recognised
+    address = parse('```json\n{"reverse_geocoding": {"address": {"street": "Main St", "city": "Kingston", '
+                    '"state": "NY", "country": "USA"}, "coordinates": {"latitude": "41.93", "longitude": "-74.0"}}}\n```')
+    assert (address.country, address.city, address.place) == ("USA", "Kingston", "Kingston, NY, USA")
+    assert (address.lat, address.lon) == (41.93, -74.0)
+    assert parse("location: Chelsea Market, New York City, USA").place == "Chelsea Market, New York City, USA"
+    assert parse("Latitude: -33.86 / Longitude: 151.20").place is None  # coordinates, not a place
+    assert parse("Unknown").place is None and parse("I cannot tell.").source == "none"
+    assert parse("<think>x</think><answer>country: France\ncity: Paris</answer>").place is None

