@@ -30,7 +30,8 @@ def _run_local(workdir: Path, env: dict, overrides: list[str], arguments: list[s
     for item in arguments:
         args += ["--arg", item]
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    causes = [line for line in proc.stderr.splitlines() if "Error:" in line]  # a failed step's exception
+    assert proc.returncode == 0, "\n".join(causes[-5:]) + "\n" + proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
 

@@ -271,9 +271,10 @@ def import_shard(spec: Any, out: str | Path, shard: int = 0, num_shards: int = 1
 
 
 def build_shard(source: Any, synth: Any, out: str | Path, shard: int = 0, num_shards: int = 1) -> dict[str, Any]:
-    """One shard of the source dataset: GeoScenes (a single shard) or an import shard."""
+    """One shard of the source dataset: an import shard, or GeoScenes, which is synthesized whole in
+    shard 0 (`plan_shards` plans no other; the pipeline still passes its `num_shards`)."""
     if source.format == "geoscenes":
-        if (shard, num_shards) != (0, 1):
+        if shard != 0:
             raise SourceError(f"geoscenes is synthesized in one shard, not shard {shard} of {num_shards}")
         return synthesize_source(synth, out)
     return import_shard(source, out, shard, num_shards, test_share=source.test_share)

@@ -18,7 +18,7 @@ def local_runner(tmp_path):
 
 
 def test_import_shard_synthesizes_geoscenes_in_the_local_runner(local_runner):
-    task = import_shard(base={}, source={"format": "geoscenes"}, synth={"n": 5, "seed": 2}, shard=0, num_shards=1)
+    task = import_shard(base={}, source={"format": "geoscenes"}, synth={"n": 5, "seed": 2}, shard=0, num_shards=4)
     lines = (task.outputs["dataset"].path + "/records.jsonl")
     assert len(open(lines).read().splitlines()) == 5
 
