@@ -42,6 +42,63 @@ class SynthGroup(Group):
     cities_per_country: int = Field(3, ge=1, le=6, description="largest cities per country; one landmark shape each")
 
 
+IMPORT_FORMATS = ("im2gps3k", "yfcc4k", "mp16", "osv5m", "exif-folder")
+ImportFormat = Literal["im2gps3k", "yfcc4k", "mp16", "osv5m", "exif-folder"]
+
+
+def _check_photo_spec(group: str, fmt: str | None, csv: str | None, images: str | None) -> None:
+    """Which of csv/images a format needs: a CSV layout needs both, an EXIF folder only images,
+    and `geoscenes`/none neither (a value there would be silently ignored, so it is an error)."""
+    if fmt in (None, "geoscenes"):
+        given = [name for name, value in (("csv", csv), ("images", images)) if value]
+        if given:
+            raise ValueError(f"{group}.format is {fmt or 'unset'}: {' and '.join(given)} would be ignored; "
+                             f"set {group}.format to one of {', '.join(IMPORT_FORMATS)} or remove them")
+        return
+    if not images:
+        raise ValueError(f"{group}.format {fmt} needs {group}.images (a folder or s3:// prefix of the photos)")
+    if fmt == "exif-folder" and csv:
+        raise ValueError(f"{group}.format exif-folder reads GPS from the photos' EXIF: remove {group}.csv")
+    if fmt != "exif-folder" and not csv:
+        raise ValueError(f"{group}.format {fmt} needs {group}.csv (the ground-truth CSV, a path or s3:// URI)")
+
+
+class SourceGroup(Group):
+    """Where the training photos come from: the tiny world, or geotagged photos to import.
+
+    `geoscenes` synthesizes them (the `synth` group). Any other format imports a ground-truth CSV
+    plus an image folder (or EXIF-GPS photos), each a local path or an `s3://` URI, through
+    `globe.data.ingest`; the import splits the records train/test by a hash of their id."""
+
+    format: Literal["geoscenes", "im2gps3k", "yfcc4k", "mp16", "osv5m", "exif-folder"] = Field(
+        "geoscenes", description="geoscenes (the tiny world) or an import format"
+    )
+    csv: str | None = Field(None, description="ground-truth CSV: a local path or s3://bucket/key")
+    images: str | None = Field(None, description="image folder: a local path or s3://bucket/prefix/")
+    max_side: int = Field(1024, ge=28, description="imported images are stored with at most this long side (px)")
+    test_share: float = Field(0.2, ge=0.0, lt=1.0, description="imports only: share of records in the test split")
+
+    @model_validator(mode="after")
+    def _spec(self) -> "SourceGroup":
+        _check_photo_spec("source", self.format, self.csv, self.images)
+        return self
+
+
+class BenchmarkGroup(Group):
+    """An optional benchmark the trained model is evaluated on besides the verified test split:
+    imported like a source (every record in the test split); `format: null` = none."""
+
+    format: ImportFormat | None = Field(None, description="benchmark format; null = no benchmark")
+    csv: str | None = Field(None, description="ground-truth CSV: a local path or s3://bucket/key")
+    images: str | None = Field(None, description="image folder: a local path or s3://bucket/prefix/")
+    max_side: int = Field(1024, ge=28)
+
+    @model_validator(mode="after")
+    def _spec(self) -> "BenchmarkGroup":
+        _check_photo_spec("benchmark", self.format, self.csv, self.images)
+        return self
+
+
 class TeacherConfig(Group):
     name: str
     kind: Literal["openai", "local", "scene-reader"] = "openai"
@@ -207,6 +264,7 @@ warnings.filterwarnings("ignore", message='Field name "register" in "Params" sha
 
 class Params(Group):
     base: BaseGroup = Field(default_factory=BaseGroup)
+    source: SourceGroup = Field(default_factory=SourceGroup)
     synth: SynthGroup = Field(default_factory=SynthGroup)
     distill: DistillGroup = Field(default_factory=DistillGroup)
     verify: VerifyGroup = Field(default_factory=VerifyGroup)
@@ -215,6 +273,7 @@ class Params(Group):
     reward_model: TrainGroup = Field(default_factory=lambda: TrainGroup(lora=True))
     grpo: GRPOGroup = Field(default_factory=GRPOGroup)
     eval: EvalGroup = Field(default_factory=EvalGroup)
+    benchmark: BenchmarkGroup = Field(default_factory=BenchmarkGroup)
     register: RegisterGroup = Field(default_factory=RegisterGroup)
     serve: ServeGroup = Field(default_factory=ServeGroup)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -298,7 +357,22 @@ def load_params(
             merged = deep_merge(merged, presets[name])
             merged = deep_merge(merged, override_tree)  # overrides still win over the preset
             merged.setdefault("base", {})["preset"] = name
+    return validate_params(merged, source)
+
+
+def validate_params(tree: dict[str, Any], source: str = "parameters") -> Params:
+    """Validate a tree of groups (a preset already applied) into Params, or a ConfigError naming
+    `source` and each wrong field. KFP steps receive their groups this way, not as a file."""
     try:
-        return Params.model_validate(merged)
+        return Params.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, source)) from exc
+
+
+def params_from_groups(groups: dict[str, Any], source: str = "pipeline parameters") -> Params:
+    """Params from resolved groups (what a KFP step is given): `base.preset` is cleared, because
+    the preset was applied when the pipeline was compiled and re-applying it would override values
+    the user set in the run's parameters."""
+    tree = {name: dict(value or {}) for name, value in groups.items()}
+    tree.setdefault("base", {})["preset"] = None
+    return validate_params(tree, source)

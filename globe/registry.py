@@ -18,6 +18,11 @@ versions and logged as a promotion run, so anyone can later see *why* a version 
 `storage_uri()` answers "where are the bytes of models:/NAME@ALIAS" from the registry's record of
 the version (its storage location, which MLflow 3 sets from the LoggedModel's artifact location),
 never by pattern-matching the `models:/` source string.
+
+Lineage (`globe.lineage`: the DVC hashes of the training and evaluation data, the images the steps
+ran in, the pipeline run, the resolved params) is written as `globe.lineage.*` tags with the version
+itself and as `lineage.json` on its run; `lineage()` reads it back, and `attach_evaluation()` adds a
+second evaluation (a benchmark) to an existing version.
 """
 
 from __future__ import annotations
@@ -148,9 +153,15 @@ def register(
     report: str | Path | None = None,
     tracking_uri: str | None = None,
     tags: dict[str, str] | None = None,
+    lineage: dict[str, str] | None = None,
 ) -> Registered:
-    """Log `model_dir` as a LoggedModel with its evidence, register a version, alias it challenger."""
+    """Log `model_dir` as a LoggedModel with its evidence, register a version, alias it challenger.
+
+    `lineage` (see `globe.lineage`) becomes the version's `globe.lineage.*` tags and `lineage.json`
+    on the run; its dataset hashes are also run tags, so the experiment view shows them."""
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunTag
+
+    from globe.lineage import to_tags
 
     c = client(tracking_uri or cfg.tracking_uri)
     exp = c.get_experiment_by_name(cfg.experiment)
@@ -172,12 +183,12 @@ def register(
             )
             c.log_model_artifacts(logged.model_id, tmp)
         now = int(time.time() * 1000)
-        c.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, 0, model_id=logged.model_id) for k, v in numeric.items()],
-            params=[Param(k, v) for k, v in flat_params.items()],
-            tags=[RunTag("globe.model_id", logged.model_id)],
-        )
+        lineage_tags = to_tags(lineage or {})
+        run_tags = [RunTag(k, v) for k, v in lineage_tags.items() if k.endswith((".md5", "pipeline_run_id"))]
+        _log_batch(c, run_id, [Metric(k, v, now, 0, model_id=logged.model_id) for k, v in numeric.items()],
+                   [Param(k, v) for k, v in flat_params.items()], [RunTag("globe.model_id", logged.model_id), *run_tags])
+        if lineage:
+            c.log_dict(run_id, lineage, "lineage.json")
         if metrics is not None:
             c.log_dict(run_id, metrics, "evaluation/metrics.json")
         if report is not None:
@@ -190,7 +201,7 @@ def register(
             source=f"models:/{logged.model_id}",
             run_id=run_id,
             model_id=logged.model_id,
-            tags={"globe.model_id": logged.model_id, **{f"metric.{k}": repr(v) for k, v in numeric.items()}},
+            tags={"globe.model_id": logged.model_id, **{f"metric.{k}": repr(v) for k, v in numeric.items()}, **lineage_tags},
         )
         c.set_registered_model_alias(cfg.model_name, cfg.challenger_alias, version.version)
         _end_run(c, run_id, "FINISHED")
@@ -324,6 +335,76 @@ def storage_uri(model_uri: str, tracking_uri: str | None = None) -> str:
     else:
         raise RegistryError(f"{model_uri!r}: give an alias (models:/NAME@champion) or a version (models:/NAME/3)")
     return c.get_model_version_download_uri(parsed.name, version)
+
+
+def _version_of(c: "MlflowClient", model_uri: str):
+    """The model version a `models:/NAME@ALIAS` or `models:/NAME/VERSION` URI names."""
+    from mlflow.store.artifact.utils.models import _parse_model_uri
+
+    try:
+        parsed = _parse_model_uri(model_uri)
+    except Exception as exc:
+        raise RegistryError(f"{model_uri!r}: not a models:/ URI ({exc})") from exc
+    if parsed.alias is not None:
+        return c.get_model_version_by_alias(parsed.name, parsed.alias)
+    if parsed.version is not None:
+        return c.get_model_version(parsed.name, parsed.version)
+    raise RegistryError(f"{model_uri!r}: give an alias (models:/NAME@champion) or a version (models:/NAME/3)")
+
+
+@_mlflow_errors_as_registry_errors
+def lineage(model_uri: str, tracking_uri: str | None = None) -> dict[str, Any]:
+    """Name, version, storage location and lineage (`globe.lineage.*` tags) of a model version."""
+    from globe.lineage import from_tags
+
+    c = client(tracking_uri)
+    version = _version_of(c, model_uri)
+    found = from_tags(version.tags or {})
+    return {"model": model_uri, "name": version.name, "version": str(version.version), "run_id": version.run_id,
+            "storage_uri": c.get_model_version_download_uri(version.name, version.version), "lineage": found}
+
+
+@_mlflow_errors_as_registry_errors
+def attach_evaluation(
+    name: str,
+    version: str,
+    benchmark: str,
+    metrics: dict[str, Any],
+    *,
+    lineage: dict[str, str] | None = None,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Add a second evaluation (e.g. on a benchmark) to a registered version: its numbers as
+    `<benchmark>.<metric>` on the version's run and as tags, plus its lineage tags."""
+    from mlflow.entities import Metric
+
+    from globe.lineage import to_tags
+
+    c = client(tracking_uri)
+    mv = c.get_model_version(name, version)
+    now = int(time.time() * 1000)
+    numeric = {f"{benchmark}.{k}": float(v) for k, v in _flatten_numbers(metrics).items() if "." not in k}
+    if mv.run_id:
+        _log_batch(c, mv.run_id, [Metric(k, v, now, 0) for k, v in numeric.items()], [], [])
+        c.log_dict(mv.run_id, metrics, f"evaluation-{benchmark}/metrics.json")
+    tags = {f"metric.{k}": repr(v) for k, v in numeric.items() if k.split(".", 1)[1] in HEADLINE_TAGS}
+    tags |= to_tags(lineage or {})
+    for key, value in tags.items():
+        c.set_model_version_tag(name, version, key, value)
+    return {"name": name, "version": str(version), "benchmark": benchmark, "metrics": len(numeric), "tags": sorted(tags)}
+
+
+HEADLINE_TAGS = ("n", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km", "median_km", "country_acc", "city_acc")
+
+
+def _log_batch(c: "MlflowClient", run_id: str, metrics: list, params: list, tags: list) -> None:
+    """`log_batch` in chunks: MLflow takes at most 1000 metrics and 100 params + tags per call."""
+    for i in range(0, len(metrics), 1000):
+        c.log_batch(run_id, metrics=metrics[i:i + 1000])
+    rest = [("p", p) for p in params] + [("t", t) for t in tags]
+    for i in range(0, len(rest), 100):
+        chunk = rest[i:i + 100]
+        c.log_batch(run_id, params=[x for k, x in chunk if k == "p"], tags=[x for k, x in chunk if k == "t"])
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:

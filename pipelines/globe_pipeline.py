@@ -1,11 +1,17 @@
-"""The GLOBE KFP pipeline: synth -> distill (ParallelFor over shards) -> verify -> SFT and reward model
--> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate -> register + promote -> deploy (KServe).
+"""The GLOBE KFP pipeline: check sources -> import (ParallelFor over shards) -> distill (ParallelFor)
+-> verify -> SFT and reward model -> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate ->
+register + promote -> deploy (KServe); the source, distilled and verified datasets are versioned
+with DVC on the way, and an optional benchmark is imported, evaluated and attached to the version.
 
-Parameters mirror params.yaml: one dict parameter per group (`synth`, `distill`, `verify`, `rewards`,
-`sft`, `reward_model`, `grpo`, `eval`, `register`, plus `base`), whose defaults are the groups of the
-params file the pipeline was compiled from, with its preset already applied. The remaining parameters
-are cluster settings: shards, GPU count/type/placement, the TrainJob's nodes, the deploy target.
+Parameters mirror params.yaml: one dict parameter per group (`source`, `synth`, `distill`, `verify`,
+`rewards`, `sft`, `reward_model`, `grpo`, `eval`, `benchmark`, `register`, plus `base`), whose
+defaults are the groups of the params file the pipeline was compiled from, with its preset already
+applied. `source` says where the photos come from: `{"format": "geoscenes"}` (the tiny world), or
+an import spec such as `{"format": "im2gps3k", "csv": "s3://...", "images": "s3://..."}`. The
+remaining parameters are cluster settings: shards, the DVC remote, GPU count/type/placement, the
+TrainJob's nodes, the deploy target.
 
+`check sources` runs first and everything waits for it, so a bad spec fails the run before any work.
 GPU steps (SFT, reward model, single-node GRPO, evaluation) carry their accelerator type and limit,
 the GPU pool's node selector and tolerations, a /dev/shm memory emptyDir, S3 and MLflow settings from
 the `globe-s3` Secret and `globe-config` ConfigMap as env, the workspace PVC and a timeout.
@@ -14,29 +20,25 @@ Compile:  globe pipeline compile --out pipelines/globe_pipeline.yaml   (checked 
 (No `from __future__ import annotations` here: KFP reads the parameter annotations as types.)
 """
 
-
-import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # components/ lives beside pipelines/, outside the globe package
-    sys.path.insert(0, str(ROOT))
+from kfp import dsl, kubernetes
 
-from kfp import dsl, kubernetes  # noqa: E402
-
-from components.base_model.component import base_model  # noqa: E402
-from components.deploy.component import deploy as deploy_component  # noqa: E402
-from components.distill.component import distill_shard, merge_shards, shard_plan  # noqa: E402
-from components.evaluate.component import evaluate  # noqa: E402
-from components.grpo.component import grpo as grpo_local  # noqa: E402
-from components.grpo.component import grpo_trainjob  # noqa: E402
-from components.register.component import register as register_component  # noqa: E402
-from components.reward_model.component import reward_model as reward_model_component  # noqa: E402
-from components.sft.component import sft as sft_component  # noqa: E402
-from components.synth.component import synth as synth_component  # noqa: E402
-from components.verify.component import verify as verify_component  # noqa: E402
-from globe.pipeline import settings as s  # noqa: E402
+from components.base_model.component import base_model
+from components.deploy.component import deploy as deploy_component
+from components.distill.component import distill_shard, merge_shards, shard_plan
+from components.evaluate.component import evaluate
+from components.grpo.component import grpo as grpo_local
+from components.grpo.component import grpo_trainjob
+from components.import_data.component import benchmark_given, check_sources, import_benchmark, import_shard, merge_imports
+from components.lineage.component import lineage as lineage_component
+from components.register.component import attach_benchmark
+from components.register.component import register as register_component
+from components.reward_model.component import reward_model as reward_model_component
+from components.sft.component import sft as sft_component
+from components.verify.component import verify as verify_component
+from components.version_dataset.component import version_dataset
+from globe.pipeline import settings as s
 
 CONFIG_KEYS = ["AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACTS_DESTINATION"]
 
@@ -61,17 +63,23 @@ def on_gpu(task: dsl.PipelineTask, gpus: Any, gpu_resource: Any, node_selector: 
     return with_cluster_env(task, s.GPU_STEP_TIMEOUT_S)
 
 
-def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = True):
+def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = True, runtime: str | None = None):
     """The pipeline function with `groups` (resolved params groups) as parameter defaults.
 
     `multi_node_grpo=False` trains GRPO inside a step pod instead of a TrainJob; that is the variant
-    `globe pipeline run-local` runs, because kfp.local cannot create Kubernetes objects.
+    `globe pipeline run-local` runs, because kfp.local cannot create Kubernetes objects (nor merge
+    artifacts of two `dsl.If` branches with `dsl.OneOf`, so the variant is chosen here).
+
+    `runtime` set means the kfp.local variant: the lineage records it instead of the images (no
+    containers run), and the benchmark branch's evaluate gets no GPU placement, which kfp.local
+    ignores anyway and cannot resolve from pipeline parameters inside a `dsl.If`.
     """
     g = {name: groups[name] for name in s.PIPELINE_GROUPS}
 
-    @dsl.pipeline(name="globe", description="GLOBE: distill -> verify -> SFT/RM -> GRPO -> evaluate -> register -> deploy")
+    @dsl.pipeline(name="globe", description="GLOBE: import -> distill -> verify -> SFT/RM -> GRPO -> evaluate -> register -> deploy")
     def globe_pipeline(
         base: dict = g["base"],
+        source: dict = g["source"],
         synth: dict = g["synth"],
         distill: dict = g["distill"],
         verify: dict = g["verify"],
@@ -80,8 +88,10 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         reward_model: dict = g["reward_model"],
         grpo: dict = g["grpo"],
         eval: dict = g["eval"],
+        benchmark: dict = g["benchmark"],
         register: dict = g["register"],
         num_shards: int = 2,
+        dvc_remote: str = s.DVC_REMOTE,
         gpus_per_node: int = 1,
         gpu_resource: str = s.GPU_RESOURCE,
         gpu_node_selector: dict = s.GPU_NODE_SELECTOR,
@@ -97,17 +107,30 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         gpu = dict(gpus=gpus_per_node, gpu_resource=gpu_resource, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
 
-        data = with_cluster_env(synth_component(base=base, synth=synth)).set_display_name("synth")
-        plan = shard_plan(num_shards=num_shards).set_display_name("shard plan")
-        with dsl.ParallelFor(plan.output, name="shards") as shard:
-            part = distill_shard(base=base, distill=distill, dataset=data.outputs["dataset"], shard=shard, num_shards=num_shards)
+        def versioned(dataset: Any, name: str) -> dsl.PipelineTask:
+            task = version_dataset(dataset=dataset, name=name, remote=dvc_remote, run_id=run_id)
+            return with_cluster_env(task).set_display_name(f"dvc: {name}")
+
+        checked = with_cluster_env(check_sources(source=source, benchmark=benchmark, num_shards=num_shards, dvc_remote=dvc_remote))
+        checked.set_caching_options(False).set_display_name("check sources")  # buckets and credentials change
+        with dsl.ParallelFor(checked.output, name="import-shards") as shard:
+            piece = import_shard(base=base, source=source, synth=synth, shard=shard, num_shards=num_shards)
+            with_cluster_env(piece).set_display_name("import shard")
+        imported = merge_imports(shards=dsl.Collected(piece.outputs["dataset"])).set_display_name("import")
+        source_version = versioned(imported.outputs["dataset"], "source")
+
+        plan = shard_plan(num_shards=num_shards).after(checked).set_display_name("distill plan")
+        with dsl.ParallelFor(plan.output, name="distill-shards") as part_index:
+            part = distill_shard(base=base, distill=distill, dataset=imported.outputs["dataset"], shard=part_index, num_shards=num_shards)
             with_cluster_env(part).set_display_name("distill shard")
         merged = merge_shards(shards=dsl.Collected(part.outputs["distilled"])).set_display_name("merge shards")
+        distilled_version = versioned(merged.outputs["dataset"], "distilled")
         verified = with_cluster_env(verify_component(base=base, verify=verify, dataset=merged.outputs["dataset"]))
         verified.set_display_name("verify")
         dataset = verified.outputs["verified"]
+        verified_version = versioned(dataset, "verified")
 
-        start = with_cluster_env(base_model(base=base, sft=sft)).set_display_name("base model")
+        start = with_cluster_env(base_model(base=base, sft=sft).after(checked)).set_display_name("base model")
         policy = sft_component(base=base, sft=sft, dataset=dataset, init_model=start.outputs["model"], run_id=run_id)
         on_gpu(policy, **gpu).set_display_name("sft")
         # The judge learns localizable yes/no from the teachers' judgments: it needs the distilled data
@@ -131,10 +154,36 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
                                  judge_model=judge.outputs["model"], run_id=run_id)
             on_gpu(trained, **gpu).set_display_name("grpo")
 
-        scored = evaluate(base=base, eval=eval, model=trained.outputs["model"], dataset=dataset)
+        images = dict(data_image=s.CPU_IMAGE, train_image=s.TRAIN_IMAGE, grpo_image=grpo_image if multi_node_grpo else s.TRAIN_IMAGE)
+        if runtime is not None:
+            images = dict.fromkeys(images, runtime)
+        lineage = lineage_component(
+            base=base, source=source, synth=synth, distill=distill, verify=verify, rewards=rewards, sft=sft,
+            reward_model=reward_model, grpo=grpo, eval=eval, benchmark=benchmark, register=register,
+            source_dvc=source_version.outputs["dvc_file"], distilled_dvc=distilled_version.outputs["dvc_file"],
+            verified_dvc=verified_version.outputs["dvc_file"], run_id=run_id, **images,
+        ).set_display_name("lineage")
+        record = lineage.outputs["lineage"]
+
+        scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="verified",
+                          model=trained.outputs["model"], dataset=dataset, lineage=record)
         on_gpu(scored, **gpu).set_display_name("evaluate")
-        registered = register_component(base=base, register=register, model=trained.outputs["model"], evaluation=scored.outputs["evaluation"])
+        registered = register_component(base=base, register=register, model=trained.outputs["model"],
+                                        evaluation=scored.outputs["evaluation"], lineage=record)
         with_cluster_env(registered).set_caching_options(False).set_display_name("register + promote")
+
+        given = benchmark_given(benchmark=benchmark).after(checked).set_display_name("benchmark given?")
+        with dsl.If(given.output == True, name="benchmark given"):  # noqa: E712 (a pipeline condition)
+            bench = with_cluster_env(import_benchmark(benchmark=benchmark)).set_display_name("import benchmark")
+            bench_version = versioned(bench.outputs["dataset"], "benchmark")
+            bench_scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="benchmark",
+                                    model=trained.outputs["model"], dataset=bench.outputs["dataset"], lineage=record)
+            (bench_scored if runtime is not None else on_gpu(bench_scored, **gpu)).set_display_name("evaluate benchmark")
+            attached = attach_benchmark(base=base, benchmark=benchmark, register=register,
+                                        version=registered.outputs["version"], evaluation=bench_scored.outputs["evaluation"],
+                                        dvc_file=bench_version.outputs["dvc_file"])
+            with_cluster_env(attached).set_caching_options(False).set_display_name("benchmark -> registry")
+
         with dsl.If(deploy == True, name="deploy enabled"):  # noqa: E712 (a pipeline condition, not Python)
             served = deploy_component(storage_uri=registered.outputs["champion_storage_uri"], namespace=namespace,
                                       name=isvc_name, wait_ready_s=deploy_wait_s)

@@ -53,3 +53,47 @@ def test_dvc_push_wipe_pull(s3_server, tmp_path, monkeypatch):
     assert _digests(dataset) == before
     for r in read_records(dataset):  # and the records still vouch for their images
         assert hashlib.sha256((dataset / r.image).read_bytes()).hexdigest() == r.image_sha256
+
+
+@pytest.mark.slow
+def test_a_pipeline_step_versions_a_dataset_and_a_fresh_directory_pulls_it_back(s3_server, tmp_path, monkeypatch):
+    """What the pipeline's `dvc: <name>` steps do (no git checkout), and what a user does later
+    with the `.dvc` file: ordinary `dvc` commands in an empty directory, the same bytes back."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from globe.data.versioning import VersioningError, version_dataset
+
+    env = {**__import__("os").environ, **s3_server.env(), "DVC_NO_ANALYTICS": "1"}
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = s3_server.make_bucket("globe-dvc-steps")
+    dataset = tmp_path / "artifact"
+    synthesize(dataset, n=6, seed=3)
+    remote = f"s3://{bucket}/dvc"
+    first = version_dataset(dataset, "verified", remote, tmp_path / "out" / "verified.dvc", meta={"pipeline_run_id": "run-1"})
+    assert first.md5.endswith(".dir") and first.nfiles == len(_digests(dataset)) and first.pushed == first.nfiles + 1
+    doc = yaml.safe_load((tmp_path / "out" / "verified.dvc").read_text())
+    assert doc["outs"][0]["md5"] == first.md5 and doc["outs"][0]["path"] == "verified"
+    assert doc["meta"] == {"remote": remote, "pipeline_run_id": "run-1"}
+    assert s3_server.secret_key not in (tmp_path / "out" / "verified.dvc").read_text()
+    again = version_dataset(dataset, "verified", remote, tmp_path / "again.dvc")
+    assert (again.md5, again.pushed) == (first.md5, 0)  # content-addressed: nothing new to upload
+
+    fresh = tmp_path / "elsewhere"
+    fresh.mkdir()
+    (fresh / "verified.dvc").write_text((tmp_path / "out" / "verified.dvc").read_text())
+    for cmd in (["init", "--no-scm", "-q"], ["remote", "add", "-d", "storage", remote],
+                ["remote", "modify", "storage", "endpointurl", s3_server.endpoint_url], ["pull", "verified.dvc"]):
+        proc = subprocess.run([sys.executable, "-m", "dvc", *cmd], cwd=fresh, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"dvc {' '.join(cmd)}: {proc.stderr}"
+    assert _digests(fresh / "verified") == _digests(dataset)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VersioningError, match="missing or empty"):
+        version_dataset(tmp_path / "empty", "x", remote, tmp_path / "x.dvc")
+    with pytest.raises(VersioningError, match="dvc push of source to s3://no-such-dvc-bucket/dvc failed"):
+        version_dataset(dataset, "source", "s3://no-such-dvc-bucket/dvc", tmp_path / "y.dvc")
+    assert not (tmp_path / "y.dvc").exists()

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["synth", "distill", "verify", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
+STAGES = ["data", "distill", "verify", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
 
 
 def _small(params: dict) -> dict:

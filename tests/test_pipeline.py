@@ -1,9 +1,11 @@
 """The KFP pipeline: the checked-in YAML matches the source, GPU steps carry their accelerator and
-placement settings, parameters mirror params.yaml, side effects are never cached, no component
-installs anything at run time, no secret value is compiled in, and the step helpers behave."""
+placement settings, parameters mirror params.yaml, the source check gates every step, side effects
+are never cached, no component installs anything at run time or re-enters the CLI, no secret value
+is compiled in, and the step helpers behave."""
 
 from __future__ import annotations
 
+import ast
 import json
 import socket
 from pathlib import Path
@@ -13,12 +15,13 @@ import yaml
 
 from globe.config import ConfigError, load_params
 from globe.k8s.manifests import kustomize_build, load_yaml_documents, secret_leaks
+from globe.data.shards import ShardError, merge_datasets, shard_dataset
 from globe.pipeline import settings, steps
 from globe.pipeline.build import PipelineError, compile_pipeline, resolved_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED_IN = ROOT / "pipelines" / "globe_pipeline.yaml"
-GPU_EXECUTORS = ("exec-sft", "exec-reward-model", "exec-evaluate")
+GPU_EXECUTORS = ("exec-sft", "exec-reward-model", "exec-evaluate", "exec-evaluate-2")
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +50,9 @@ def test_gpu_tasks_carry_accelerator_and_placement(ir):
         assert accelerator["resourceCount"].endswith("pipelinechannel--gpus_per_node']}}"), name
         assert executors[name]["container"]["image"] == settings.TRAIN_IMAGE
         pod = k8s[name]
-        assert pod["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "gpu_node_selector"
-        assert pod["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "gpu_tolerations"
+        # inside a dsl.If branch (the benchmark's evaluate) the parameter arrives as pipelinechannel--NAME
+        assert pod["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"].endswith("gpu_node_selector")
+        assert pod["tolerations"][0]["tolerationJson"]["componentInputParameter"].endswith("gpu_tolerations")
         assert {"medium": "Memory", "mountPath": "/dev/shm", "sizeLimit": settings.SHM_SIZE, "volumeName": "dshm"} in pod["emptyDirMounts"]
         assert pod["pvcMount"][0]["constant"] == settings.WORKSPACE_PVC and pod["pvcMount"][0]["mountPath"] == "/workspace"
         assert pod["secretAsEnv"][0]["secretName"] == settings.S3_SECRET
@@ -72,12 +76,48 @@ def test_grpo_runs_as_a_trainjob_that_receives_the_gpu_settings(ir):
     assert "accelerator" not in spec["deploymentSpec"]["executors"]["exec-grpo-trainjob"]["container"].get("resources", {})
 
 
-def test_distillation_fans_out_over_shards(ir):
+def test_import_and_distillation_fan_out_over_shards(ir):
     spec, _ = ir
-    loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
-    assert loop["parameterIterator"]["items"]["inputParameter"].endswith("shard-plan-Output")
-    merge = spec["root"]["dag"]["tasks"]["merge-shards"]
-    assert merge["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["for-loop-1"]["parameterIterator"]["items"]["inputParameter"].endswith("check-sources-Output")
+    assert tasks["merge-imports"]["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == "for-loop-1"
+    assert tasks["for-loop-2"]["parameterIterator"]["items"]["inputParameter"].endswith("shard-plan-Output")
+    assert tasks["merge-shards"]["inputs"]["artifacts"]["shards"]["taskOutputArtifact"]["producerTask"] == "for-loop-2"
+
+
+def test_the_source_check_runs_before_any_other_step(ir):
+    spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+    roots = [name for name, task in tasks.items() if not task.get("dependentTasks")]
+    assert roots == ["check-sources"]
+    assert tasks["check-sources"]["cachingOptions"] == {}  # buckets and credentials change: always re-checked
+
+
+def test_datasets_are_versioned_and_their_dvc_files_feed_the_lineage(ir):
+    spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+    produced = {tasks[t]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"]: t
+                for t in ("version-dataset", "version-dataset-2", "version-dataset-3")}
+    assert set(produced) == {"merge-imports", "merge-shards", "verify"}
+    lineage = tasks["lineage"]["inputs"]
+    assert {a["taskOutputArtifact"]["producerTask"] for a in lineage["artifacts"].values()} == set(produced.values())
+    assert lineage["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert lineage["parameters"]["grpo_image"]["componentInputParameter"] == "grpo_image"
+    for name in ("evaluate", "register"):
+        assert tasks[name]["inputs"]["artifacts"]["lineage"]["taskOutputArtifact"]["producerTask"] == "lineage"
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    assert defaults["dvc_remote"]["defaultValue"] == settings.DVC_REMOTE
+    assert settings.DVC_REMOTE in (ROOT / ".dvc" / "config").read_text()  # the repository's own remote
+
+
+def test_the_benchmark_branch_is_conditional_and_attaches_to_the_registered_version(ir):
+    spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+    branch = next(t for t in tasks.values() if "benchmark-given-Output" in t.get("triggerPolicy", {}).get("condition", ""))
+    inner = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
+    assert set(inner) == {"import-benchmark", "version-dataset-4", "evaluate-2", "attach-benchmark"}
+    assert inner["attach-benchmark"]["inputs"]["parameters"]["version"]["componentInputParameter"].endswith("register-version")
+    assert inner["attach-benchmark"]["cachingOptions"] == {}
 
 
 def test_parameters_mirror_params_groups(ir):
@@ -93,10 +133,9 @@ def test_side_effects_are_never_cached_and_deploy_is_conditional(ir):
     spec, _ = ir
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["register"]["cachingOptions"] == {}
-    assert tasks["synth"]["cachingOptions"] == {"enableCache": True}
-    condition = tasks["condition-2"]
-    assert "pipelinechannel--deploy" in condition["triggerPolicy"]["condition"]
-    deploy = spec["components"]["comp-condition-2"]["dag"]["tasks"]["deploy"]
+    assert tasks["verify"]["cachingOptions"] == {"enableCache": True}
+    condition = next(t for t in tasks.values() if "pipelinechannel--deploy" in t.get("triggerPolicy", {}).get("condition", ""))
+    deploy = spec["components"][condition["componentRef"]["name"]]["dag"]["tasks"]["deploy"]
     assert deploy["cachingOptions"] == {}
     assert deploy["inputs"]["parameters"]["storage_uri"]["componentInputParameter"].endswith("champion_storage_uri")
 
@@ -132,11 +171,34 @@ def test_pipeline_names_exist_in_the_manifests():
 
 def test_every_component_directory_has_a_component_and_readme():
     dirs = sorted(p for p in (ROOT / "components").iterdir() if p.is_dir() and not p.name.startswith("__"))
-    assert len(dirs) >= 9
+    assert len(dirs) >= 11
     for d in dirs:
-        assert (d / "component.py").is_file() and (d / "README.md").is_file(), d.name
+        assert (d / "component.py").is_file() and (d / "README.md").is_file() and (d / "__init__.py").is_file(), d.name
         text = (d / "component.py").read_text()
         assert "install_kfp_package=False" in text and "from globe.pipeline import steps" in text, d.name
+
+
+def test_steps_call_the_library_in_process():
+    """No subprocess, no CLI re-entry, no stdout parsing, no sys.path edits between KFP and globe."""
+    sources = [ROOT / "globe" / "pipeline" / "steps.py", ROOT / "pipelines" / "globe_pipeline.py", ROOT / "globe" / "pipeline" / "build.py"]
+    sources += sorted((ROOT / "components").glob("*/component.py"))
+    banned = {"subprocess", "globe.cli", "globe.commands", "importlib.util"}
+    for path in sources:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                used = {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                used = {node.module or ""}
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                used = {f"{node.value.id}.{node.attr}"} & {"sys.path", "sys.stdout"}
+            else:
+                continue
+            assert not used & (banned | {"sys.path", "sys.stdout"}), f"{path.relative_to(ROOT)}:{node.lineno} uses {used}"
+    import components.import_data.component as imported
+    import pipelines.globe_pipeline as definition
+
+    assert definition.check_sources is imported.check_sources  # plain packages, imported as such
 
 
 def _dataset(root: Path, ids: list[str]) -> Path:
@@ -153,20 +215,20 @@ def _dataset(root: Path, ids: list[str]) -> Path:
 def test_shards_partition_and_merge_restores_the_dataset(tmp_path):
     ids = [f"r{i:02d}" for i in range(7)]
     src = _dataset(tmp_path / "src", ids)
-    counts = [steps.shard_dataset(src, tmp_path / f"s{k}", k, 3) for k in range(3)]
+    counts = [shard_dataset(src, tmp_path / f"s{k}", k, 3) for k in range(3)]
     assert counts == [3, 2, 2]
     assert sorted((tmp_path / "s1" / "images").iterdir())[0].name == "r01.png"
     assert (tmp_path / "s2" / "world.json").is_file()
-    assert steps.merge_datasets([tmp_path / f"s{k}" for k in (2, 0, 1)], tmp_path / "merged") == 7
+    assert merge_datasets([tmp_path / f"s{k}" for k in (2, 0, 1)], tmp_path / "merged") == 7
     merged = [json.loads(line)["id"] for line in (tmp_path / "merged" / "records.jsonl").read_text().splitlines()]
     assert merged == ids
     assert len(list((tmp_path / "merged" / "images").iterdir())) == 7
-    with pytest.raises(steps.StepError, match="more than one shard"):
-        steps.merge_datasets([tmp_path / "s0", tmp_path / "s0"], tmp_path / "dup")
-    with pytest.raises(steps.StepError, match="shard 3 is outside"):
-        steps.shard_dataset(src, tmp_path / "bad", 3, 3)
-    with pytest.raises(steps.StepError, match="no records.jsonl"):
-        steps.shard_dataset(tmp_path / "s9", tmp_path / "bad", 0, 1)
+    with pytest.raises(ShardError, match="more than one shard"):
+        merge_datasets([tmp_path / "s0", tmp_path / "s0"], tmp_path / "dup")
+    with pytest.raises(ShardError, match="shard 3 is outside"):
+        shard_dataset(src, tmp_path / "bad", 3, 3)
+    with pytest.raises(ShardError, match="no records.jsonl"):
+        shard_dataset(tmp_path / "s9", tmp_path / "bad", 0, 1)
 
 
 def test_step_params_are_validated_and_preset_free(tmp_path):
@@ -176,6 +238,9 @@ def test_step_params_are_validated_and_preset_free(tmp_path):
     assert load_params(path).synth.n == groups["synth"]["n"]
     with pytest.raises(ConfigError, match="synth.n"):
         steps.write_params({"synth": {"n": "many"}}, tmp_path / "bad.yaml")
+    assert steps.params_of({"base": groups["base"], "synth": groups["synth"]}).synth.n == groups["synth"]["n"]
+    with pytest.raises(ConfigError, match="pipeline parameters: invalid configuration\n  source.format"):
+        steps.params_of({"source": {"format": "flickr"}})
 
 
 def test_submit_to_an_unreachable_host_is_a_clear_error():

@@ -103,3 +103,40 @@ def test_the_promotion_floor_is_validated():
     ok = load_params(None, overrides=["register.metric=median_km", "register.higher_is_better=false",
                                       "register.min_value=1500"])
     assert ok.register.min_value == 1500.0
+
+
+def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoint, tmp_path, monkeypatch):
+    from globe.config import RegisterGroup
+    from globe.lineage import build_lineage
+    from globe.registry import attach_evaluation, lineage, register
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    datasets = {"source": {"md5": "aa.dir", "nfiles": 41, "remote": "s3://globe/dvc"},
+                "verified": {"md5": "bb.dir", "nfiles": 30, "meta": {"remote": "s3://globe/dvc"}}}
+    params = {"source": {"format": "im2gps3k", "csv": "s3://photos/gt.csv"}, "sft": {"epochs": 2}}
+    found = build_lineage(datasets, params=params, images={"train": "ghcr.io/x/globe-train@sha256:abc"}, pipeline_run_id="run-7")
+    registered = register(fake_checkpoint, RegisterGroup(), metrics={"acc_25km": 0.25, "n": 10}, params=params, lineage=found)
+    attach_evaluation("globe", registered.version, "im2gps3k", {"acc_25km": 0.1, "n": 10, "ci95": {"acc_25km": [0, 0.2]}},
+                      lineage={"benchmark_data.md5": "cc.dir"})
+
+    back = lineage("models:/globe/1")
+    assert back["version"] == "1" and back["storage_uri"] == registered.storage_uri
+    got = back["lineage"]
+    assert got["train_data.md5"] == got["eval_data.md5"] == "bb.dir" and got["data.source.md5"] == "aa.dir"
+    assert got["benchmark_data.md5"] == "cc.dir" and got["pipeline_run_id"] == "run-7"
+    assert got["image.train"] == "ghcr.io/x/globe-train@sha256:abc" and got["dvc_remote"] == "s3://globe/dvc"
+    assert got["params"] == params
+
+    from mlflow import MlflowClient
+
+    run = MlflowClient(uri).get_run(registered.run_id)
+    assert run.data.metrics["im2gps3k.acc_25km"] == 0.1 and run.data.metrics["acc_25km"] == 0.25
+    assert run.data.tags["globe.lineage.train_data.md5"] == "bb.dir"
+
+    printed = CliRunner().invoke(app, ["resolve", "models:/globe@challenger", "--lineage"])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.stdout)["lineage"]["train_data.md5"] == "bb.dir"
+    with pytest.raises(ValueError, match="no version of the train dataset 'verified'"):
+        build_lineage({"source": datasets["source"]}, params={}, images={})

@@ -1,4 +1,4 @@
-"""KFP components: multi-teacher distillation fanned out over shards (`globe distill`).
+"""KFP components: multi-teacher distillation fanned out over shards (`globe.data.distill`).
 
 `shard_plan` lists the shard indices a `dsl.ParallelFor` iterates over, `distill_shard` distills
 every `num_shards`-th record, and `merge_shards` joins the collected shard datasets.
@@ -15,9 +15,9 @@ from globe.pipeline.settings import CPU_IMAGE
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def shard_plan(num_shards: int) -> List[int]:
     """The shard indices 0..num_shards-1."""
-    if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    return list(range(num_shards))
+    from globe.data.shards import shard_indices
+
+    return shard_indices(num_shards)
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -33,5 +33,4 @@ def merge_shards(shards: Input[List[Dataset]], dataset: Output[Dataset], metrics
     """Join the distilled shards into one dataset (records ordered by id)."""
     from globe.pipeline import steps
 
-    n = steps.merge_datasets([s.path for s in shards], dataset.path)
-    steps.publish({"shards": len(shards), "records": n}, metrics, summary, "Distilled dataset")
+    steps.publish(steps.merge_distilled([s.path for s in shards], dataset.path), metrics, summary, "Distilled dataset")

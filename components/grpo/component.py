@@ -1,4 +1,4 @@
-"""KFP components: GRPO of the policy (`globe train grpo`).
+"""KFP components: GRPO of the policy (`globe.train.grpo`).
 
 `grpo` trains inside the step's own (GPU) pod: one node, and what `globe pipeline run-local` runs.
 `grpo_trainjob` launches a multi-node Kubeflow Trainer TrainJob and waits for it (globe.k8s.trainjob);

@@ -1,4 +1,4 @@
-"""KFP component: the localizability judge, a LoRA SFT (`globe train reward-model`). A GPU step."""
+"""KFP component: the localizability judge, a LoRA SFT (`globe.train.reward_model`). A GPU step."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output

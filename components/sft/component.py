@@ -1,4 +1,4 @@
-"""KFP component: supervised warm start of the policy (`globe train sft`). A GPU step."""
+"""KFP component: supervised warm start of the policy (`globe.train.sft`). A GPU step."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output

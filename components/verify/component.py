@@ -1,4 +1,4 @@
-"""KFP component: the paper's four filters (`globe verify`)."""
+"""KFP component: the paper's four filters (`globe.data.verify`)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output

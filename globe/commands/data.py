@@ -1,4 +1,4 @@
-"""`globe data import|synth` and the top-level `globe distill` / `globe verify` (thin: parse, call, print)."""
+"""`globe data import|synth|source` and the top-level `globe distill` / `globe verify` (thin: parse, call, print)."""
 
 from __future__ import annotations
 
@@ -25,33 +25,34 @@ def synth_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Write a GeoScenes tiny-world dataset: real cities, learnable cues, entities and reasoning."""
-    from globe.data.geoscenes import synthesize
+    from globe.data.source import synthesize_source
 
     cfg = load(params, preset, set_).synth
+    cfg = cfg.model_copy(update={k: v for k, v in (("n", n), ("seed", seed)) if v is not None})
     try:
-        records = synthesize(
-            out,
-            n=n if n is not None else cfg.n,
-            seed=seed if seed is not None else cfg.seed,
-            image_size=cfg.image_size,
-            non_localizable_share=cfg.non_localizable_share,
-            countries=cfg.countries,
-            test_share=cfg.test_share,
-            cities_per_country=cfg.cities_per_country,
-        )
+        summary = synthesize_source(cfg, out)
     except ValueError as exc:
         fail(str(exc))
-    print_json(
-        {
-            "out": str(out),
-            "records": len(records),
-            "train": sum(r.split == "train" for r in records),
-            "test": sum(r.split == "test" for r in records),
-            "non_localizable": sum(not r.localizable for r in records),
-            "countries": len({r.country_code for r in records}),
-            "cities": len({(r.country_code, r.city) for r in records}),
-        }
-    )
+    print_json({"out": str(out), **summary})
+
+
+@data_app.command("source")
+def source_cmd(
+    out: OutOpt,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Build the dataset params' `source:` names: GeoScenes synthesized, or geotagged photos imported
+    from a CSV + images (local or s3://); checks the spec before any work (dvc.yaml's `data` stage)."""
+    from globe.data.source import SourceError, build_source
+
+    cfg = load(params, preset, set_)
+    try:
+        summary = build_source(cfg, out)
+    except SourceError as exc:
+        fail(str(exc))
+    print_json({"out": str(out), **summary})
 
 
 @data_app.command("import")

@@ -36,25 +36,16 @@ def run(
 ) -> None:
     """Run a model over a benchmark: predictions.jsonl, metrics.json, plots and report.html in --out."""
     cfg = load(params, preset, set_)
-    ev = cfg.eval
-    kind = engine or ev.engine
     from globe.evaluate.benchmarks import BenchmarkError, load_benchmark
-    from globe.evaluate.runner import RunError, RunSpec, build_engine, evaluate
-    from globe.prompts import GEO_PROMPT, GEO_SYSTEM
+    from globe.evaluate.runner import RunError, run_benchmark
 
-    name = benchmark or ev.benchmark
+    name = benchmark or cfg.eval.benchmark
     try:
-        samples = load_benchmark(name, csv_path=csv, images=images, path=data, limit=limit or ev.limit)
+        samples = load_benchmark(name, csv_path=csv, images=images, path=data, limit=limit or cfg.eval.limit)
     except (BenchmarkError, OSError) as exc:
         fail(str(exc))
-    spec = RunSpec(benchmark=name, model=model, engine=kind, prompt=GEO_PROMPT, system=GEO_SYSTEM,
-                   max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, batch_size=ev.batch_size,
-                   extra={"seed": cfg.base.seed})
     try:
-        eng = build_engine(kind, model, base_url=base_url or ev.base_url, batch_size=ev.batch_size,
-                           concurrency=ev.concurrency, seed=cfg.base.seed)
-        metrics = evaluate(eng, samples, out, spec, n_boot=ev.bootstrap, seed=cfg.base.seed,
-                           gallery_size=ev.gallery_size, progress=progress)
+        metrics = run_benchmark(cfg, model, samples, out, benchmark=name, engine=engine, base_url=base_url, progress=progress)
     except (RunError, ValueError, OSError) as exc:
         fail(str(exc))
     summary = {k: metrics.get(k) for k in HEADLINE}

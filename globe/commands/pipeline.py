@@ -36,21 +36,41 @@ def compile_cmd(
     print_json({"out": str(path), "bytes": path.stat().st_size})
 
 
+ArgOpt = Annotated[list[str] | None, typer.Option("--arg", help="pipeline argument NAME=VALUE (YAML value); repeatable")]
+
+
+def _arguments(items: list[str] | None) -> dict:
+    import yaml
+
+    arguments = {}
+    for item in items or []:
+        if "=" not in item:
+            fail(f"--arg {item!r}: expected NAME=VALUE, e.g. gpus_per_node=8")
+        key, raw = item.split("=", 1)
+        arguments[key.strip()] = yaml.safe_load(raw)
+    return arguments
+
+
 @pipeline_app.command("run-local")
 def run_local_cmd(
-    workdir: Annotated[Path, typer.Option("--workdir", help="where artifacts (kfp/) and the MLflow store go")] = Path("results/pipeline"),
-    shards: Annotated[int, typer.Option("--shards", min=1, help="distillation shards (ParallelFor)")] = 2,
+    workdir: Annotated[Path, typer.Option("--workdir", help="where artifacts (kfp/), the MLflow store and the DVC remote go")] = Path("results/pipeline"),
+    shards: Annotated[int, typer.Option("--shards", min=1, help="import and distillation shards (ParallelFor)")] = 2,
+    arg: ArgOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Run the whole pipeline here with kfp.local (no Kubernetes: no TrainJob, no deploy)."""
+    """Run the whole pipeline here with kfp.local (no Kubernetes: no TrainJob, no deploy).
+
+    The photos come from params' `source:` group (e.g. `--set source.format=im2gps3k --set
+    source.csv=s3://b/x.csv --set source.images=s3://b/images/`); `--arg dvc_remote=s3://b/dvc`
+    versions the datasets there instead of WORKDIR/dvc-remote."""
     cfg = load(params, preset, set_)
     from globe.pipeline.build import PipelineError
     from globe.pipeline.local import run_local
 
     try:
-        print_json(run_local(cfg, workdir, num_shards=shards))
+        print_json(run_local(cfg, workdir, num_shards=shards, arguments=_arguments(arg)))
     except PipelineError as exc:
         fail(str(exc))
 
@@ -58,7 +78,7 @@ def run_local_cmd(
 @pipeline_app.command("submit")
 def submit_cmd(
     host: Annotated[str, typer.Option("--host", help="KFP API endpoint, e.g. http://localhost:8080 (port-forwarded ml-pipeline-ui)")],
-    arg: Annotated[list[str] | None, typer.Option("--arg", help="pipeline argument NAME=VALUE (YAML value); repeatable")] = None,
+    arg: ArgOpt = None,
     experiment: Annotated[str, typer.Option(help="KFP experiment")] = "globe",
     run_name: Annotated[str | None, typer.Option(help="run name (default: KFP's)")] = None,
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace (multi-user KFP)")] = None,
@@ -71,18 +91,11 @@ def submit_cmd(
     """Compile with these params and start a run on a Kubeflow Pipelines backend."""
     import os
 
-    import yaml
-
     cfg = load(params, preset, set_)
     from globe.pipeline.build import PipelineError
     from globe.pipeline.submit import submit
 
-    arguments = {}
-    for item in arg or []:
-        if "=" not in item:
-            fail(f"--arg {item!r}: expected NAME=VALUE, e.g. gpus_per_node=8")
-        key, raw = item.split("=", 1)
-        arguments[key.strip()] = yaml.safe_load(raw)
+    arguments = _arguments(arg)
     token = None
     if token_env:
         token = os.environ.get(token_env) or fail(f"--token-env {token_env}: the variable is not set")

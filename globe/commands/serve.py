@@ -144,11 +144,16 @@ def promote(
 def resolve(
     uri: Annotated[str, typer.Argument(help="models:/NAME@ALIAS, models:/NAME/VERSION or models:/<model_id>")],
     tracking_uri: TrackingOpt = None,
+    lineage: Annotated[bool, typer.Option("--lineage", help="print the version's lineage as JSON: dataset DVC hashes, images, pipeline run, params")] = False,
 ) -> None:
     """Print where a registered model's files are (use it as a KServe/vLLM storageUri)."""
     from globe.registry import RegistryError, storage_uri
+    from globe.registry import lineage as lineage_of
 
     try:
-        typer.echo(storage_uri(uri, tracking_uri))
+        if lineage:
+            print_json(lineage_of(uri, tracking_uri))
+        else:
+            typer.echo(storage_uri(uri, tracking_uri))
     except RegistryError as exc:
         fail(str(exc))

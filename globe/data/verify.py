@@ -102,6 +102,13 @@ def _grounding_check(cfg, data_dir: Path, records: list[Record]):
     return None, "not checked (set verify.grounding_judge for real photos)"
 
 
+def teachers_p_localizable(record: Record) -> float | None:
+    """The teachers' mean P(localizable) (a yes/no judgment counts 1/0); None when none judged."""
+    votes = [t.p_localizable if t.p_localizable is not None else float(t.localizable) for t in record.teachers
+             if t.p_localizable is not None or t.localizable is not None]  # fmt: skip
+    return sum(votes) / len(votes) if votes else None
+
+
 def judge_sample(record: Record, cfg, grounding, image_loader) -> tuple[str | None, str, dict[str, Any]]:
     """(failed filter or None, reason, details); details carry the chosen teacher when kept."""
     from globe import geo
@@ -109,10 +116,9 @@ def judge_sample(record: Record, cfg, grounding, image_loader) -> tuple[str | No
     # 1. localizable
     if record.localizable is False:
         return "localizable", "ground truth: not localizable", {}
-    votes = [t.p_localizable if t.p_localizable is not None else float(t.localizable) for t in record.teachers
-             if t.p_localizable is not None or t.localizable is not None]  # fmt: skip
-    if votes and sum(votes) / len(votes) < 0.5:
-        return "localizable", "teachers judged it not localizable", {"mean_p_yes": sum(votes) / len(votes)}
+    p_yes = teachers_p_localizable(record)
+    if p_yes is not None and p_yes < 0.5:
+        return "localizable", "teachers judged it not localizable", {"mean_p_yes": p_yes}
 
     # 2. agreement with the ground truth
     usable = [locate(t) for t in record.teachers if t.ok and (t.country or t.city or t.lat is not None)]

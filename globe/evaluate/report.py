@@ -62,6 +62,11 @@ maps API. Stated coordinates: the coordinates the answer states, else its names;
 <tbody>{% for row in continent_rows %}<tr>{% for cell in row %}<td{% if not loop.first %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>{% endif %}
 
+{% if lineage %}<h2>Lineage</h2>
+<table id="lineage"><thead><tr><th>what</th><th>value</th></tr></thead>
+<tbody>{% for k, v in lineage %}<tr><td>{{ k }}</td><td><code>{{ v }}</code></td></tr>
+{% endfor %}</tbody></table>{% endif %}
+
 <h2>Plots</h2>
 <div class="plots">{% for alt, uri in plots %}<img alt="{{ alt }}" src="{{ uri }}">{% endfor %}</div>
 
@@ -204,10 +209,12 @@ def render_report(
     *,
     title: str,
     meta: Sequence[tuple[str, Any]] = (),
+    lineage: Sequence[tuple[str, str]] = (),
     gallery_size: int = 24,
     thumb_size: int = 320,
 ) -> str:
-    """The report page as one HTML string with every resource inlined."""
+    """The report page as one HTML string with every resource inlined; `lineage` rows (dataset
+    versions, images, pipeline run: `globe.lineage.report_rows`) get a table of their own."""
     import jinja2
 
     sources = {r.get("label_source") for r in rows}
@@ -221,6 +228,7 @@ def render_report(
     return env.from_string(TEMPLATE).render(
         title=title,
         meta=list(meta),
+        lineage=list(lineage),
         label_note=label_note,
         n=len(rows),
         n_boot=metrics.get("bootstrap", {}).get("resamples", 0),

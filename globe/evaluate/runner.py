@@ -256,6 +256,7 @@ def finalize(
     *,
     title: str,
     meta: Sequence[tuple[str, Any]] = (),
+    lineage: Sequence[tuple[str, str]] = (),
     n_boot: int = 1000,
     seed: int = 0,
     gallery_size: int = 24,
@@ -289,7 +290,7 @@ def finalize(
     csv_text = "threshold_km,accuracy\n" + "".join(f"{a:.6g},{b:.6f}\n" for a, b in zip(x, y))
     atomic_write_bytes(out_dir / "accuracy_curve.csv", csv_text.encode())
     atomic_write_bytes(out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False).encode())
-    html = render_report(metrics, rows, plots, title=title, meta=meta, gallery_size=gallery_size)
+    html = render_report(metrics, rows, plots, title=title, meta=meta, lineage=lineage, gallery_size=gallery_size)
     atomic_write_bytes(out_dir / "report.html", html.encode("utf-8"))
     atomic_write_bytes(out_dir / "summary.md", render_summary_md(metrics, title).encode("utf-8"))
     metrics.setdefault("timing", {})["finalize_s"] = round(time.perf_counter() - t0, 3)
@@ -364,6 +365,7 @@ def evaluate(
     seed: int = 0,
     gallery_size: int = 24,
     progress: bool = True,
+    lineage: Sequence[tuple[str, str]] = (),
 ) -> dict:
     """The whole run: predict (resumable), compact, finalize the reports, log to MLflow if configured."""
     t0 = time.perf_counter()
@@ -374,7 +376,8 @@ def evaluate(
     meta = [("model", spec.model), ("engine", spec.engine), ("benchmark", spec.benchmark), ("images", len(rows)),
             ("decoding", f"max_new_tokens={spec.max_new_tokens}, temperature={spec.temperature}"),
             ("written", time.strftime("%Y-%m-%d %H:%M:%S %Z"))]
-    metrics = finalize(out_dir, rows, title=title, meta=meta, n_boot=n_boot, seed=seed, gallery_size=gallery_size)
+    metrics = finalize(out_dir, rows, title=title, meta=meta, lineage=lineage, n_boot=n_boot, seed=seed,
+                       gallery_size=gallery_size)
     metrics["timing"]["predict_s"] = round(predict_s, 3)
     run_id = log_to_mlflow(out_dir, metrics, {"model": spec.model, "engine": spec.engine, "benchmark": spec.benchmark,
                                               "n": len(rows), "max_new_tokens": spec.max_new_tokens,
@@ -382,3 +385,21 @@ def evaluate(
     if run_id:
         metrics["mlflow_run_id"] = run_id
     return metrics
+
+
+def run_benchmark(params, model: str, samples: Sequence[Sample], out_dir: Path, *, benchmark: str,
+                  engine: str | None = None, base_url: str | None = None, progress: bool = True,
+                  lineage: Sequence[tuple[str, str]] = ()) -> dict:
+    """`globe eval run` and the pipeline's evaluate step: the `eval` group's engine and decoding
+    over `samples`, written to `out_dir`; returns the metrics."""
+    from globe.prompts import GEO_PROMPT, GEO_SYSTEM
+
+    ev = params.eval
+    kind = engine or ev.engine
+    spec = RunSpec(benchmark=benchmark, model=model, engine=kind, prompt=GEO_PROMPT, system=GEO_SYSTEM,
+                   max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, batch_size=ev.batch_size,
+                   extra={"seed": params.base.seed})
+    eng = build_engine(kind, model, base_url=base_url or ev.base_url, batch_size=ev.batch_size,
+                       concurrency=ev.concurrency, seed=params.base.seed)
+    return evaluate(eng, samples, Path(out_dir), spec, n_boot=ev.bootstrap, seed=params.base.seed,
+                    gallery_size=ev.gallery_size, progress=progress, lineage=lineage)

@@ -1,47 +1,37 @@
-"""Load the pipeline definition (pipelines/globe_pipeline.py) and compile it to KFP IR YAML.
+"""Build the pipeline (pipelines/globe_pipeline.py) with params as its defaults and compile it to KFP IR YAML.
 
 The pipeline and its components live beside the package in the repository (components/, pipelines/),
-as kubeflow/pipelines-components lays them out, so they are loaded from the checkout by path.
+as kubeflow/pipelines-components lays them out; they are packages of the project (pyproject.toml) and
+are imported as such.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import os
 import re
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-
-import globe
-
-PIPELINE_FILE = Path("pipelines") / "globe_pipeline.py"
 
 
 class PipelineError(RuntimeError):
     """The pipeline cannot be built, compiled, run or submitted; the message says why."""
 
 
-def repo_root() -> Path:
-    """The checkout that holds pipelines/ and components/ (GLOBE_REPO, else next to the package)."""
-    candidates = [Path(os.environ["GLOBE_REPO"])] if os.environ.get("GLOBE_REPO") else []
-    candidates += [Path(globe.__file__).resolve().parents[1], Path.cwd()]
-    for root in candidates:
-        if (root / PIPELINE_FILE).is_file() and (root / "components").is_dir():
-            return root
-    raise PipelineError(f"{PIPELINE_FILE} not found; run from a GLOBE checkout or set GLOBE_REPO")
-
-
-def pipeline_module() -> ModuleType:
-    path = repo_root() / PIPELINE_FILE
-    spec = importlib.util.spec_from_file_location("globe_pipeline_definition", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def pipeline_definition():
+    """`pipelines.globe_pipeline.build_pipeline`; a checkout without the packages is a clear error."""
+    try:
+        from pipelines.globe_pipeline import build_pipeline
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("pipelines", "pipelines.globe_pipeline", "components"):
+            raise
+        raise PipelineError(
+            f"cannot import the pipeline definition ({exc}): run from a GLOBE checkout installed with "
+            "`pip install -e .` (scripts/setup.sh), which makes pipelines/ and components/ packages"
+        ) from exc
+    return build_pipeline
 
 
 def drop_none(value: Any) -> Any:
@@ -61,8 +51,8 @@ def resolved_groups(params: Any) -> dict[str, dict[str, Any]]:
     return drop_none(dumped)
 
 
-def build(params: Any, multi_node_grpo: bool = True):
-    return pipeline_module().build_pipeline(resolved_groups(params), multi_node_grpo=multi_node_grpo)
+def build(params: Any, multi_node_grpo: bool = True, runtime: str | None = None):
+    return pipeline_definition()(resolved_groups(params), multi_node_grpo=multi_node_grpo, runtime=runtime)
 
 
 _DEFAULT_LINE = re.compile(r"^(#\s+\w+: (?:dict|list) \[Default: )(.*)(\])$")

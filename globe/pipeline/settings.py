@@ -26,16 +26,9 @@ CPU_STEP_TIMEOUT_S = 6 * 3600
 GPU_STEP_TIMEOUT_S = 48 * 3600
 TRAINJOB_TIMEOUT_S = 72 * 3600
 
-# params.yaml groups each step reads (the pipeline's parameters mirror the groups one to one).
-STEP_GROUPS: dict[str, tuple[str, ...]] = {
-    "synth": ("base", "synth"),
-    "distill": ("base", "distill"),
-    "verify": ("base", "verify"),
-    "base_model": ("base", "sft"),
-    "sft": ("base", "sft"),
-    "reward_model": ("base", "reward_model"),
-    "grpo": ("base", "grpo", "rewards"),
-    "evaluate": ("base", "eval"),
-    "register": ("base", "register"),
-}
-PIPELINE_GROUPS = ("base", "synth", "distill", "verify", "rewards", "sft", "reward_model", "grpo", "eval", "register")
+DVC_REMOTE = "s3://globe/dvc"  # .dvc/config's `storage` remote: where the pipeline versions datasets
+
+# params.yaml groups the pipeline takes as parameters, one dict each, in this order.
+PIPELINE_GROUPS = ("base", "source", "synth", "distill", "verify", "rewards", "sft", "reward_model", "grpo", "eval",
+                   "benchmark", "register")
+TRAINJOB_GROUPS = ("base", "grpo", "rewards")  # the params.yaml the GRPO TrainJob's pods read

@@ -1,9 +1,11 @@
-"""What each KFP step does, as plain functions over directories (the components are wrappers).
+"""What each KFP step does, as plain functions over params groups and directories.
 
-Every step runs the same `globe` CLI that `dvc repro` runs, in a subprocess, with a params.yaml
-written from the params groups the step was given. Why the CLI and not library calls: it is the
-one contract every stage already tests, a subprocess returns the memory a trainer took, and a
-step's log shows exactly the command a user can re-run by hand.
+A component (components/<name>/component.py) is a few lines: it calls one function here and writes
+the typed outputs KFP gave it. Each function validates the groups it was handed into `Params`
+(`globe.config.params_from_groups`: a wrong field fails the step with its name) and calls the
+library in this process: no subprocess, no CLI, nothing parsed from stdout. Each KFP step is its
+own process (a pod on a cluster, a subprocess under kfp.local), so a trainer's memory still goes
+back when the step ends.
 
 KFP hands steps local paths for their artifacts (downloaded before, uploaded after the step), so
 these functions only see directories. Training steps additionally keep their work on the shared
@@ -16,72 +18,38 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from globe.config import Params, load_params, params_from_groups
 from globe.pipeline import settings
 
 
 class StepError(RuntimeError):
-    """A pipeline step failed; the message names the step's command and its exit status."""
+    """A pipeline step cannot run on what it was given; the message says what is missing."""
 
 
 # --- plumbing ------------------------------------------------------------------------------------
 
 
+def params_of(groups: Mapping[str, Any]) -> Params:
+    """The validated params of a step (groups it was not given keep their defaults)."""
+    return params_from_groups(dict(groups), source="pipeline parameters")
+
+
 def write_params(groups: Mapping[str, Any], path: str | Path) -> Path:
-    """Write the given params groups as a params.yaml that `load_params` accepts, and validate it.
-
-    The groups arrive already resolved (the preset was applied when the pipeline was compiled), so
-    `base.preset` is cleared: re-applying a preset would silently override values the user set.
-    """
-    from globe.config import load_params
-
+    """Write groups as a params.yaml that `load_params` accepts, and validate it. Only the TrainJob
+    needs one: its pods run `globe train grpo --params` on the shared PVC."""
     doc = {name: dict(value or {}) for name, value in groups.items()}
     doc.setdefault("base", {})["preset"] = None
     path = Path(path)
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     load_params(path)  # raises ConfigError naming the file and field
     return path
-
-
-def run_cli(args: list[str], cwd: str | Path | None = None, raw: bool = False) -> Any:
-    """Run `globe ARGS` in a subprocess; return the JSON object it printed last (None if none),
-    or with `raw` its whole stdout stripped.
-
-    stderr (progress, logs) streams through; stdout is captured to read the result and echoed.
-    """
-    cmd = [sys.executable, "-m", "globe.cli", *map(str, args)]
-    print("+ globe " + " ".join(map(str, args)), file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, text=True)
-    sys.stdout.write(proc.stdout)
-    sys.stdout.flush()
-    if proc.returncode != 0:
-        raise StepError(f"`globe {' '.join(map(str, args))}` exited with status {proc.returncode}")
-    return proc.stdout.strip() if raw else last_json(proc.stdout)
-
-
-def last_json(text: str) -> Any:
-    """The last top-level JSON value in `text` (the CLI prints one indented JSON document)."""
-    start = text.rfind("\n{")
-    start = 0 if start < 0 and text.lstrip().startswith("{") else start
-    if start < 0:
-        return None
-    try:
-        return json.loads(text[start:])
-    except json.JSONDecodeError:
-        return None
-
-
-def _params(groups: Mapping[str, Any], step: str, tmp: str | Path) -> Path:
-    wanted = settings.STEP_GROUPS[step]
-    return write_params({g: groups.get(g) or {} for g in wanted}, Path(tmp) / "params.yaml")
 
 
 def copy_tree(src: str | Path, dst: str | Path) -> None:
@@ -104,109 +72,123 @@ def staging_dir(stage: str, out: str | Path, run_id: str | None) -> tuple[Path, 
     return Path(out), False
 
 
-# --- datasets ------------------------------------------------------------------------------------
+def publish(summary: Mapping[str, Any], metrics: Any = None, markdown: Any = None, title: str = "") -> None:
+    """Show a step's summary in the KFP UI: numbers as Metrics, everything as a Markdown table."""
+    numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    if metrics is not None:
+        for key, value in numbers.items():
+            metrics.log_metric(key, float(value))
+    if markdown is not None:
+        rows = "\n".join(f"| {k} | {json.dumps(v, default=str)[:200]} |" for k, v in summary.items())
+        Path(markdown.path).write_text(f"## {title}\n\n| field | value |\n|---|---|\n{rows}\n", encoding="utf-8")
 
 
-def _read_lines(dataset: Path) -> list[str]:
-    path = dataset / "records.jsonl"
-    if not path.is_file():
-        raise StepError(f"{dataset}: no records.jsonl (expected a dataset directory)")
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+# --- data ----------------------------------------------------------------------------------------
 
 
-def _link_images(src: Path, dst: Path, lines: Iterable[str]) -> None:
-    from globe.data.records import link_or_copy
+def check_sources(groups: Mapping[str, Any], num_shards: int, dvc_remote: str = "") -> dict[str, Any]:
+    """Before any work: the source and benchmark specs are readable and the DVC remote's bucket is
+    there; returns the import's shard indices and whether a benchmark is configured."""
+    from globe.data import source
 
-    for line in lines:
-        image = json.loads(line).get("image") or ""
-        if image and "://" not in image and (src / image).is_file():
-            link_or_copy(src / image, dst / image)
-
-
-def _copy_side_files(src: Path, dst: Path) -> None:
-    """Dataset-level files other than the records (e.g. GeoScenes' world.json legend)."""
-    for item in src.iterdir():
-        if item.is_file() and item.name != "records.jsonl":
-            shutil.copy2(item, dst / item.name)
+    p = params_of(groups)
+    found = {"source": source.check_spec(p.source, "source")}
+    if p.benchmark.format is not None:
+        found["benchmark"] = source.check_spec(p.benchmark, "benchmark")
+    if dvc_remote:
+        check_remote(dvc_remote)
+    return {"shards": source.plan_shards(p.source, num_shards), "has_benchmark": p.benchmark.format is not None, **found}
 
 
-def shard_dataset(src: str | Path, dst: str | Path, shard: int, num_shards: int) -> int:
-    """Write every `num_shards`-th record starting at `shard` (and its images) to `dst`."""
-    from globe.data.records import atomic_write_bytes
-
-    if not 0 <= shard < num_shards:
-        raise StepError(f"shard {shard} is outside 0..{num_shards - 1}")
-    src, dst = Path(src), Path(dst)
-    lines = _read_lines(src)[shard::num_shards]
-    dst.mkdir(parents=True, exist_ok=True)
-    _copy_side_files(src, dst)
-    _link_images(src, dst, lines)
-    atomic_write_bytes(dst / "records.jsonl", "".join(line + "\n" for line in lines).encode())
-    return len(lines)
+def benchmark_given(groups: Mapping[str, Any]) -> bool:
+    return params_of(groups).benchmark.format is not None
 
 
-def merge_datasets(srcs: Iterable[str | Path], dst: str | Path) -> int:
-    """Concatenate datasets (records sorted by id, so the order does not depend on shard timing)."""
-    from globe.data.records import atomic_write_bytes
+def check_remote(remote: str) -> None:
+    """The DVC remote's bucket exists and the credentials may use it (S3 remotes; others are local)."""
+    from globe import s3
+    from globe.data.source import SourceError
 
-    dst = Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    by_id: dict[str, str] = {}
-    for src in map(Path, srcs):
-        lines = _read_lines(src)
-        _copy_side_files(src, dst)
-        _link_images(src, dst, lines)
-        for line in lines:
-            rid = json.loads(line)["id"]
-            if rid in by_id:
-                raise StepError(f"record {rid!r} appears in more than one shard")
-            by_id[rid] = line
-    atomic_write_bytes(dst / "records.jsonl", "".join(by_id[k] + "\n" for k in sorted(by_id)).encode())
-    return len(by_id)
+    if s3.is_s3(remote):
+        try:
+            s3.check_bucket(remote)
+        except s3.S3Error as exc:
+            raise SourceError(f"dvc_remote: {exc}") from exc
 
 
-# --- stages --------------------------------------------------------------------------------------
+def import_shard(groups: Mapping[str, Any], shard: int, num_shards: int, out: str | Path) -> dict[str, Any]:
+    """One shard of the source dataset: GeoScenes synthesized (one shard), or photos imported."""
+    from globe.data.source import build_shard
+
+    p = params_of(groups)
+    return build_shard(p.source, p.synth, out, shard, num_shards)
 
 
-def synth(groups: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        p = _params(groups, "synth", tmp)
-        return run_cli(["data", "synth", "--out", Path(out).resolve(), "--params", p], cwd=tmp) or {}
+def merge_imports(shard_dirs: list[str], out: str | Path) -> dict[str, Any]:
+    from globe.data.source import merge_imports as merge
+
+    return merge(shard_dirs, out)
+
+
+def import_benchmark(groups: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
+    from globe.data.source import import_benchmark as do_import
+
+    return do_import(params_of(groups).benchmark, out)
+
+
+def version_dataset(dataset: str | Path, name: str, remote: str, dvc_file: str | Path, run_id: str = "") -> dict[str, Any]:
+    """Record the dataset on the DVC remote (DVC's own add + push); the `.dvc` file goes to `dvc_file`."""
+    from globe.data.versioning import version_dataset as record
+
+    meta = {"dataset": name, **({"pipeline_run_id": run_id} if run_id else {})}
+    return record(dataset, name, remote, dvc_file, meta=meta).to_dict()
 
 
 def distill_shard(groups: Mapping[str, Any], dataset: str | Path, shard: int, num_shards: int, out: str | Path) -> dict[str, Any]:
+    """Every `num_shards`-th record from `shard` on, through every teacher (resumable)."""
+    from globe.data.distill import distill
+    from globe.data.shards import shard_dataset
+
+    cfg = params_of(groups).distill
     with tempfile.TemporaryDirectory() as tmp:
         part = Path(tmp) / "shard"
         n = shard_dataset(dataset, part, shard, num_shards)
-        p = _params(groups, "distill", tmp)
-        result = run_cli(["distill", "--data", part, "--out", Path(out).resolve(), "--params", p, "--no-progress"], cwd=tmp) or {}
-    return {"shard": shard, "num_shards": num_shards, "records": n, **result}
+        counts = distill(part, out, cfg, progress=False)
+    return {"shard": shard, "num_shards": num_shards, "records": n, **dict(counts)}
+
+
+def merge_distilled(shard_dirs: list[str], out: str | Path) -> dict[str, Any]:
+    from globe.data.shards import merge_datasets
+
+    return {"shards": len(shard_dirs), "records": merge_datasets(shard_dirs, out)}
 
 
 def verify(groups: Mapping[str, Any], dataset: str | Path, out: str | Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
-        p = _params(groups, "verify", tmp)
-        result = run_cli(["verify", "--data", Path(dataset).resolve(), "--out", Path(out).resolve(), "--params", p], cwd=tmp)
-    report = Path(out) / "report.json"
-    return result or (json.loads(report.read_text()) if report.is_file() else {})
+    from globe.data.verify import verify as run_filters
+
+    return run_filters(dataset, out, params_of(groups).verify)
+
+
+# --- models --------------------------------------------------------------------------------------
 
 
 def base_model(groups: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
     """The model SFT and the reward model start from: `sft.model` (a hub id or path) when set,
     otherwise the tiny offline model built here (the tiny world)."""
+    from globe.model.tiny import build_tiny
+
+    p = params_of(groups)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = (groups.get("sft") or {}).get("model")
-    if model:
-        (out / "MODEL_ID").write_text(str(model) + "\n", encoding="utf-8")
-        return {"model": model, "built": False}
-    seed = int((groups.get("base") or {}).get("seed", 0))
-    run_cli(["model", "init-tiny", "--out", out.resolve(), "--seed", seed])
+    if p.sft.model:
+        (out / "MODEL_ID").write_text(str(p.sft.model) + "\n", encoding="utf-8")
+        return {"model": p.sft.model, "built": False}
+    build_tiny(out, seed=p.base.seed)
     return {"model": "tiny", "built": True}
 
 
 def model_ref(path: str | Path) -> str:
-    """A model artifact as a `--model` argument: its directory, or the hub id it points to."""
+    """A model artifact as a model argument: its directory, or the hub id it points to."""
     path = Path(path)
     pointer = path / "MODEL_ID"
     return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else str(path.resolve())
@@ -221,63 +203,107 @@ def train(
     reward_model: str | Path | None = None,
     run_id: str | None = None,
 ) -> dict[str, Any]:
-    """`globe train sft|reward-model|grpo` into `out` (via the workspace PVC when on a cluster)."""
+    """SFT, the reward model or GRPO into `out` (via the workspace PVC when on a cluster)."""
+    p = params_of(groups)
     step = stage.replace("-", "_")
     work, staged = staging_dir(step, out, run_id)
-    with tempfile.TemporaryDirectory() as tmp:
-        p = _params(groups, step, tmp)
-        args = ["train", stage, "--data", Path(dataset).resolve(), "--model", model_ref(model), "--out", work, "--params", p]
-        if reward_model is not None:
-            args += ["--reward-model", model_ref(reward_model)]
-        if staged:
-            args.append("--resume")
-        result = run_cli(args, cwd=tmp)
+    args = dict(model=model_ref(model), resume=staged)
+    if step == "sft":
+        from globe.train.sft import train_sft
+
+        result = train_sft(p, Path(dataset), work, **args)
+    elif step == "reward_model":
+        from globe.train.reward_model import train_reward_model
+
+        result = train_reward_model(p, Path(dataset), work, **args)
+    elif step == "grpo":
+        from globe.train.grpo import train_grpo
+
+        judge = model_ref(reward_model) if reward_model is not None else None
+        result = train_grpo(p, Path(dataset), work, reward_model=judge, **args)
+    else:
+        raise StepError(f"unknown training stage {stage!r}; expected sft, reward-model or grpo")
     if staged:
         copy_tree(work, out)
-    metrics = Path(out) / "metrics.json"
-    return result or (json.loads(metrics.read_text()) if metrics.is_file() else {})
+    return dict(result or {})
 
 
-def evaluate(groups: Mapping[str, Any], model: str | Path, dataset: str | Path, out: str | Path) -> dict[str, Any]:
-    bench = (groups.get("eval") or {}).get("benchmark", "geoscenes")
-    with tempfile.TemporaryDirectory() as tmp:
-        p = _params(groups, "evaluate", tmp)
-        args = ["eval", "run", "--model", model_ref(model), "--out", Path(out).resolve(), "--benchmark", bench,
-                "--data", Path(dataset).resolve(), "--params", p, "--no-progress"]
-        run_cli(args, cwd=tmp)
-    metrics = Path(out) / "metrics.json"
-    if not metrics.is_file():
-        raise StepError(f"evaluation wrote no {metrics}")
-    return json.loads(metrics.read_text())
+# --- evaluation and registry ---------------------------------------------------------------------
 
 
-def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Path) -> dict[str, Any]:
-    """Register the model with its evaluation as `challenger`, then gate-promote it to `champion`.
+def lineage(groups: Mapping[str, Any], dvc_files: Mapping[str, str | Path], run_id: str, images: Mapping[str, str]) -> dict[str, str]:
+    """The run's lineage (globe.lineage) from the datasets' `.dvc` files, the images and the params."""
+    from globe.data.versioning import read_dvc_file
+    from globe.lineage import build_lineage
+    from globe.pipeline.build import resolved_groups
 
-    Returns the registration, the promotion decision and the champion's storage location.
-    """
-    evaluation = Path(evaluation)
-    name = (groups.get("register") or {}).get("model_name", "globe")
-    with tempfile.TemporaryDirectory() as tmp:
-        p = _params(groups, "register", tmp)
-        args = ["register", "--model", Path(model).resolve(), "--metrics", evaluation / "metrics.json", "--params", p]
-        if (evaluation / "report.html").is_file():
-            args += ["--report", evaluation / "report.html"]
-        registered = run_cli(args, cwd=tmp) or {}
-        decision = run_cli(["promote", "--params", p], cwd=tmp) or {}
-        location = run_cli(["resolve", f"models:/{name}@champion"], cwd=tmp, raw=True)
-    return {"registered": registered, "decision": decision, "champion_storage_uri": location}
+    datasets = {name: read_dvc_file(path) for name, path in dvc_files.items()}
+    return build_lineage(datasets, params=resolved_groups(params_of(groups)), images=images, pipeline_run_id=run_id)
 
 
-def publish(summary: Mapping[str, Any], metrics: Any = None, markdown: Any = None, title: str = "") -> None:
-    """Show a step's summary in the KFP UI: numbers as Metrics, everything as a Markdown table."""
-    numbers = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
-    if metrics is not None:
-        for key, value in numbers.items():
-            metrics.log_metric(key, float(value))
-    if markdown is not None:
-        rows = "\n".join(f"| {k} | {json.dumps(v, default=str)[:200]} |" for k, v in summary.items())
-        Path(markdown.path).write_text(f"## {title}\n\n| field | value |\n|---|---|\n{rows}\n", encoding="utf-8")
+def evaluate(groups: Mapping[str, Any], model: str | Path, dataset: str | Path, out: str | Path,
+             on: str = "verified", lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The policy on a dataset's test split (`on`: the verified data or the imported benchmark):
+    metrics.json, plots and report.html, which shows the lineage."""
+    from globe.evaluate.benchmarks import load_geoscenes
+    from globe.evaluate.runner import run_benchmark
+    from globe.lineage import report_rows
+
+    p = params_of(groups)
+    if on == "verified":
+        label = f"{p.source.format} (verified test split)"
+    elif on == "benchmark":
+        label = f"{p.benchmark.format} (benchmark)"
+    else:
+        raise StepError(f"evaluate on {on!r}: expected verified or benchmark")
+    samples = load_geoscenes(Path(dataset), limit=p.eval.limit)
+    return run_benchmark(p, model_ref(model), samples, Path(out), benchmark=label, progress=False,
+                         lineage=report_rows(lineage or {}))
+
+
+def _metrics_of(evaluation: str | Path) -> dict[str, Any]:
+    path = Path(evaluation) / "metrics.json"
+    if not path.is_file():
+        raise StepError(f"{path}: the evaluation wrote no metrics.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Path,
+             lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Register the model with its evaluation and lineage as `challenger`, then gate-promote it to
+    `champion`. Returns the registration, the promotion decision and the champion's storage location."""
+    from dataclasses import asdict
+
+    from globe.registry import promote, storage_uri
+    from globe.registry import register as do_register
+
+    p = params_of(groups)
+    cfg = p.register
+    lineage = dict(lineage or {})
+    params = json.loads(lineage["params"]) if "params" in lineage else p.model_dump(mode="json", exclude={"presets"})
+    report = Path(evaluation) / "report.html"
+    registered = do_register(model, cfg, metrics=_metrics_of(evaluation), params=params,
+                             report=report if report.is_file() else None, lineage=lineage)
+    decision = promote(cfg)
+    location = storage_uri(f"models:/{cfg.model_name}@{cfg.champion_alias}", cfg.tracking_uri)
+    return {"registered": asdict(registered), "decision": asdict(decision), "champion_storage_uri": location}
+
+
+def attach_benchmark(groups: Mapping[str, Any], version: str, evaluation: str | Path, dvc_file: str | Path) -> dict[str, Any]:
+    """Add the benchmark evaluation and the benchmark dataset's DVC hash to the registered version."""
+    from globe.data.versioning import read_dvc_file
+    from globe.registry import attach_evaluation
+
+    p = params_of(groups)
+    data = read_dvc_file(dvc_file)
+    name = str(p.benchmark.format)
+    tags = {"benchmark_data.md5": str(data["md5"]), "benchmark_data": f"{name} (imported, split=test)",
+            "data.benchmark.md5": str(data["md5"]), "data.benchmark.nfiles": str(data.get("nfiles", ""))}
+    return attach_evaluation(p.register.model_name, version, name, _metrics_of(evaluation), lineage=tags,
+                             tracking_uri=p.register.tracking_uri)
+
+
+# --- cluster-only steps --------------------------------------------------------------------------
 
 
 def grpo_trainjob(
@@ -302,7 +328,8 @@ def grpo_trainjob(
     The TrainJob's pods mount the same workspace PVC as this step (manifests/base/training-runtime.yaml),
     so inputs are copied there, the job trains into `runs/<run_id>/grpo/out` with `--resume` (a retried
     step re-attaches to the same job name or resumes from the last checkpoint), and the result is copied
-    back into the step's model artifact.
+    back into the step's model artifact. The pods run `globe train grpo` under torchrun, so this is the
+    one step that writes a params.yaml: onto the PVC, for them.
     """
     from globe.k8s.trainjob import GpuSettings, TrainJobRequest, launch_trainjob
 
@@ -317,7 +344,7 @@ def grpo_trainjob(
             copy_tree(src, root / name)
             refs[name] = str(root / name)
     root.mkdir(parents=True, exist_ok=True)
-    p = _params(groups, "grpo", root)
+    p = write_params({g: groups.get(g) or {} for g in settings.TRAINJOB_GROUPS}, root / "params.yaml")
     request = TrainJobRequest(
         image=image,
         command=["torchrun", "--no-python", "globe", "train", "grpo"],

@@ -9,7 +9,7 @@ lazily); `s3://` images are fetched once, while the dataset is built.
 - SFT: prompt (system + GEO_PROMPT) -> completion = the record's reference reasoning in GLOBE
   format; records without a reasoning, and non-localizable ones, teach nothing and are skipped.
 - reward model: prompt = `localizability_prompt(reasoning)` -> completion "yes" / "no" from the
-  record's `localizable` label; non-localizable photos are also shown with a confident reasoning
+  record's `localizable` label (for imported photos: the teachers' judgment); non-localizable photos are also shown with a confident reasoning
   borrowed from another sample, so that the judge has to look at the image (see
   `reward_model_dataset`).
 - GRPO: prompt + the columns the rewards read (country, city, lat, lon, entities, country_code).
@@ -161,8 +161,18 @@ def _balanced(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, 
 
 
 def judge_records(data_dir: str | Path, split: str = "train") -> list[Record]:
-    """The records with a localizable label; both labels must occur, or the judge learns a constant."""
-    labelled = [r for r in load_split(data_dir, split) if r.localizable is not None]
+    """The records with a localizable label; both labels must occur, or the judge learns a constant.
+
+    The label is the record's own (GeoScenes knows it), else the teachers' judgment: imported photos
+    carry none, and the distilled data holds what the teachers said (mean P(yes) >= 0.5)."""
+    from globe.data.verify import teachers_p_localizable
+
+    labelled = []
+    for r in load_split(data_dir, split):
+        if r.localizable is None and (p_yes := teachers_p_localizable(r)) is not None:
+            r = r.model_copy(update={"localizable": p_yes >= 0.5})
+        if r.localizable is not None:
+            labelled.append(r)
     labels = {r.localizable for r in labelled}
     if labels != {True, False}:
         raise TrainDataError(
