@@ -22,7 +22,6 @@
 #                     find-links, file:// indexes) and its CA bundle into the build; 0 = PyPI only
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 NAMES=(cpu serve mlflow train)
 REGISTRY="${REGISTRY:-ghcr.io/globe-platform}"
 VERSION="${VERSION:-$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -1)}"
@@ -39,8 +38,6 @@ check_names() {
     [ -f "docker/$name.Dockerfile" ] || die "no docker/$name.Dockerfile (images: ${NAMES[*]})"
   done
 }
-
-engine() { echo "$ENGINE"; }
 
 ensure_buildah() {
   command -v buildah >/dev/null && command -v mmdebstrap >/dev/null && return
@@ -143,7 +140,7 @@ build_one() {
   [ -n "${TORCH_INDEX_URL+set}" ] && args+=(--build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL")
   # A stage named like the image is the target (train: not train-vllm, which buildah would also build).
   if grep -qiE "^FROM .+ AS $name\s*$" "docker/$name.Dockerfile"; then args+=(--target "$name"); fi
-  if [ "$(engine)" = docker ]; then
+  if [ "$ENGINE" = docker ]; then
     say "docker build $name -> $tag"
     DOCKER_BUILDKIT=1 docker build -f "docker/$name.Dockerfile" -t "$tag" "${args[@]}" .
   else
@@ -171,7 +168,7 @@ build_one() {
 }
 
 image_size() {  # uncompressed, in SI units (what `docker images` / `buildah images` show)
-  if [ "$(engine)" = docker ]; then
+  if [ "$ENGINE" = docker ]; then
     numfmt --to=si --format=%.2f --suffix=B "$(docker image inspect --format '{{.Size}}' "$1")"
   else
     buildah images --format '{{.Size}}' "$1" | head -1
@@ -181,7 +178,7 @@ image_size() {  # uncompressed, in SI units (what `docker images` / `buildah ima
 image_user() { inspect_format "$1" '{{CFG.User}}'; }
 image_label() { inspect_format "$1" "{{index CFG.Labels \"$2\"}}" | sed 's/^<no value>$//'; }
 inspect_format() {  # $1 tag, $2 Go template with CFG standing for the image config
-  if [ "$(engine)" = docker ]; then
+  if [ "$ENGINE" = docker ]; then
     docker image inspect --format "${2//CFG/.Config}" "$1"
   else
     buildah inspect --type image --format "${2//CFG/.OCIv1.Config}" "$1"
@@ -191,7 +188,7 @@ inspect_format() {  # $1 tag, $2 Go template with CFG standing for the image con
 smoke_one() {
   local name=$1 tag started=$SECONDS tmp user revision rc=0
   tag=$(tag_of "$name")
-  if [ "$(engine)" = docker ]; then
+  if [ "$ENGINE" = docker ]; then
     docker image inspect "$tag" >/dev/null 2>&1 || die "$tag is not built (scripts/images.sh build $name)"
   else
     buildah inspect --type image "$tag" >/dev/null 2>&1 || die "$tag is not built (scripts/images.sh build $name)"
@@ -203,7 +200,7 @@ smoke_one() {
   tmp=$(mktemp -d /tmp/globe-smoke.XXXXXX)
   cp docker/smoke.py params.yaml "$tmp/"
   chmod -R a+rX "$tmp"
-  if [ "$(engine)" = docker ]; then
+  if [ "$ENGINE" = docker ]; then
     docker run --rm --network none --user 1000:1000 -v "$tmp:/smoke:ro" "$tag" python /smoke/smoke.py "$name" || rc=$?
   else
     local ctr
@@ -220,16 +217,16 @@ push_one() {
   local tag
   tag=$(tag_of "$1")
   say "push $tag"
-  if [ "$(engine)" = docker ]; then docker push "$tag"; else buildah push "$tag" "docker://$tag"; fi
+  if [ "$ENGINE" = docker ]; then docker push "$tag"; else buildah push "$tag" "docker://$tag"; fi
 }
 
 clean() {
   local name
   for name in "${NAMES[@]}"; do
-    if [ "$(engine)" = docker ]; then docker image rm "$(tag_of "$name")" 2>/dev/null || true
+    if [ "$ENGINE" = docker ]; then docker image rm "$(tag_of "$name")" 2>/dev/null || true
     else buildah rmi "$(tag_of "$name")" >/dev/null 2>&1 || true; fi
   done
-  if [ "$(engine)" = buildah ]; then
+  if [ "$ENGINE" = buildah ]; then
     buildah rm --all >/dev/null 2>&1 || true
     buildah rmi "$LOCAL_BASE" >/dev/null 2>&1 || true
     buildah rmi --prune >/dev/null 2>&1 || true
@@ -262,6 +259,6 @@ case $cmd in
   build) for name in "$@"; do build_one "$name"; done ;;
   smoke) status=0; for name in "$@"; do smoke_one "$name" || status=1; done; exit $status ;;
   push) for name in "$@"; do push_one "$name"; done ;;
-  base) [ "$(engine)" = buildah ] || die "base: only for buildah (docker builds use the official base images)"; build_base ;;
+  base) [ "$ENGINE" = buildah ] || die "base: only for buildah (docker builds use the official base images)"; build_base ;;
   clean) clean ;;
 esac
