@@ -56,6 +56,29 @@ def test_sampling_is_seeded_and_leaves_global_rng_alone(engine):
     assert c != a
 
 
+def test_n_samples_per_request_come_back_request_major_from_one_generate(engine, monkeypatch):
+    """Sampling.n draws every prompt's n samples in the same `generate` call (num_return_sequences)."""
+    from globe.engines import generate_samples
+
+    reqs = _requests(3)
+    greedy = [r.text for r in engine.generate(reqs, Sampling(max_new_tokens=10))]
+    calls = []
+    real = engine.model.generate
+    monkeypatch.setattr(engine.model, "generate", lambda **kw: calls.append(kw.get("num_return_sequences", 1)) or real(**kw))
+    # near-zero temperature samples the greedy text: each group must hold its own request's text
+    cold = generate_samples(engine, reqs, Sampling(max_new_tokens=10, temperature=1e-4, n=4))
+    assert [[r.text for r in g] for g in cold] == [[t] * 4 for t in greedy]
+    assert calls == [4, 4]  # batch_size 2 prompts (8 sequences), then the third prompt
+    hot = engine.generate(reqs, Sampling(max_new_tokens=10, temperature=1.5, seed=1, n=4))
+    assert len(hot) == 12 and all(r.ok for r in hot)
+    assert len({r.text for r in hot[:4]}) > 1  # independent draws, not copies
+    again = engine.generate(reqs, Sampling(max_new_tokens=10, temperature=1.5, seed=1, n=4))
+    assert [r.text for r in hot] == [r.text for r in again]  # seeded
+    calls.clear()
+    copies = engine.generate(reqs[:1], Sampling(max_new_tokens=10, n=3))  # greedy n: one decode, n copies
+    assert [r.text for r in copies] == [greedy[0]] * 3 and calls == [1]
+
+
 def test_bad_requests_become_errors_in_place_and_stream(engine):
     reqs = _requests(2)
     reqs.insert(1, Request(image=_truncated_png(), prompt="x", id="broken"))

@@ -146,6 +146,22 @@ def test_concurrency_bound_and_order(srv):
     assert all(r.attempts == 1 and r.usage["total_tokens"] == 9 for r in results)
 
 
+def test_n_samples_are_concurrent_requests_seeded_apart(srv):
+    """Sampling.n sends every request n times at once; copy j carries seed + j (the same seed
+    would make a seeded server return the same sample n times)."""
+    from globe.engines import generate_samples
+
+    reqs = [Request(image=None, prompt=f"sleep:0.3 #{i}") for i in range(2)]
+    groups = generate_samples(_engine(srv, concurrency=8), reqs, Sampling(max_new_tokens=5, temperature=0.8, seed=3, n=3))
+    assert [[r.text for r in g] for g in groups] == [
+        [f"echo sleep:0.3 #{i} max_tokens=5 seed={3 + j}" for j in range(3)] for i in range(2)]
+    assert srv.max_in_flight == 6 and sum(srv.attempts.values()) == 6
+    srv.reset()
+    greedy = _engine(srv).generate(reqs, Sampling(max_new_tokens=5, seed=3, n=3))  # greedy: one request each, copied
+    assert [r.text for r in greedy] == [f"echo sleep:0.3 #{i} max_tokens=5 seed=3" for i in range(2) for _ in range(3)]
+    assert sum(srv.attempts.values()) == 2
+
+
 def test_5xx_and_429_are_retried_until_success(srv):
     eng = _engine(srv, retries=3, backoff_s=5.0)  # a 5 s backoff would show: Retry-After must win for 429
     start = time.monotonic()

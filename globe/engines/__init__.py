@@ -3,7 +3,7 @@
 Importing this package is cheap: torch and transformers load only when a LocalEngine is built.
 """
 
-from globe.engines.base import Engine, JudgeResult, Request, Result, Sampling
+from globe.engines.base import Engine, JudgeResult, Request, Result, Sampling, generate_samples
 from globe.engines.local import LocalEngine
 from globe.engines.openai_compat import OpenAIEngine
 from globe.engines.registry import engine_kinds, make_engine, register_engine
@@ -17,6 +17,7 @@ __all__ = [
     "Result",
     "Sampling",
     "engine_kinds",
+    "generate_samples",
     "make_engine",
     "register_engine",
 ]

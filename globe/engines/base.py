@@ -28,12 +28,19 @@ class Request:
 
 @dataclass
 class Sampling:
-    """Decoding settings. temperature 0 means greedy."""
+    """Decoding settings. temperature 0 means greedy.
+
+    `n` > 1 asks for n completions of every request, returned request-major (all n of request 0,
+    then all n of request 1, ...) by engines whose `samples_per_request` is True: LocalEngine draws
+    them in the same batched `generate` (`num_return_sequences`), OpenAIEngine sends n concurrent
+    requests, seeded `seed + j` for copy j. `generate_samples` serves any engine and groups them.
+    """
 
     max_new_tokens: int = 128
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    n: int = 1
 
 
 @dataclass
@@ -77,3 +84,23 @@ class Engine(Protocol):
     def judge(self, requests: Sequence[Request], choices: tuple[str, str] = ("yes", "no")) -> list[JudgeResult]:
         """Score a yes/no question from the first generated token's probabilities."""
         ...
+
+
+def generate_samples(engine: Engine, requests: Sequence[Request], sampling: Sampling) -> list[list[Result]]:
+    """`sampling.n` completions of every request, grouped per request, in one `generate` call.
+
+    Engines that take `Sampling.n` themselves (`samples_per_request = True`) get it as is; any
+    other engine gets every request repeated n times with n = 1 (distinct draws only where that
+    engine samples each request on its own). A wrong number of results is an error, not a guess.
+    """
+    from dataclasses import replace
+
+    n = max(1, sampling.n)
+    if getattr(engine, "samples_per_request", False):
+        flat = engine.generate(requests, sampling)
+    else:
+        flat = engine.generate([r for r in requests for _ in range(n)], replace(sampling, n=1))
+    if len(flat) != len(requests) * n:
+        raise RuntimeError(f"engine {getattr(engine, 'name', engine)!r} returned {len(flat)} results for "
+                           f"{len(requests)} requests x {n} samples; an Engine must answer every one, in order")
+    return [list(flat[i * n:(i + 1) * n]) for i in range(len(requests))]

@@ -47,6 +47,8 @@ class _Fatal(Exception):
 class OpenAIEngine:
     """Chat-completions client with bounded concurrency, timeouts and retries."""
 
+    samples_per_request = True  # Sampling.n: n concurrent requests per request (see `astream`)
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -109,8 +111,9 @@ class OpenAIEngine:
     async def agenerate(
         self, requests: Sequence[Request], sampling: Sampling | None = None, on_result: OnResult | None = None
     ) -> list[Result]:
-        """All completions, in request order; `on_result(index, result)` (sync or async) as each finishes."""
-        results: list[Result] = [Result(error="not run")] * len(requests)
+        """All completions, in request order (`sampling.n` per request); `on_result(index, result)`
+        (sync or async) as each finishes."""
+        results: list[Result] = [Result(error="not run")] * (len(requests) * max(1, (sampling or Sampling()).n))
         async for i, result in self.astream(requests, sampling):
             results[i] = result
             if on_result is not None:
@@ -122,14 +125,23 @@ class OpenAIEngine:
     async def astream(
         self, requests: Sequence[Request], sampling: Sampling | None = None
     ) -> AsyncIterator[tuple[int, Result]]:
-        """Yield `(index, Result)` in completion order — for writing results to disk as they arrive."""
+        """Yield `(index, Result)` in completion order — for writing results to disk as they arrive.
+
+        With `sampling.n` > 1 every request is sent n times, concurrently (not the API's `n`
+        parameter, which KServe's Hugging Face runtime and some hosted APIs refuse); result
+        `i * n + j` is copy j of request i."""
         sampling = sampling or Sampling()
+        n = max(1, sampling.n)
+        draws = n if sampling.temperature > 0 else 1  # greedy n times is one request, copied
         async with self._client() as client:
             sem = asyncio.Semaphore(self.concurrency)
-            tasks = [asyncio.create_task(self._one(client, sem, i, r, sampling)) for i, r in enumerate(requests)]
+            tasks = [asyncio.create_task(self._one(client, sem, i * n + j, r, sampling, copy=j))
+                     for i, r in enumerate(requests) for j in range(draws)]
             try:
                 for next_done in asyncio.as_completed(tasks):
-                    yield await next_done
+                    k, result = await next_done
+                    for j in range(n // draws):
+                        yield k + j, result
             finally:
                 for task in tasks:  # the consumer stopped early: do not leak requests
                     task.cancel()
@@ -167,7 +179,8 @@ class OpenAIEngine:
             messages.insert(0, {"role": "system", "content": req.system})
         return messages
 
-    async def _one(self, client, sem, i: int, req: Request, sampling: Sampling) -> tuple[int, Result]:
+    async def _one(self, client, sem, i: int, req: Request, sampling: Sampling, copy: int = 0) -> tuple[int, Result]:
+        """Result `i` of the call; `copy` j of a request with Sampling.n > 1 is seeded seed + j."""
         label = f"request {i} ({req.id or 'no id'})"
         start = time.perf_counter()
         try:
@@ -179,7 +192,7 @@ class OpenAIEngine:
                 "top_p": sampling.top_p,
             }
             if sampling.seed is not None:
-                payload["seed"] = sampling.seed
+                payload["seed"] = sampling.seed + copy  # the same seed would make the n copies one sample
         except Exception as exc:
             return i, Result(error=f"{label}: {exc}", attempts=0)
         body, attempts, error = await self._post(client, sem, payload)
