@@ -16,7 +16,7 @@ from globe.engines.base import Result
 from globe.evaluate.benchmarks import load_benchmark
 from globe.evaluate.compare import compare_runs
 from globe.evaluate.metrics import compute_metrics, read_predictions
-from globe.evaluate.runner import PREDICTIONS, RunSpec, evaluate
+from globe.evaluate.runner import PREDICTIONS, RunError, RunSpec, evaluate
 from globe.prompts import GEO_PROMPT, GEO_SYSTEM
 
 FILES = {"predictions.jsonl", "metrics.json", "accuracy_curve.png", "world_map.png", "accuracy_curve.csv",
@@ -50,9 +50,9 @@ def geoscenes(tmp_path_factory):
     return out
 
 
-def spec(model="reader", batch_size=8):
+def spec(model="reader", batch_size=8, samples=1):
     return RunSpec(benchmark="geoscenes", model=model, engine="scene-reader", prompt=GEO_PROMPT, system=GEO_SYSTEM,
-                   max_new_tokens=96, batch_size=batch_size)
+                   max_new_tokens=96, batch_size=batch_size, samples=samples, temperature=0.7 if samples > 1 else 0.0)
 
 
 def run(geoscenes, out, engine, **kw):
@@ -167,6 +167,80 @@ def test_cli_run_and_its_errors(geoscenes, tmp_path):
     assert no_url.exit_code == 2 and "needs --base-url" in no_url.output
     not_a_run = runner.invoke(app, ["eval", "compare", str(tmp_path), str(tmp_path / "run")])
     assert not_a_run.exit_code == 2 and "not an evaluation run" in not_a_run.output
+
+
+class Unsure:
+    """The cue reader sampled N times: copy j of an image names the true city unless the image's
+    hash says this copy misreads it as Tokyo (a quarter to a half of the copies, varying by image),
+    so the vote has something to count. An Engine without `samples_per_request`: the harness
+    repeats each request N times for it."""
+
+    name = "unsure"
+
+    def __init__(self):
+        self.reader, self.calls = SceneReaderEngine("reader"), []
+
+    def generate(self, requests, sampling):
+        import hashlib
+
+        self.calls.append(len(requests))
+        seen: dict[str, int] = {}
+        out = []
+        for req, res in zip(requests, self.reader.generate(requests, sampling)):
+            j = seen[req.id] = seen.get(req.id, -1) + 1
+            h = hashlib.sha256(f"{req.id}/{j}".encode()).digest()
+            if res.ok and h[0] % 8 < 1 + int(hashlib.sha256(req.id.encode()).digest()[0] % 3):
+                res = Result(text="<think>a tower</think><answer>country: Japan\ncity: Tokyo</answer>")
+            out.append(res)
+        return out
+
+
+def test_a_consensus_run_votes_reports_its_confidence_and_compares_with_greedy(geoscenes, tmp_path):
+    engine = Unsure()
+    samples, m = run(geoscenes, tmp_path / "voted", engine, samples=4)
+    rows = [json.loads(x) for x in (tmp_path / "voted" / PREDICTIONS).read_text().splitlines()]
+    assert engine.calls == [4 * 8] * (len(samples) // 8) + ([4 * (len(samples) % 8)] if len(samples) % 8 else [])
+    for r in rows:
+        assert r["samples"] == 4 and 0 <= r["confidence"] <= 1 and r["confidence"] * 4 == round(r["confidence"] * 4)
+        if r["candidates"]:  # the row is scored from the winning sample, the first candidate
+            assert (r["pred_city"], r["confidence"]) == (r["candidates"][0]["city"], r["candidates"][0]["share"])
+            assert sum(c["votes"] for c in r["candidates"]) + r["n_unplaced"] == 4
+    assert {r["confidence"] for r in rows} >= {0.5, 0.75, 1.0}
+    assert 0 <= m["ece"] <= 1 and 0 < m["mean_confidence"] < 1
+    curve = {p["coverage"]: p["accuracy"] for p in m["selective_accuracy"]}
+    assert curve[1.0] == pytest.approx(m["acc_25km"]) and len(m["reliability"]) == 10
+    assert (tmp_path / "voted" / "calibration.png").is_file()
+    html = (tmp_path / "voted" / "report.html").read_text()
+    assert 'alt="calibration"' in html and "calibration error of the confidence" in html and "confidence 0." in html
+    # a majority of correct copies beats the unsure single sample
+    _, single = run(geoscenes, tmp_path / "single", Unsure())
+    assert m["acc_25km"] > single["acc_25km"]
+    result = compare_runs(tmp_path / "single", tmp_path / "voted", n_boot=200)
+    assert result["paired"] and result["confidence"]["a"] is None and result["confidence"]["b"]["ece"] == pytest.approx(m["ece"])
+    assert result["metrics"]["acc_25km"]["delta"] > 0 and (result["a"]["samples"], result["b"]["samples"]) == (1, 4)
+    table = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "single"), str(tmp_path / "voted"), "--bootstrap", "50"])
+    assert table.exit_code == 0 and "confidence ECE" in table.output and "most confident 50%" in table.output
+    with pytest.raises(RunError, match="samples: 4 -> 1"):  # a greedy run is never resumed into a consensus one
+        run(geoscenes, tmp_path / "voted", Unsure())
+
+
+def test_cli_samples_over_an_openai_endpoint_are_concurrent_requests(geoscenes, tmp_path):
+    from globe.data.teacher_server import TeacherServer
+
+    with TeacherServer(name="reader") as server:
+        res = CliRunner().invoke(app, ["eval", "run", "--model", "scene-reader", "--engine", "openai", "--base-url",
+                                       server.base_url, "--data", str(geoscenes), "--out", str(tmp_path / "run"), "--limit", "4",
+                                       "--samples", "3", "--no-progress", "--params", str(tmp_path / "none.yaml"),
+                                       "--set", "eval.bootstrap=0"])
+        assert res.exit_code == 0, res.output
+        assert server.requests == 12
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert (info["samples"], info["temperature"]) == (3, 0.7)
+    summary = json.loads(res.output[res.output.index("{"):])
+    assert summary["mean_confidence"] == 1.0 and "ece" in summary  # a deterministic reader agrees with itself
+    bad = CliRunner().invoke(app, ["eval", "run", "--model", "m", "--data", str(geoscenes), "--out", str(tmp_path / "x"),
+                                   "--samples", "65", "--params", str(tmp_path / "none.yaml")])
+    assert bad.exit_code == 2 and "eval.samples" in bad.output and "64" in bad.output
 
 
 def test_an_openai_compatible_endpoint_with_5xx_answers_gives_the_in_process_results(geoscenes, tmp_path):

@@ -186,6 +186,12 @@ def test_served_predictor_is_evaluated_through_its_v1_endpoint(predictor_url, ti
         assert r["stated"]["coords_source"] in ("none", "given", "geocoded")
         assert (r["stated"]["coords_source"] == "given") == ("predictor_coords_source" in r)
         assert r["coords_source"] in ("none", "geocoded", "given")
+    voted = evaluate(build_engine("globe-predictor", "globe", base_url=predictor_url, concurrency=4, samples=2),
+                     samples[:2], tmp_path / "voted", RunSpec(**{**spec.__dict__, "samples": 2}), n_boot=0, gallery_size=0,
+                     progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "voted" / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["samples"] == 2 and 0 <= r["confidence"] <= 1 and isinstance(r["candidates"], list) for r in rows)
+    assert voted["ece"] is not None and (tmp_path / "voted" / "calibration.png").is_file()  # the server's vote, calibrated
     down = build_engine("globe-predictor", "globe", base_url=f"http://127.0.0.1:{free_port()}")
     down.retries, down.backoff_s = 1, 0.01
     result = down.generate([Request(image=open_image(samples[0].image), prompt="")], Sampling())[0]

@@ -9,7 +9,8 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 from _serve_helpers import b64, bomb_png, png_bytes
 from globe.serve.inputs import BadInput, InputLimits, check_url, load_image, parse_v1, parse_v2
 
-LIMITS = InputLimits(max_image_pixels=1_000_000, max_image_bytes=2_000_000, max_instances=4, url_allowlist=("https://img.example.com/geo/",))
+LIMITS = InputLimits(max_image_pixels=1_000_000, max_image_bytes=2_000_000, max_instances=4, url_allowlist=("https://img.example.com/geo/",),
+                     max_samples=8)
 
 
 def test_v1_valid_instances_decode_to_rgb_images():
@@ -89,6 +90,37 @@ def test_v2_bad_requests_name_the_problem(inp, fragment):
     with pytest.raises(BadInput) as err:
         parse_v2(InferRequest("globe", [inp]), LIMITS)
     assert fragment in str(err.value)
+
+
+def test_samples_are_read_per_v1_instance_and_per_v2_request():
+    refs = parse_v1({"instances": [{"image_b64": b64(png_bytes()), "samples": 8}, {"image_b64": b64(png_bytes())}]}, LIMITS)
+    assert [r.samples for r in refs] == [8, 1]
+    inp = InferInput("image", [2], "BYTES", [b64(png_bytes()), b64(png_bytes())])
+    assert [r.samples for r in parse_v2(InferRequest("globe", [inp], parameters={"samples": 4}), LIMITS)] == [4, 4]
+    assert [r.samples for r in parse_v2(InferRequest("globe", [inp]), LIMITS)] == [1, 1]
+    from kserve.protocol.grpc.grpc_predict_v2_pb2 import InferParameter
+
+    grpc = InferRequest("globe", [inp], parameters={"samples": InferParameter(int64_param=3)})  # as gRPC delivers it
+    assert [r.samples for r in parse_v2(grpc, LIMITS)] == [3, 3]
+
+
+@pytest.mark.parametrize("value, fragment", [
+    (9, "9 samples is outside 1..8 (this server's serve.max_samples)"),
+    (0, "0 samples is outside 1..8"),
+    (-2, "outside 1..8"),
+    ("4", "expected an integer number of samples (1 to 8), got a string"),
+    (2.0, "got float"),
+    (True, "got a boolean"),
+    (None, "got null"),
+])
+def test_bad_samples_name_the_field_and_the_bound(value, fragment):
+    with pytest.raises(BadInput) as err:
+        parse_v1({"instances": [{"image_b64": b64(png_bytes()), "samples": value}]}, LIMITS)
+    assert "instances[0].samples" in str(err.value) and fragment in str(err.value)
+    inp = InferInput("image", [1], "BYTES", [b64(png_bytes())])
+    with pytest.raises(BadInput) as err:
+        parse_v2(InferRequest("globe", [inp], parameters={"samples": value}), LIMITS)
+    assert "parameters.samples" in str(err.value) and fragment in str(err.value)
 
 
 @pytest.mark.parametrize(

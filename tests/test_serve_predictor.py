@@ -115,3 +115,77 @@ def test_predict_command_reports_a_broken_file_cleanly(tmp_path):
     assert result.exit_code == 2 and f"{broken}: truncated or corrupt image" in result.output
     missing = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.png"), "--model", str(tmp_path), "--params", str(tmp_path / "none.yaml")])
     assert missing.exit_code == 2 and "no such file" in missing.output
+    opts = ["--params", str(tmp_path / "none.yaml"), "--set", "serve.max_samples=2"]
+    many = CliRunner().invoke(app, ["predict", str(broken), "--model", str(tmp_path), "--samples", "3", *opts])
+    assert many.exit_code == 2 and "--samples: 3 samples is outside 1..2 (this server's serve.max_samples)" in many.output
+
+
+class Scripted:
+    """An Engine whose answers come from `answer(request, copy)`; records every generate call."""
+
+    name = "scripted"
+    samples_per_request = True
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def generate(self, requests, sampling):
+        from globe.engines.base import Result
+
+        self.calls.append((len(requests), sampling.n, sampling.temperature))
+        out = []
+        for req in requests:
+            for j in range(sampling.n):
+                text = self.answer(req, j)
+                out.append(Result(text=text) if text is not None else Result(error="upstream timeout"))
+        return out
+
+    def judge(self, requests, choices=("yes", "no")):
+        from globe.engines.base import JudgeResult
+
+        return [JudgeResult(p_yes=0.9, source="logits") for _ in requests]
+
+
+def _say(city: str, country: str) -> str:
+    return f"<think>I see {city}.</think>\n<answer>country: {country}\ncity: {city}</answer>"
+
+
+def test_samples_answer_with_the_consensus_its_confidence_and_the_candidates():
+    from _serve_helpers import png_bytes
+
+    from globe.serve.model import GlobeModel
+
+    def answer(req, j):
+        if req.id == "greedy":
+            return _say("Lyon", "France")
+        return _say("Rome", "Italy") if j == 3 else _say("Paris", "France")
+
+    engine = Scripted(answer)
+    model = GlobeModel("scripted", ServeGroup(max_samples=4, max_latency_ms=5), engine=engine, judge=engine)
+    model.load()
+    image = base64.b64encode(png_bytes()).decode()
+    body = {"instances": [{"image_b64": image, "id": "voted", "samples": 4}, {"image_b64": image, "id": "greedy"}]}
+    response, _ = asyncio.run(model(body))
+    voted, greedy = response["predictions"]
+    assert (voted["city"], voted["country_code"], voted["samples"], voted["confidence"]) == ("Paris", "FR", 4, 0.75)
+    assert [(c["city"], c["share"], c["votes"], c["reasoning"]) for c in voted["candidates"]] == [
+        ("Paris", 0.75, 3, "I see Paris."), ("Rome", 0.25, 1, "I see Rome.")]
+    assert haversine_km(voted["lat"], voted["lon"], voted["candidates"][0]["lat"], voted["candidates"][0]["lon"]) == 0
+    assert greedy["city"] == "Lyon" and "confidence" not in greedy and "candidates" not in greedy
+    # the judge's localizability and the vote's confidence are two fields, two questions
+    assert voted["localizability"] == 0.9 and greedy["localizability"] == 0.9
+    # one engine call per N in the batch: greedy for one image, 4 sampled for the other
+    assert sorted(engine.calls) == [(1, 1, 0.0), (1, 4, ServeGroup().sample_temperature)]
+
+
+def test_failed_samples_count_against_the_confidence_and_all_failed_is_an_error():
+    from globe.engines.base import Result
+    from globe.serve.predictor import GenerationFailed, consensus_prediction
+
+    paris = Result(text=_say("Paris", "France"))
+    half = consensus_prediction([paris, paris, Result(error="timeout"), Result(text="no idea")], "x")
+    assert half["confidence"] == 0.5 and half["city"] == "Paris" and len(half["candidates"]) == 1
+    lost = consensus_prediction([Result(text="no idea"), Result(error="timeout")], "y")
+    assert lost["confidence"] == 0.0 and lost["candidates"] == [] and lost["lat"] is None and lost["raw"] == "no idea"
+    failed = consensus_prediction([Result(error="timeout")] * 3, "z")
+    assert isinstance(failed, GenerationFailed) and "timeout" in str(failed)

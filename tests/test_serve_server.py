@@ -71,6 +71,7 @@ def server(tiny_model_dir, image_host, tmp_path_factory):
         "serve.max_instances": 8,
         "serve.max_image_pixels": 1_000_000,
         "serve.max_latency_ms": 20,
+        "serve.max_samples": 3,
         "serve.torch_threads": 1,  # a shared CI box: 2 OpenMP threads spin against other processes
         "serve.url_allowlist": f"[http://127.0.0.1:{image_host.port}/ok/]",
     }
@@ -168,6 +169,10 @@ BAD_INPUTS = [
     ("v2 binary header lacks name", "/v2/models/globe/infer", dict(zip(("content", "headers"), _binary_v2({"inputs": [{"shape": [3], "datatype": "UINT8", "parameters": {"binary_data_size": 3}}]}, b"abc"))), 400, "inputs[0].name is missing"),
     ("oversized body", "/v1/models/globe:predict", {"content": b"x" * (MAX_BODY + 500_000), "headers": {"content-type": "application/json"}}, 413, "larger than the limit"),
     ("oversized chunked body", "/v1/models/globe:predict", {"content": iter([b"x" * 400_000] * 4), "headers": {"content-type": "application/json"}}, 413, "larger than the limit"),
+    ("v1 too many samples", "/v1/models/globe:predict", {"json": {"instances": [{"image_b64": b64(png_bytes()), "samples": 4}]}}, 400, "instances[0].samples: 4 samples is outside 1..3"),
+    ("v1 zero samples", "/v1/models/globe:predict", {"json": {"instances": [{"image_b64": b64(png_bytes()), "samples": 0}]}}, 400, "outside 1..3"),
+    ("v1 samples as text", "/v1/models/globe:predict", {"json": {"instances": [{"image_b64": b64(png_bytes()), "samples": "2"}]}}, 400, "expected an integer number of samples"),
+    ("v2 too many samples", "/v2/models/globe/infer", {"json": {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(png_bytes())]}], "parameters": {"samples": 9}}}, 400, "parameters.samples: 9 samples is outside 1..3"),
     ("url not allowlisted", "/v1/models/globe:predict", {"json": {"instances": [{"image_url": "http://169.254.169.254/latest/meta-data/"}]}}, 400, "not on this server's allowlist"),
 ]
 
@@ -212,6 +217,26 @@ def test_concurrent_requests_are_batched(server):
     count1, sum1 = batch_counts()
     assert sum1 - sum0 == 8  # eight images went through the engine ...
     assert count1 - count0 < 8  # ... in fewer engine calls than requests
+
+
+def test_samples_ask_for_a_consensus_over_v1_and_v2(server):
+    """`samples` in a V1 instance or a V2 request parameter: the answer gains `samples`,
+    `confidence` and `candidates`; instances without it stay greedy; images go through the batcher."""
+    image = png_bytes(64, 48, (10, 120, 200))
+    v1 = post(server, "/v1/models/globe:predict", json={"instances": [
+        {"image_b64": b64(image), "id": "a", "samples": 3}, {"image_b64": b64(image), "id": "b"}]})
+    assert v1.status_code == 200, v1.text
+    voted, greedy = v1.json()["predictions"]
+    assert set(voted) == FIELDS | {"samples", "confidence", "candidates"} and set(greedy) == FIELDS
+    assert voted["samples"] == 3 and 0.0 <= voted["confidence"] <= 1.0
+    assert voted["confidence"] == (voted["candidates"][0]["share"] if voted["candidates"] else 0.0)
+    for cand in voted["candidates"]:
+        assert set(cand) == {"lat", "lon", "country", "country_code", "city", "share", "votes", "reasoning"}
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(image)]}], "parameters": {"samples": 2}}
+    v2 = post(server, "/v2/models/globe/infer", json=body)
+    assert v2.status_code == 200, v2.text
+    pred = json.loads(next(o for o in v2.json()["outputs"] if o["name"] == "prediction")["data"][0])
+    assert pred["samples"] == 2 and 0.0 <= pred["confidence"] <= 1.0 and isinstance(pred["candidates"], list)
 
 
 def test_sigterm_finishes_in_flight_work_and_exits_cleanly(server):

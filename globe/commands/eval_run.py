@@ -10,7 +10,7 @@ import typer
 from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
 
 HEADLINE = ("n", "n_unparsed", "n_errors", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km",
-            "median_km", "country_acc", "city_acc")
+            "median_km", "country_acc", "city_acc", "mean_confidence", "ece")
 
 
 def add_commands(eval_app: typer.Typer) -> None:
@@ -29,13 +29,16 @@ def run(
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="evaluate the first N images only")] = None,
     engine: Annotated[str | None, typer.Option("--engine", help="local | openai | globe-predictor | scene-reader")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="endpoint for --engine openai/globe-predictor")] = None,
+    samples: Annotated[int | None, typer.Option(
+        "--samples", min=1, help="reasonings per image (default eval.samples, 1 = greedy); N > 1 answers "
+        "with the great-circle consensus of N samples and a confidence (metrics.json: ece, selective_accuracy)")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Run a model over a benchmark: predictions.jsonl, metrics.json, plots and report.html in --out."""
-    cfg = load(params, preset, set_)
+    cfg = load(params, preset, [*(set_ or []), *([f"eval.samples={samples}"] if samples is not None else [])])
     from globe.evaluate.benchmarks import BenchmarkError, load_benchmark
     from globe.evaluate.runner import RunError, run_benchmark
 
@@ -48,7 +51,7 @@ def run(
         metrics = run_benchmark(cfg, model, samples, out, benchmark=name, engine=engine, base_url=base_url, progress=progress)
     except (RunError, ValueError, OSError) as exc:
         fail(str(exc))
-    summary = {k: metrics.get(k) for k in HEADLINE}
+    summary = {k: metrics.get(k) for k in HEADLINE if k in metrics}
     summary["out"] = str(out)
     summary["files"] = sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("."))
     if metrics.get("mlflow_run_id"):

@@ -61,6 +61,8 @@ def serve(
 def predict(
     images: Annotated[list[Path], typer.Argument(help="image files")],
     model: ModelOpt = None,
+    samples: Annotated[int, typer.Option("--samples", help="reasonings per image; N > 1 answers with their consensus, "
+                                         "a confidence and the candidates (at most serve.max_samples)")] = 1,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -76,7 +78,7 @@ def predict(
     from globe.serve.local import predict_files
 
     try:
-        print_json(predict_files(images, uri, cfg))
+        print_json(predict_files(images, uri, cfg, samples=samples))
     except Exception as exc:  # bad files and bad model URIs are user errors with a clear message
         from globe.serve.inputs import BadInput
         from globe.serve.model_source import ModelSourceError

@@ -64,13 +64,29 @@ def compare_runs(a: str | Path, b: str | Path, n_boot: int = 1000, seed: int = 0
         entry["significant"] = lo is not None and hi is not None and (lo > 0 or hi < 0)
         entry["better"] = None if entry["delta"] in (None, 0) else (entry["delta"] < 0) == (name in LOWER_IS_BETTER)
     return {
-        "a": {"path": str(run_a.path), "model": run_a.info.get("model"), "benchmark": run_a.info.get("benchmark"), "n": len(run_a.rows)},
-        "b": {"path": str(run_b.path), "model": run_b.info.get("model"), "benchmark": run_b.info.get("benchmark"), "n": len(run_b.rows)},
+        "a": {"path": str(run_a.path), "model": run_a.info.get("model"), "benchmark": run_a.info.get("benchmark"),
+              "n": len(run_a.rows), "samples": run_a.info.get("samples", 1)},
+        "b": {"path": str(run_b.path), "model": run_b.info.get("model"), "benchmark": run_b.info.get("benchmark"),
+              "n": len(run_b.rows), "samples": run_b.info.get("samples", 1)},
+        "confidence": {"a": confidence_summary(rows_a), "b": confidence_summary(rows_b)},
         "paired": paired,
         "n_compared": len(rows_a) if paired else None,
         "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95},
         "metrics": {k: result[k] for k in CI_KEYS},
     }
+
+
+def confidence_summary(rows: list[dict]) -> dict[str, Any] | None:
+    """A consensus run's confidence over the compared rows (None for a greedy run): ECE, mean
+    confidence, and acc_25km of its most confident half next to all its answers."""
+    from globe.evaluate.calibration import calibration
+
+    block = calibration(rows)
+    if block is None:
+        return None
+    by_cov = {p["coverage"]: p["accuracy"] for p in block["selective_accuracy"]}
+    return {"ece": block["ece"], "mean_confidence": block["mean_confidence"],
+            "acc_25km_top50": by_cov.get(0.5), "acc_25km_all": by_cov.get(1.0)}
 
 
 def _fmt(name: str, v: float | None, signed: bool = False) -> str:
@@ -100,5 +116,14 @@ def comparison_table(result: dict[str, Any]):
         else:
             flag = "not significant"
         table.add_row(name, _fmt(name, m["a"]), _fmt(name, m["b"]), _fmt(name, m["delta"], True), ci, flag)
+    conf = result.get("confidence") or {}
+    if conf.get("a") or conf.get("b"):  # a consensus run: how far its confidence can be trusted
+        for key, label in (("ece", "confidence ECE"), ("acc_25km_top50", "acc_25km, most confident 50%")):
+            a, b = ((conf.get(side) or {}).get(key) for side in ("a", "b"))
+            show = (lambda v: "–" if v is None else f"{v:.3f}") if key == "ece" else (lambda v: _fmt("acc", v))
+            table.add_row(label, show(a), show(b), "", "", "greedy runs have none" if None in (a, b) else "")
+    samples = {side: result[side].get("samples", 1) for side in ("a", "b")}
+    if samples != {"a": 1, "b": 1}:
+        table.title += f"; samples per image A {samples['a']}, B {samples['b']}"
     table.caption = f"A: {result['a']['path']} ({result['a']['model']})   B: {result['b']['path']} ({result['b']['model']})"
     return table

@@ -8,6 +8,8 @@ including the server's own geocoding. This engine returns that document, JSON-en
 coordinates instead of re-deriving them (see `globe.evaluate.scoring`).
 
 Images travel as PNG (lossless), so the served model sees exactly the pixels a local run sees.
+With `samples` > 1 every instance asks the server for its consensus answer (`"samples": N`); the
+document's `confidence` and `candidates` then land on the row like a local consensus run's.
 One image per HTTP request, `concurrency` requests in flight: the server batches concurrent
 requests itself (dynamic batching), and a failure then costs one image, not a whole batch.
 Connection errors, timeouts and 5xx/429 answers are retried with exponential backoff.
@@ -44,6 +46,7 @@ class GlobePredictorEngine:
         retries: int = 2,
         backoff_s: float = 0.5,
         name: str | None = None,
+        samples: int = 1,
     ) -> None:
         if not base_url:
             raise ValueError("engine 'globe-predictor' needs base_url, e.g. http://127.0.0.1:8080")
@@ -55,6 +58,7 @@ class GlobePredictorEngine:
         self.retries = max(0, int(retries))
         self.backoff_s = backoff_s
         self.name = name or f"{KIND}:{model}"
+        self.samples = max(1, int(samples))  # > 1: the server answers with its consensus of that many
 
     def __repr__(self) -> str:
         return f"GlobePredictorEngine(url={self.url!r}, concurrency={self.concurrency})"
@@ -74,7 +78,10 @@ class GlobePredictorEngine:
             return Result(error="globe-predictor needs an image")
         buf = io.BytesIO()
         req.image.convert("RGB").save(buf, format="PNG", compress_level=1)  # lossless: the same pixels as in-process
-        payload = {"instances": [{"image_b64": base64.b64encode(buf.getvalue()).decode("ascii"), "id": req.id}]}
+        instance = {"image_b64": base64.b64encode(buf.getvalue()).decode("ascii"), "id": req.id}
+        if self.samples > 1:
+            instance["samples"] = self.samples
+        payload = {"instances": [instance]}
         start, error = time.perf_counter(), "no attempt"
         for attempt in range(1, self.retries + 2):
             try:
@@ -105,5 +112,5 @@ class GlobePredictorEngine:
 
 @register_engine(KIND)
 def _factory(spec: dict[str, Any]) -> GlobePredictorEngine:
-    keys = ("base_url", "model", "concurrency", "timeout_s", "retries", "backoff_s", "name")
+    keys = ("base_url", "model", "concurrency", "timeout_s", "retries", "backoff_s", "name", "samples")
     return GlobePredictorEngine(**{k: spec[k] for k in keys if k in spec})

@@ -75,7 +75,7 @@ maps API. Stated coordinates: the coordinates the answer states, else its names;
 {% for g in gallery %}<div class="card">
 {% if g.thumb %}<img alt="{{ g.id }}" src="{{ g.thumb }}">{% else %}<div class="err">image unavailable: {{ g.image_error }}</div>{% endif %}
 <div><span class="badge b{{ g.bucket }}">{{ g.distance }}</span> <code>{{ g.id }}</code></div>
-<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>geocoded</b><span>{{ g.coords }}</span><b>stated</b><span>{{ g.stated }}</span></div>
+<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>geocoded</b><span>{{ g.coords }}</span><b>stated</b><span>{{ g.stated }}</span>{% if g.consensus %}<b>consensus</b><span>{{ g.consensus }}</span>{% endif %}</div>
 {% if g.error %}<div class="err">engine error: {{ g.error }}</div>{% endif %}
 {% if g.think.strip() %}<div class="think">{{ g.think }}</div>{% endif %}
 </div>
@@ -146,6 +146,8 @@ METRIC_ROWS = (
     ("n", "images", "int"),
     ("n_unparsed", "unparsed answers (counted as misses)", "int"),
     ("n_errors", "engine errors (counted as misses)", "int"),
+    ("mean_confidence", "mean consensus confidence", "num"),
+    ("ece", "calibration error of the confidence (ECE, 10 bins, within 25 km)", "num"),
 )
 
 
@@ -161,6 +163,8 @@ def _metric_rows(metrics: Mapping, ci95: Mapping) -> list[tuple[str, str, str, s
             out.append((label, _pct(value), _ci(ci95.get(key), _pct), _pct(other) if key in stated else ""))
         elif kind == "km":
             out.append((label, _km(value), _ci(ci95.get(key), _km), _km(other) if key in stated else ""))
+        elif kind == "num":
+            out.append((label, "–" if value is None else f"{float(value):.3f}", "", ""))
         else:
             out.append((label, str(value), "", str(other) if key in stated else ""))
     return out
@@ -199,7 +203,16 @@ def _gallery_card(row: Mapping, thumb_size: int) -> dict:
         "stated": _coords(row.get("stated") or {}),
         "error": row.get("error"),
         "think": think if len(think) <= 1200 else think[:1200] + " …",
+        "consensus": _consensus_line(row),
     }
+
+
+def _consensus_line(row: Mapping) -> str:
+    """'confidence 0.62 of 8: Paris, France 62% · Lyon, France 25%' for a consensus row, else ''."""
+    if row.get("confidence") is None:
+        return ""
+    shown = " · ".join(f"{_place(c.get('city'), c.get('country'))} {100 * c['share']:.0f}%" for c in (row.get("candidates") or [])[:4])
+    return f"confidence {row['confidence']:.2f} of {row.get('samples', '?')}" + (f": {shown}" if shown else ": no sample placed")
 
 
 def render_report(

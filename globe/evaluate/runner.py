@@ -28,7 +28,7 @@ import json
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -152,8 +152,12 @@ class RunSpec:
     batch_size: int = 8
     extra: dict[str, Any] = field(default_factory=dict)
     model_fingerprint: str | None = None
+    samples: int = 1  # > 1: consensus of that many sampled reasonings per image (globe.consensus)
+    top_p: float = 1.0
 
-    IDENTITY = ("benchmark", "model", "engine", "prompt", "system", "max_new_tokens", "temperature", "model_fingerprint")
+    IDENTITY = ("benchmark", "model", "engine", "prompt", "system", "max_new_tokens", "temperature", "model_fingerprint",
+                "samples", "top_p")
+    BEFORE = {"samples": 1, "top_p": 1.0}  # what a run.json written before these fields existed meant
 
     def __post_init__(self) -> None:
         if self.model_fingerprint is None:
@@ -166,7 +170,7 @@ class RunSpec:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RunError(f"{path}: unreadable run description ({exc}); use another --out") from None
-        changed = [k for k in self.IDENTITY if old.get(k) != getattr(self, k)]
+        changed = [k for k in self.IDENTITY if old.get(k, self.BEFORE.get(k)) != getattr(self, k)]
         if changed:
             diffs = ", ".join(f"{k}: {old.get(k)!r} -> {getattr(self, k)!r}" for k in changed)
             raise RunError(
@@ -194,6 +198,19 @@ def _load_batch(batch: list[Sample]) -> list[tuple[Any, str | None]]:
     return out
 
 
+def sample_and_vote(engine, requests: Sequence, sampling) -> tuple[list, list[dict]]:
+    """`sampling.n` samples per request in one engine call, voted (`globe.consensus`, headline
+    protocol): per request the winning sample's Result (scored like a greedy answer) and the row's
+    consensus fields (`samples`, `confidence`, `n_unplaced`, `candidates`)."""
+    from globe.engines.base import generate_samples
+    from globe.evaluate.scoring import vote_samples
+
+    if not requests:
+        return [], []
+    picked = [vote_samples(group) for group in generate_samples(engine, requests, sampling)]
+    return [p[0] for p in picked], [p[1] for p in picked]
+
+
 def predict(
     engine,
     samples: Sequence[Sample],
@@ -217,8 +234,10 @@ def predict(
     log = PredictionLog(out_dir / PREDICTIONS)
     done = log.done()
     todo = [s for s in samples if s.id not in done]
-    sampling = Sampling(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=spec.extra.get("seed"))
+    sampling = Sampling(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p,
+                        seed=spec.extra.get("seed"))
     returns_json = getattr(engine, "kind", "") == "globe-predictor"
+    consensus = spec.samples > 1 and not returns_json  # a served predictor votes itself (`samples` in the request)
 
     from tqdm.auto import tqdm
 
@@ -232,18 +251,25 @@ def predict(
             pending = pool.submit(_load_batch, batches[i + 1]) if i + 1 < len(batches) else None
             live = [(s, img) for s, (img, err) in zip(batch, loaded) if err is None]
             requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=s.id) for s, img in live]
-            answered = engine.generate(requests, sampling) if requests else []
+            extras: list[dict] | None = None
+            if consensus:
+                answered, extras = sample_and_vote(engine, requests, replace(sampling, n=spec.samples))
+            else:
+                answered = engine.generate(requests, sampling) if requests else []
             if len(answered) != len(requests):
                 raise RunError(f"engine {getattr(engine, 'name', engine)!r} returned {len(answered)} results "
                                f"for {len(requests)} requests; an Engine must answer every request, in order")
-            results = iter(answered)
-            texts, errors, latencies = [], [], []
+            results, extra_rows = iter(answered), iter(extras or [])
+            texts, errors, latencies, fields = [], [], [], []
             for img, err in loaded:
                 res = next(results) if err is None else None
                 texts.append(res.text if res else None)
                 errors.append(err if res is None else res.error)
                 latencies.append(res.latency_s if res else 0.0)
+                fields.append(next(extra_rows) if extras is not None and err is None else {})
             rows = score_batch(batch, texts, errors, latencies, returns_json=returns_json)
+            if extras is not None:
+                rows = [{**row, **extra} for row, extra in zip(rows, fields)]
             log.append(rows)
             bar.update(len(batch))
     bar.close()
@@ -263,6 +289,7 @@ def finalize(
 ) -> dict:
     """metrics.json (+ breakdowns and CIs), the plots, accuracy_curve.csv, report.html, summary.md."""
     from globe.evaluate.breakdown import bootstrap_intervals, breakdowns
+    from globe.evaluate.calibration import calibration, plot_calibration
     from globe.evaluate.plots import accuracy_curve, plot_accuracy_curve, plot_world_map
     from globe.evaluate.report import render_report, render_summary_md
     from globe.evaluate.scoring import headline_metrics
@@ -286,6 +313,10 @@ def finalize(
             out_dir / "world_map.png", title=f"{title}: ground truth vs prediction",
         ),
     }
+    calib = calibration(rows)  # a consensus run's confidence: ECE, reliability, selective accuracy
+    if calib is not None:
+        metrics.update(calib)
+        plots["calibration"] = plot_calibration(calib, out_dir / "calibration.png", title=f"{title}: confidence")
     x, y = accuracy_curve(distances, points=64)
     csv_text = "threshold_km,accuracy\n" + "".join(f"{a:.6g},{b:.6f}\n" for a, b in zip(x, y))
     atomic_write_bytes(out_dir / "accuracy_curve.csv", csv_text.encode())
@@ -317,14 +348,14 @@ def log_to_mlflow(out_dir: Path, metrics: dict, params: dict[str, Any]) -> str |
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(flat)
         for name in ("metrics.json", "report.html", "summary.md", "accuracy_curve.png", "world_map.png",
-                     "accuracy_curve.csv", RUN_INFO, PREDICTIONS):
+                     "calibration.png", "accuracy_curve.csv", RUN_INFO, PREDICTIONS):
             if (out_dir / name).exists():
                 mlflow.log_artifact(str(out_dir / name), artifact_path="eval")
         return run.info.run_id
 
 
 def build_engine(kind: str, model: str, *, base_url: str | None = None, batch_size: int = 8,
-                 concurrency: int = 8, seed: int = 0):
+                 concurrency: int = 8, seed: int = 0, samples: int = 1):
     """An Engine for `globe eval run`: a local model directory, an OpenAI-compatible endpoint
     (`model` is then the served model's name) or a served globe predictor (`model` its KServe name)."""
     from globe.engines import make_engine
@@ -342,7 +373,8 @@ def build_engine(kind: str, model: str, *, base_url: str | None = None, batch_si
     if kind == "globe-predictor":
         import globe.evaluate.predictor_engine  # noqa: F401  (registers the kind)
 
-        return make_engine({"kind": kind, "base_url": base_url, "model": model, "concurrency": concurrency})
+        return make_engine({"kind": kind, "base_url": base_url, "model": model, "concurrency": concurrency,
+                            "samples": samples})
     raise RunError(f"unknown engine kind {kind!r}; expected local, openai, globe-predictor or scene-reader")
 
 
@@ -373,15 +405,19 @@ def evaluate(
     predict_s = time.perf_counter() - t0
     compact(out_dir, rows)
     title = f"{Path(spec.model).name or spec.model} on {spec.benchmark}"
+    decoding = f"max_new_tokens={spec.max_new_tokens}, temperature={spec.temperature}"
+    if spec.samples > 1:
+        title += f", consensus of {spec.samples}"
+        decoding += f", top_p={spec.top_p}, samples={spec.samples} (great-circle vote)"
     meta = [("model", spec.model), ("engine", spec.engine), ("benchmark", spec.benchmark), ("images", len(rows)),
-            ("decoding", f"max_new_tokens={spec.max_new_tokens}, temperature={spec.temperature}"),
+            ("decoding", decoding),
             ("written", time.strftime("%Y-%m-%d %H:%M:%S %Z"))]
     metrics = finalize(out_dir, rows, title=title, meta=meta, lineage=lineage, n_boot=n_boot, seed=seed,
                        gallery_size=gallery_size)
     metrics["timing"]["predict_s"] = round(predict_s, 3)
     run_id = log_to_mlflow(out_dir, metrics, {"model": spec.model, "engine": spec.engine, "benchmark": spec.benchmark,
                                               "n": len(rows), "max_new_tokens": spec.max_new_tokens,
-                                              "temperature": spec.temperature})
+                                              "temperature": spec.temperature, "samples": spec.samples})
     if run_id:
         metrics["mlflow_run_id"] = run_id
     return metrics
@@ -391,15 +427,18 @@ def run_benchmark(params, model: str, samples: Sequence[Sample], out_dir: Path, 
                   engine: str | None = None, base_url: str | None = None, progress: bool = True,
                   lineage: Sequence[tuple[str, str]] = ()) -> dict:
     """`globe eval run` and the pipeline's evaluate step: the `eval` group's engine and decoding
-    over `samples`, written to `out_dir`; returns the metrics."""
+    over `samples`, written to `out_dir`; returns the metrics. `eval.samples` > 1 answers each
+    image by the consensus of that many reasonings at `eval.sample_temperature`/`sample_top_p`."""
     from globe.prompts import GEO_PROMPT, GEO_SYSTEM
 
     ev = params.eval
     kind = engine or ev.engine
+    n = ev.samples
     spec = RunSpec(benchmark=benchmark, model=model, engine=kind, prompt=GEO_PROMPT, system=GEO_SYSTEM,
-                   max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, batch_size=ev.batch_size,
+                   max_new_tokens=ev.max_new_tokens, temperature=ev.sample_temperature if n > 1 else ev.temperature,
+                   top_p=ev.sample_top_p if n > 1 else 1.0, samples=n, batch_size=ev.batch_size,
                    extra={"seed": params.base.seed})
     eng = build_engine(kind, model, base_url=base_url or ev.base_url, batch_size=ev.batch_size,
-                       concurrency=ev.concurrency, seed=params.base.seed)
+                       concurrency=ev.concurrency, seed=params.base.seed, samples=n)
     return evaluate(eng, samples, Path(out_dir), spec, n_boot=ev.bootstrap, seed=params.base.seed,
                     gallery_size=ev.gallery_size, progress=progress, lineage=lineage)

@@ -16,6 +16,9 @@ from typing import Any, Sequence
 
 from globe.evaluate.benchmarks import Sample
 
+# What a consensus answer adds to a row (the harness's own vote, or a served predictor's document).
+CONSENSUS_FIELDS = ("samples", "confidence", "candidates")
+
 
 def _predictor_fields(text: str) -> tuple[dict[str, Any], str | None]:
     """(scorer inputs, raw model text) from a predictor JSON document."""
@@ -27,12 +30,41 @@ def _predictor_fields(text: str) -> tuple[dict[str, Any], str | None]:
         return {"output": text}, text
     raw = doc.get("raw") if isinstance(doc.get("raw"), str) else None
     fields: dict[str, Any] = {"output": raw or "", "pred_country": doc.get("country"), "pred_city": doc.get("city")}
+    for key in CONSENSUS_FIELDS:  # a served predictor asked for `samples`: its vote, kept on the row
+        if key in doc:
+            fields[f"_{key}"] = doc[key]
     if doc.get("lat") is not None and doc.get("lon") is not None:
         # the predictor's coordinates are "given" to the scorer: the stated protocol uses them,
         # the headline geocodes the names like for any other engine; their own source is kept
         fields["pred_lat"], fields["pred_lon"] = doc["lat"], doc["lon"]
         fields["_predictor_source"] = ":".join(str(x) for x in (doc.get("coords_source"), doc.get("resolution")) if x)
     return fields, raw
+
+
+def vote_samples(results: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+    """One image's N sampled `Result`s -> the winning sample's Result and the row's consensus fields.
+
+    The vote is `globe.consensus` under the headline protocol, so the winner is scored like any
+    greedy answer and its `distance_km` is the one the confidence is calibrated against. With no
+    sample located the row keeps the first answered text (an unparsed miss, confidence 0); with
+    every sample failed it keeps the first error (the harness retries the image on resume).
+    """
+    from globe.consensus import consensus
+
+    texts = [r.text if r.ok else None for r in results]
+    vote = consensus(texts)
+    if vote.winner is not None:
+        pick = results[vote.winner]
+    else:
+        pick = next((r for r in results if r.ok), results[0])
+    fields = {
+        "samples": len(results),
+        "confidence": vote.confidence,
+        "n_unplaced": vote.vote.n_unplaced,
+        "n_sample_errors": sum(1 for r in results if not r.ok),
+        "candidates": [dict(c) for c in vote.candidates],
+    }
+    return pick, fields
 
 
 def score_batch(
@@ -46,7 +78,7 @@ def score_batch(
     from globe.answer import parse
     from globe.evaluate.metrics import jsonable, score_rows
 
-    inputs, raws, sources = [], [], []
+    inputs, raws, sources, served = [], [], [], []
     for s, text, error in zip(samples, texts, errors):
         row: dict[str, Any] = {"id": s.id, "lat": s.lat, "lon": s.lon, "country": s.country, "city": s.city}
         raw = text
@@ -56,11 +88,12 @@ def score_batch(
         elif text is not None and error is None:
             row["output"] = text
         sources.append(row.pop("_predictor_source", None))
+        served.append({k: row.pop(f"_{k}") for k in CONSENSUS_FIELDS if f"_{k}" in row})
         inputs.append(row)
         raws.append(raw if error is None else None)
     scored = score_rows(inputs)
     out = []
-    for s, sc, raw, error, latency, source in zip(samples, scored, raws, errors, latencies, sources):
+    for s, sc, raw, error, latency, source, vote in zip(samples, scored, raws, errors, latencies, sources, served):
         answer = parse(raw) if raw else None
         distance = sc["distance_km"]
         out.append({
@@ -96,6 +129,7 @@ def score_batch(
             "city_match_string": sc["city_match_string"],
             "city_match_alias": sc["city_match_alias"],
             "latency_s": round(float(latency), 4),
+            **vote,
         })
     return out
 

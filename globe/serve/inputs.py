@@ -50,6 +50,7 @@ class InputLimits:
     max_instances: int = 64
     url_allowlist: tuple[str, ...] = ()
     url_timeout_s: float = 10.0
+    max_samples: int = 8
 
 
 @dataclass
@@ -61,6 +62,7 @@ class ImageRef:
     url: str | None = None
     id: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    samples: int = 1  # reasonings to sample and vote on (globe.consensus); 1 = one greedy answer
 
 
 def decode_b64(text: Any, where: str) -> bytes:
@@ -124,21 +126,45 @@ def parse_v1(body: Any, limits: InputLimits) -> list[ImageRef]:
         where = f"instances[{i}]"
         if not isinstance(inst, dict):
             raise BadInput(f"{where}: expected an object like {{\"image_b64\": \"...\"}}, got {_type_name(inst)}")
-        unknown = sorted(set(inst) - {*V1_FIELDS, "id"})
+        unknown = sorted(set(inst) - {*V1_FIELDS, "id", "samples"})
         if unknown:
-            raise BadInput(f"{where}: unknown field(s) {unknown}; expected one of {list(V1_FIELDS)} (and optional 'id')")
+            raise BadInput(f"{where}: unknown field(s) {unknown}; expected one of {list(V1_FIELDS)} (and optional 'id', 'samples')")
         given = [k for k in V1_FIELDS if k in inst]
         if len(given) != 1:
             raise BadInput(f"{where}: expected exactly one of {list(V1_FIELDS)}, got {given or 'neither'}")
         inst_id = inst.get("id", "")
         if not isinstance(inst_id, (str, int)):
             raise BadInput(f"{where}.id: expected a string, got {_type_name(inst_id)}")
+        n = check_samples(inst.get("samples", 1), f"{where}.samples", limits)
         if given[0] == "image_b64":
-            refs.append(ImageRef(f"{where}.image_b64", data=decode_b64(inst["image_b64"], f"{where}.image_b64"), id=str(inst_id)))
+            refs.append(ImageRef(f"{where}.image_b64", data=decode_b64(inst["image_b64"], f"{where}.image_b64"), id=str(inst_id), samples=n))
         else:
             url = check_url(inst["image_url"], limits.url_allowlist, f"{where}.image_url")
-            refs.append(ImageRef(f"{where}.image_url", url=url, id=str(inst_id)))
+            refs.append(ImageRef(f"{where}.image_url", url=url, id=str(inst_id), samples=n))
     return refs
+
+
+def check_samples(value: Any, where: str, limits: InputLimits) -> int:
+    """A request's `samples`: an integer from 1 to the server's `serve.max_samples`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadInput(f"{where}: expected an integer number of samples (1 to {limits.max_samples}), got {_type_name(value)}")
+    if not 1 <= value <= limits.max_samples:
+        raise BadInput(f"{where}: {value} samples is outside 1..{limits.max_samples} "
+                       f"(this server's serve.max_samples); ask for fewer")
+    return value
+
+
+def v2_samples(request: Any, limits: InputLimits) -> int:
+    """`samples` from a V2 request's `parameters` (REST JSON or gRPC InferParameter), default 1."""
+    params = getattr(request, "parameters", None) or {}
+    if "samples" not in params:
+        return 1
+    value = params["samples"]
+    if hasattr(value, "HasField"):  # gRPC: an InferParameter message
+        from kserve.protocol.infer_type import to_http_parameters
+
+        value = to_http_parameters({"samples": value}).get("samples")
+    return check_samples(value, "parameters.samples", limits)
 
 
 def parse_v2(request: Any, limits: InputLimits) -> list[ImageRef]:
@@ -159,13 +185,14 @@ def parse_v2(request: Any, limits: InputLimits) -> list[ImageRef]:
         raise BadInput(f"{where}.data: expected a list of images, got {_type_name(data)}")
     flat = _flatten(data)
     _check_count(len(flat), f"{where}.data", limits)
+    n = v2_samples(request, limits)
     refs = []
     for i, item in enumerate(flat):
         item_where = f"{where}.data[{i}]"
         if isinstance(item, (bytes, bytearray)):
-            refs.append(ImageRef(item_where, data=_raw_or_b64(bytes(item), item_where)))
+            refs.append(ImageRef(item_where, data=_raw_or_b64(bytes(item), item_where), samples=n))
         elif isinstance(item, str):
-            refs.append(ImageRef(item_where, data=decode_b64(item, item_where)))
+            refs.append(ImageRef(item_where, data=decode_b64(item, item_where), samples=n))
         else:
             raise BadInput(f"{item_where}: expected a base64 string or bytes, got {_type_name(item)}")
     return refs

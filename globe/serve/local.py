@@ -13,24 +13,25 @@ from typing import Any, Sequence
 from globe.config import ServeGroup
 
 
-def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup) -> list[dict[str, Any]]:
-    from globe.engines.base import Sampling
-    from globe.serve.inputs import load_image
-    from globe.serve.model import build_engines, limits_from
-    from globe.serve.predictor import GeoPredictor
+def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup, samples: int = 1) -> list[dict[str, Any]]:
+    """The server's answer documents for local image files; `samples` > 1 asks for consensus
+    answers, bounded by `serve.max_samples` like a request."""
+    from globe.serve.inputs import check_samples, load_image
+    from globe.serve.model import build_engines, build_predictor, limits_from
 
     limits = limits_from(cfg)
+    check_samples(samples, "--samples", limits)
     images = []
     for path in map(Path, paths):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
         images.append(load_image(path.read_bytes(), str(path), limits))
     engine, judge = build_engines(cfg, model)
-    predictor = GeoPredictor(engine, Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed), judge=judge)
+    predictor = build_predictor(cfg, engine, judge)
     out: list[dict[str, Any]] = []
     for start in range(0, len(images), cfg.max_batch_size):
         chunk = list(map(Path, paths))[start : start + cfg.max_batch_size]
-        preds = predictor.predict(images[start : start + cfg.max_batch_size], [str(p) for p in chunk])
+        preds = predictor.predict(images[start : start + cfg.max_batch_size], [str(p) for p in chunk], [samples] * len(chunk))
         for pred in preds:
             if isinstance(pred, Exception):
                 raise pred

@@ -10,6 +10,9 @@ shapes the protocol's response.
 - V2 `POST /v2/models/globe/infer` with a BYTES input `image` (base64 strings, or raw file bytes via
   the binary-data extension or gRPC) answers BYTES output `prediction` (one JSON document per image)
   plus `country_code`, `city` (BYTES) and `lat`, `lon` (FP64, NaN when unknown).
+- Either may ask for a consensus answer: `"samples": N` in a V1 instance, or in a V2 request's
+  `parameters`, 1 <= N <= `serve.max_samples` (else HTTP 400). The prediction document then
+  carries `samples`, `confidence` and `candidates` (`globe.serve.predictor.consensus_prediction`).
 
 Images from every request go through one `DynamicBatcher`, so concurrent requests share engine calls.
 """
@@ -47,6 +50,7 @@ class _Decoded:
     ids: list[str]
     v2: InferRequest | None = None
     token: object | None = None
+    samples: list[int] | None = None  # per image; None = one greedy answer each
 
 
 def limits_from(cfg: ServeGroup) -> InputLimits:
@@ -56,7 +60,17 @@ def limits_from(cfg: ServeGroup) -> InputLimits:
         max_instances=cfg.max_instances,
         url_allowlist=tuple(cfg.url_allowlist),
         url_timeout_s=cfg.url_timeout_s,
+        max_samples=cfg.max_samples,
     )
+
+
+def build_predictor(cfg: ServeGroup, engine: Engine, judge: Engine | None = None) -> GeoPredictor:
+    """The predictor with the `serve` group's decoding: greedy answers, and consensus samples at
+    `serve.sample_temperature` / `sample_top_p` for requests that ask for `samples`."""
+    greedy = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed)
+    sampled = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.sample_temperature, top_p=cfg.sample_top_p,
+                       seed=cfg.seed)
+    return GeoPredictor(engine, greedy, judge=judge, consensus_sampling=sampled)
 
 
 def build_engines(cfg: ServeGroup, model: str, cache_dir: str | None = None) -> tuple[Engine, Engine | None]:
@@ -119,8 +133,7 @@ class GlobeModel(kserve.Model):
     def load(self) -> bool:
         if self._engine is None:
             self._engine, self._judge = build_engines(self.cfg, self.model_uri, self.cache_dir)
-        sampling = Sampling(max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, seed=self.cfg.seed)
-        self.predictor = GeoPredictor(self._engine, sampling, judge=self._judge)
+        self.predictor = build_predictor(self.cfg, self._engine, self._judge)
         self.batcher = DynamicBatcher(self._run_batch, self.cfg.max_batch_size, self.cfg.max_latency_ms)
         self.ready = True
         return self.ready
@@ -128,10 +141,10 @@ class GlobeModel(kserve.Model):
     def stop(self) -> None:
         self.ready = False
 
-    def _run_batch(self, items: list[tuple[Any, str]]) -> list:
+    def _run_batch(self, items: list[tuple[Any, str, int]]) -> list:
         assert self.predictor is not None
         BATCH_SIZE.observe(len(items))
-        return self.predictor.predict([img for img, _ in items], [i for _, i in items])
+        return self.predictor.predict([img for img, _, _ in items], [i for _, i, _ in items], [n for _, _, n in items])
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> _Decoded:
         assert self.batcher is not None
@@ -154,7 +167,7 @@ class GlobeModel(kserve.Model):
                 ref.data = await fetch_url(ref.url, ref.where, self.limits)
         # decoding a large image takes tens of ms: keep it off the event loop
         images = await asyncio.gather(*(asyncio.to_thread(load_image, ref.data or b"", ref.where, self.limits) for ref in refs))
-        return _Decoded(list(images), [ref.id for ref in refs], v2, token)
+        return _Decoded(list(images), [ref.id for ref in refs], v2, token, samples=[ref.samples for ref in refs])
 
     def _raw_body(self, body: bytes) -> list[ImageRef]:
         """An image file as the body, or JSON sent without `Content-Type: application/json`
@@ -172,7 +185,8 @@ class GlobeModel(kserve.Model):
         if not isinstance(payload, _Decoded):  # only reachable if a subclass skips preprocess
             raise TypeError(f"predict expects the output of preprocess, got {type(payload).__name__}")
         assert self.batcher is not None
-        preds = await self.batcher.submit_many(list(zip(payload.images, payload.ids)), payload.token)
+        samples = payload.samples or [1] * len(payload.images)
+        preds = await self.batcher.submit_many(list(zip(payload.images, payload.ids, samples)), payload.token)
         return payload, preds
 
     async def postprocess(self, result: Any, headers: dict[str, str] | None = None, response_headers=None) -> dict | InferResponse:

@@ -8,18 +8,23 @@ wrote valid ones (`coords_source: "stated"`), else from geocoding the place it n
 (`"geocoded"`, with `resolution` saying how precisely); when neither works they are null rather
 than invented. The scorer that decides this (`globe.scorer`) is the one evaluation uses.
 
+Asked for `samples` N > 1 (per V1 instance, or a V2 request parameter), the predictor samples N
+reasonings and answers with their great-circle consensus (`globe.consensus`): the winning
+sample's document plus `confidence` (its cluster's share of the N) and `candidates` (every
+cluster: coordinates, country, city, share, votes, one reasoning).
+
 `GeoPredictor` is used both by the KServe model (via the dynamic batcher) and by `globe predict`,
 so a file predicted locally and the same file sent over HTTP give the same answer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 from kserve.errors import InferenceError
 
-from globe.engines.base import Engine, Request, Sampling
+from globe.engines.base import Engine, Request, Result, Sampling, generate_samples
 from globe.prompts import GEO_PROMPT, GEO_SYSTEM, localizability_prompt
 
 if TYPE_CHECKING:
@@ -35,21 +40,37 @@ class GeoPredictor:
     engine: Engine
     sampling: Sampling
     judge: Engine | None = None
+    # decoding of consensus answers (serve.sample_temperature / sample_top_p); None = consensus off
+    consensus_sampling: Sampling | None = None
 
-    def predict(self, images: Sequence["Image"], ids: Sequence[str] | None = None) -> list[dict[str, Any] | Exception]:
-        """One prediction dict (or the exception for that image) per image, in order."""
+    def predict(self, images: Sequence["Image"], ids: Sequence[str] | None = None,
+                samples: Sequence[int] | None = None) -> list[dict[str, Any] | Exception]:
+        """One prediction dict (or the exception for that image) per image, in order.
+
+        `samples[i]` > 1 answers image i with the consensus of that many sampled reasonings
+        (`consensus_prediction`); images asking for the same N share one engine call.
+        """
         ids = list(ids) if ids is not None else [""] * len(images)
-        requests = [Request(image=img, prompt=GEO_PROMPT, system=GEO_SYSTEM, id=i) for img, i in zip(images, ids)]
-        results = self.engine.generate(requests, self.sampling)
-        out: list[dict[str, Any] | Exception] = []
-        for req, res in zip(requests, results):
-            if not res.ok:
-                out.append(GenerationFailed(f"generation failed for image {req.id or '#'}: {res.error}"))
-            else:
-                out.append(answer_to_prediction(res.text or "", req.id))
+        wanted = list(samples) if samples is not None else [1] * len(images)
+        out: list[dict[str, Any] | Exception | None] = [None] * len(images)
+        for n in sorted(set(wanted)):
+            idx = [i for i, k in enumerate(wanted) if k == n]
+            requests = [Request(image=images[i], prompt=GEO_PROMPT, system=GEO_SYSTEM, id=ids[i]) for i in idx]
+            if n == 1:
+                for i, req, res in zip(idx, requests, self.engine.generate(requests, self.sampling)):
+                    out[i] = (answer_to_prediction(res.text or "", req.id) if res.ok else
+                              GenerationFailed(f"generation failed for image {req.id or '#'}: {res.error}"))
+                continue
+            if self.consensus_sampling is None:
+                raise ValueError("this predictor has no consensus_sampling; it cannot answer samples > 1")
+            groups = generate_samples(self.engine, requests, replace(self.consensus_sampling, n=n))
+            for i, req, group in zip(idx, requests, groups):
+                out[i] = consensus_prediction(group, req.id)
+        assert all(p is not None for p in out)  # every N group answered its images
+        done: list[dict[str, Any] | Exception] = out  # type: ignore[assignment]
         if self.judge is not None:
-            self._add_localizability(images, out)
-        return out
+            self._add_localizability(images, done)
+        return done
 
     def _add_localizability(self, images: Sequence["Image"], preds: list[dict[str, Any] | Exception]) -> None:
         todo = [(img, p) for img, p in zip(images, preds) if isinstance(p, dict)]
@@ -61,6 +82,32 @@ class GeoPredictor:
             pred["localizability"] = verdict.p_yes if verdict.ok else None
             if not verdict.ok:
                 pred["localizability_error"] = verdict.error
+
+
+def consensus_prediction(results: Sequence[Result], request_id: str = "") -> dict[str, Any] | Exception:
+    """The answer document of the winning sample, plus `samples`, `confidence` and `candidates`.
+
+    The vote (`globe.consensus`) places each sample as this server places any answer (the
+    "stated" protocol of `answer_to_prediction`), so the winner's `lat`/`lon` are its candidate's.
+    `confidence` says whether the model agrees with itself; the judge's `localizability` (when
+    configured) says whether the photo can be placed at all: two separate questions, two fields.
+    Failed samples count against the confidence; when all fail the image fails (HTTP 500).
+    """
+    from globe.consensus import consensus
+
+    texts = [r.text if r.ok else None for r in results]
+    if all(t is None for t in texts):
+        return GenerationFailed(f"generation failed for image {request_id or '#'}: {results[0].error}")
+    vote = consensus(texts, protocol="stated")
+    pick = vote.winner if vote.winner is not None else next(i for i, t in enumerate(texts) if t is not None)
+    doc = answer_to_prediction(texts[pick] or "", request_id)
+    doc["samples"] = len(results)
+    doc["confidence"] = vote.confidence
+    doc["candidates"] = [{k: c[k] for k in CANDIDATE_FIELDS} for c in vote.candidates]
+    return doc
+
+
+CANDIDATE_FIELDS = ("lat", "lon", "country", "country_code", "city", "share", "votes", "reasoning")
 
 
 def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
