@@ -19,9 +19,14 @@ scatters them. So we sample N reasonings, place each with the one scorer (the ca
 4. **Answer = the winning cluster's medoid**: the member with the smallest summed great-circle
    distance to the other members (a real sample, so it comes with its own country, city and
    reasoning; no averaged coordinates that no sample said). Ties: the earliest sample.
-5. **Confidence = the winner's size / N**, in [0, 1]. Unplaced samples count in N, so a model that
-   often fails to answer is less confident; with nothing located the answer is None and the
-   confidence 0.
+5. **Agreement = the winner's size / N**, in [0, 1]. Unplaced samples count in N, so a model that
+   often fails to answer agrees less; with nothing located the answer is None and the agreement 0.
+6. **Confidence = the agreement, calibrated.** Agreement is not yet a probability: a model whose
+   errors are systematic (it confuses two cities' landmarks) agrees with itself on wrong answers
+   too, and the tiny models' 8 samples agreed 20-30 points above their accuracy. A `Calibration`
+   fitted on a labelled dev split (`globe eval calibrate`, never the test set) maps agreement to
+   the share of answers within 25 km by isotonic regression; without one the confidence is the
+   raw agreement.
 
 All distances are `globe.geo.haversine_km` (never raw longitude differences), so the antimeridian
 (179.9 E next to 179.9 W) and the poles (every longitude meets there) need no special case.
@@ -66,7 +71,7 @@ class Vote:
         return self.clusters[0] if self.clusters else None
 
     @property
-    def confidence(self) -> float:
+    def agreement(self) -> float:
         """The winner's share of all n samples; 0.0 when no sample was located."""
         return self.clusters[0].share if self.clusters else 0.0
 
@@ -87,7 +92,7 @@ def vote(points: Sequence[Point], radius_km: float = DEFAULT_RADIUS_KM) -> Vote:
     """Cluster the samples' points by great-circle distance and rank the clusters (module doc).
 
     >>> v = vote([(48.85, 2.35), (48.86, 2.34), None, (41.9, 12.5)])
-    >>> v.winner.members, v.winner.medoid, v.confidence, v.n_unplaced
+    >>> v.winner.members, v.winner.medoid, v.agreement, v.n_unplaced
     ((0, 1), 0, 0.5, 1)
     """
     if not radius_km > 0:
@@ -120,9 +125,106 @@ def vote(points: Sequence[Point], radius_km: float = DEFAULT_RADIUS_KM) -> Vote:
     return Vote(n, tuple(clusters))
 
 
+class CalibrationError(ValueError):
+    """A calibration file that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Agreement -> P(the answer is within 25 km), fitted on a labelled dev split.
+
+    Isotonic regression (pool adjacent violators) of "within 25 km" on the agreement, so a higher
+    agreement never means a lower confidence; between the fitted agreements it interpolates
+    linearly, beyond them it holds the end values, and agreement 0 (no answer) is confidence 0.
+    It holds for the `samples` and `temperature` it was fitted at: they change what an agreement
+    means, so the harness refuses a mismatch and the server applies it only to that N.
+    """
+
+    points: tuple[tuple[float, float], ...]  # (agreement, confidence), agreement ascending
+    samples: int
+    temperature: float
+    n: int = 0  # rows it was fitted on
+    source: str = ""  # the run it was fitted on
+
+    def __call__(self, agreement: float) -> float:
+        if agreement <= 0:
+            return 0.0
+        xs, ys = zip(*self.points)
+        return float(np.interp(agreement, xs, ys))
+
+    @classmethod
+    def fit(cls, agreement: Sequence[float], correct: Sequence[bool], samples: int, temperature: float,
+            source: str = "") -> "Calibration":
+        """Pool adjacent violators over the distinct agreements, weighted by their counts.
+
+        >>> Calibration.fit([0.5, 0.5, 0.75, 0.75, 1.0, 1.0], [1, 0, 0, 0, 1, 1], samples=4, temperature=0.5).points
+        ((0.5, 0.25), (0.75, 0.25), (1.0, 1.0))
+        """
+        x, y = np.asarray(agreement, dtype=float), np.asarray(correct, dtype=float)
+        if not len(x):
+            raise CalibrationError("no rows to fit a calibration on")
+        blocks: list[list] = []  # [mean, weight, agreements]
+        for v in np.unique(x):
+            blocks.append([float(y[x == v].mean()), float((x == v).sum()), [float(v)]])
+            while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+                (m2, w2, v2), (m1, w1, v1) = blocks.pop(), blocks.pop()
+                blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, v1 + v2])
+        points = tuple((v, round(m, 6)) for m, _, vs in blocks for v in vs)
+        return cls(points, int(samples), float(temperature), n=len(x), source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"points": [list(p) for p in self.points], "samples": self.samples, "temperature": self.temperature,
+                "n": self.n, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "calibration") -> "Calibration":
+        if not isinstance(data, dict):
+            raise CalibrationError(f"{where}: expected a JSON object written by `globe eval calibrate`")
+        try:
+            points = tuple((float(a), float(b)) for a, b in data["points"])
+            samples, temperature = int(data["samples"]), float(data["temperature"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CalibrationError(f"{where}: needs points [[agreement, confidence], ...], samples and temperature ({exc!r})") from None
+        if not points or any(not (0 <= a <= 1 and 0 <= b <= 1) for a, b in points):
+            raise CalibrationError(f"{where}: points must be a non-empty list of pairs in [0, 1]")
+        if any(a1 >= a2 or b1 > b2 for (a1, b1), (a2, b2) in zip(points, points[1:])):
+            raise CalibrationError(f"{where}: points must rise: agreements strictly, confidences never falling")
+        if samples < 2 or temperature <= 0:
+            raise CalibrationError(f"{where}: samples must be >= 2 and temperature > 0, got {samples} and {temperature}")
+        return cls(points, samples, temperature, n=int(data.get("n", 0)), source=str(data.get("source", "")))
+
+    @classmethod
+    def load(cls, path: str) -> "Calibration":
+        import json
+        from pathlib import Path
+
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CalibrationError(f"{path}: cannot read the calibration ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    def check(self, where: str, temperature: float, samples: int | None = None) -> "Calibration":
+        """Refuse settings it was not fitted at: another temperature (or, when given, another N)
+        changes what an agreement means. Returns self, for chaining after `load`."""
+        if self.temperature != temperature or (samples is not None and self.samples != samples):
+            asked = f"temperature {temperature:g}" + (f" with samples={samples}" if samples is not None else "")
+            raise CalibrationError(f"{where} was fitted for samples={self.samples}, temperature={self.temperature:g}; "
+                                   f"these settings sample at {asked}: fit one for them (`globe eval calibrate`)")
+        return self
+
+    def save(self, path) -> None:
+        import json
+
+        from globe.io import atomic_write_bytes
+
+        atomic_write_bytes(path, json.dumps(self.to_dict(), indent=2).encode("utf-8"))
+
+
 @dataclass(frozen=True, slots=True)
 class Consensus:
-    """`consensus(texts)`: the vote, the winning sample (None: nothing located) and the candidates.
+    """`consensus(texts)`: the vote, the winning sample (None: nothing located), the candidates
+    and the confidence (the agreement, mapped through a calibration when one is given).
 
     `candidates` are the clusters best first, each `{"lat", "lon", "country", "country_code",
     "city", "share", "votes", "sample", "reasoning"}` from its medoid sample (`sample` = its index).
@@ -131,16 +233,20 @@ class Consensus:
     vote: Vote
     winner: int | None
     candidates: tuple[dict[str, Any], ...]
+    confidence: float
+    calibrated: bool = False
 
     @property
-    def confidence(self) -> float:
-        return self.vote.confidence
+    def agreement(self) -> float:
+        return self.vote.agreement
 
 
-def consensus(texts: Sequence[str | None], protocol: str | None = None, radius_km: float = DEFAULT_RADIUS_KM) -> Consensus:
+def consensus(texts: Sequence[str | None], protocol: str | None = None, radius_km: float = DEFAULT_RADIUS_KM,
+              calibration: Calibration | None = None) -> Consensus:
     r"""Parse and place every sampled text with the one parser and scorer, vote, describe the clusters.
 
     A None text (a failed generation) is an unplaced sample, like an answer that names no place.
+    `calibration` (fitted for this many samples) turns the agreement into the confidence.
 
     >>> c = consensus(["<answer>country: France\ncity: Paris</answer>"] * 2 + ["no idea", None])
     >>> c.winner, c.confidence, [(x["city"], x["country_code"], x["share"]) for x in c.candidates]
@@ -163,4 +269,6 @@ def consensus(texts: Sequence[str | None], protocol: str | None = None, radius_k
             "country": geo.country_name(code) if code else ans.country, "country_code": code, "city": ans.city,
             "share": c.share, "votes": len(c.members), "sample": c.medoid, "reasoning": ans.think,
         })
-    return Consensus(v, v.winner.medoid if v.winner else None, tuple(out))
+    calibrated = calibration is not None and calibration.samples == len(texts)
+    confidence = calibration(v.agreement) if calibrated else v.agreement  # type: ignore[misc]
+    return Consensus(v, v.winner.medoid if v.winner else None, tuple(out), confidence, calibrated)

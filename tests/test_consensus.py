@@ -1,14 +1,18 @@
 """Consensus voting on the globe (globe.consensus) and the calibration of its confidence
 (globe.evaluate.calibration): clustering across the antimeridian and the poles, ties, unplaced
-samples, the confidence's range, ECE and selective accuracy."""
+samples, the agreement's and the confidence's range, the fitted calibration, ECE and selective
+accuracy."""
 
 from __future__ import annotations
 
+import doctest
+import importlib
+import json
 import random
 
 import pytest
 
-from globe.consensus import consensus, vote
+from globe.consensus import Calibration, CalibrationError, consensus, vote
 from globe.evaluate.calibration import calibration, expected_calibration_error, reliability, selective_accuracy
 from globe.geo import haversine_km
 
@@ -25,14 +29,14 @@ def test_samples_either_side_of_the_antimeridian_are_one_cluster():
     # 0.1 degrees of longitude apart across 180 (about 11 km at the equator); raw differences say 359.9
     points = [(-17.0, 179.95), (-17.0, -179.95), (-17.02, 179.99), (-17.0, 10.0)]
     v = vote(points)
-    assert v.winner.members == (0, 1, 2) and v.confidence == 0.75
+    assert v.winner.members == (0, 1, 2) and v.agreement == 0.75
     assert v.winner.radius_km < 25 and [c.members for c in v.clusters] == [(0, 1, 2), (3,)]
 
 
 def test_samples_near_a_pole_at_any_longitude_are_one_cluster():
     north = [(89.95, 0.0), (89.95, 180.0), (89.95, -90.0), (89.95, 45.0)]  # all within ~11 km of the pole
     v = vote(north + [(-89.95, 0.0)])
-    assert v.winner.members == (0, 1, 2, 3) and v.confidence == 0.8
+    assert v.winner.members == (0, 1, 2, 3) and v.agreement == 0.8
     assert [c.members for c in v.clusters][1] == (4,)  # the south pole is 20,000 km away
 
 
@@ -62,13 +66,13 @@ def test_ties_go_to_the_tighter_cluster_then_to_the_earliest_sample():
     assert vote(same_a + same_b).winner.members == (0, 1)  # an exact tie: the cluster holding sample 0
     assert vote([same_b[0], same_a[0], same_b[1], same_a[1]]).winner.members == (0, 2)
     split = vote([(k * 10.0, 0.0) for k in range(8)])  # an 8-way split: each its own cluster, sample 0 wins
-    assert split.winner.members == (0,) and split.confidence == 0.125 and len(split.clusters) == 8
+    assert split.winner.members == (0,) and split.agreement == 0.125 and len(split.clusters) == 8
 
 
 def test_all_samples_unplaced_give_no_answer_and_zero_confidence():
     v = vote([None] * 5)
-    assert v.winner is None and v.confidence == 0.0 and v.n_unplaced == 5 and v.clusters == ()
-    assert vote([]).confidence == 0.0
+    assert v.winner is None and v.agreement == 0.0 and v.n_unplaced == 5 and v.clusters == ()
+    assert vote([]).agreement == 0.0
     c = consensus([None, "I cannot tell where this is.", "", "<answer>country: Narnia</answer>"])
     assert c.winner is None and c.confidence == 0.0 and c.candidates == () and c.vote.n_unplaced == 4
 
@@ -82,20 +86,20 @@ def test_radius_must_be_positive():
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_confidence_is_the_winners_share_of_all_samples_in_0_1(seed):
+def test_agreement_is_the_winners_share_of_all_samples_in_0_1(seed):
     rng = random.Random(seed)
     n = rng.randint(1, 16)
     points = [None if rng.random() < 0.3 else (rng.uniform(-90, 90), rng.uniform(-180, 180)) for _ in range(n)]
     points += [points[0]] * rng.randint(0, 3)  # some agreement
     v = vote(points)
-    assert 0.0 <= v.confidence <= 1.0
-    assert v.confidence == (len(v.winner.members) / len(points) if v.winner else 0.0)
+    assert 0.0 <= v.agreement <= 1.0
+    assert v.agreement == (len(v.winner.members) / len(points) if v.winner else 0.0)
     assert sorted(i for c in v.clusters for i in c.members) == [i for i, p in enumerate(points) if p is not None]
     assert all(len(a.members) >= len(b.members) for a, b in zip(v.clusters, v.clusters[1:]))  # best first
     assert abs(sum(c.share for c in v.clusters) + v.n_unplaced / len(points) - 1.0) < 1e-9
 
 
-def test_unplaced_samples_count_against_the_confidence():
+def test_unplaced_samples_count_against_the_agreement_and_so_the_confidence():
     paris = answer("Paris", "France")
     assert consensus([paris] * 4).confidence == 1.0
     assert consensus([paris] * 3 + [None]).confidence == 0.75  # a failed generation
@@ -155,3 +159,57 @@ def test_calibration_block_only_for_rows_with_a_confidence():
     block = calibration(rows)
     assert block["mean_confidence"] == 0.5 and block["ece"] == pytest.approx((0.0 + 0.5 + 0.0) / 3)
     assert [p["accuracy"] for p in block["selective_accuracy"] if p["coverage"] in (0.3, 1.0)] == [1.0, pytest.approx(1 / 3)]
+
+
+# ----------------------------------------------------------------------------- fitted calibration
+
+
+def test_a_fitted_calibration_maps_agreement_to_the_share_within_25_km_monotonically():
+    # dev rows: unanimous answers right 3 times in 4, split ones right 1 in 4 ... and a violator
+    agreement = [1.0] * 4 + [0.5] * 4 + [0.75] * 2
+    correct = [1, 1, 1, 0] + [1, 0, 0, 0] + [0, 0]
+    cal = Calibration.fit(agreement, correct, samples=4, temperature=0.5, source="dev")
+    assert cal.points == ((0.5, round(1 / 6, 6)), (0.75, round(1 / 6, 6)), (1.0, 0.75))  # 0.75 pooled with 0.5
+    assert cal(1.0) == 0.75 and cal(0.0) == 0.0 and cal(0.25) == pytest.approx(1 / 6, abs=1e-6)
+    assert cal(0.875) == pytest.approx((1 / 6 + 0.75) / 2, abs=1e-6)  # interpolated between fitted agreements
+    rng = random.Random(0)
+    xs = [rng.choice([0.125 * k for k in range(9)]) for _ in range(300)]
+    big = Calibration.fit(xs, [rng.random() < x * 0.6 for x in xs], samples=8, temperature=0.5)
+    ys = [big(x / 100) for x in range(101)]
+    assert all(0 <= y <= 1 for y in ys) and ys == sorted(ys)  # in [0, 1] and never falling
+
+
+def test_calibration_is_applied_only_to_the_n_it_was_fitted_for(tmp_path):
+    cal = Calibration(((0.5, 0.2), (1.0, 0.6)), samples=4, temperature=0.5)
+    paris = answer("Paris", "France")
+    c = consensus([paris] * 4, calibration=cal)
+    assert (c.agreement, c.confidence, c.calibrated) == (1.0, 0.6, True)
+    other = consensus([paris] * 3, calibration=cal)  # three samples: agreement means something else
+    assert (other.confidence, other.calibrated) == (1.0, False)
+    assert consensus(["no idea"] * 4, calibration=cal).confidence == 0.0
+    cal.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == cal
+
+
+@pytest.mark.parametrize("doc, fragment", [
+    ([], "expected a JSON object"),
+    ({"points": [[0.5, 0.2]], "samples": 4}, "needs points"),
+    ({"points": [], "samples": 4, "temperature": 0.5}, "non-empty"),
+    ({"points": [[0.5, 1.2]], "samples": 4, "temperature": 0.5}, "pairs in [0, 1]"),
+    ({"points": [[0.5, 0.6], [1.0, 0.2]], "samples": 4, "temperature": 0.5}, "must rise"),
+    ({"points": [[0.5, 0.6]], "samples": 1, "temperature": 0.5}, "samples must be >= 2"),
+])
+def test_a_bad_calibration_file_is_refused_naming_the_file(tmp_path, doc, fragment):
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CalibrationError) as err:
+        Calibration.load(path)
+    assert str(path) in str(err.value) and fragment in str(err.value)
+    with pytest.raises(CalibrationError, match="cannot read"):
+        Calibration.load(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize("module", ["globe.consensus", "globe.evaluate.calibration"])
+def test_docstring_examples(module):
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

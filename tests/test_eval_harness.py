@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from globe.cli import app
+from globe.config import SAMPLE_TEMPERATURE
 from globe.data.scene_reader import SceneReaderEngine
 from globe.engines.base import Result
 from globe.evaluate.benchmarks import load_benchmark
@@ -202,6 +203,7 @@ def test_a_consensus_run_votes_reports_its_confidence_and_compares_with_greedy(g
     assert engine.calls == [4 * 8] * (len(samples) // 8) + ([4 * (len(samples) % 8)] if len(samples) % 8 else [])
     for r in rows:
         assert r["samples"] == 4 and 0 <= r["confidence"] <= 1 and r["confidence"] * 4 == round(r["confidence"] * 4)
+        assert r["agreement"] == r["confidence"] and r["calibrated"] is False  # no calibration given
         if r["candidates"]:  # the row is scored from the winning sample, the first candidate
             assert (r["pred_city"], r["confidence"]) == (r["candidates"][0]["city"], r["candidates"][0]["share"])
             assert sum(c["votes"] for c in r["candidates"]) + r["n_unplaced"] == 4
@@ -224,6 +226,30 @@ def test_a_consensus_run_votes_reports_its_confidence_and_compares_with_greedy(g
         run(geoscenes, tmp_path / "voted", Unsure())
 
 
+def test_a_calibration_fitted_on_one_run_gives_the_confidence_of_the_next(geoscenes, tmp_path):
+    from globe.consensus import Calibration
+    from globe.evaluate.runner import consensus_calibration
+
+    run(geoscenes, tmp_path / "dev", Unsure(), samples=4)
+    fitted = CliRunner().invoke(app, ["eval", "calibrate", str(tmp_path / "dev")])
+    assert fitted.exit_code == 0, fitted.output
+    cal = Calibration.load(tmp_path / "dev" / "calibration.json")
+    assert (cal.samples, cal.temperature) == (4, 0.7) and cal.n > 0 and str(tmp_path / "dev") in cal.source
+    samples = load_benchmark("geoscenes", path=geoscenes)
+    m = evaluate(Unsure(), samples, tmp_path / "calibrated", RunSpec(**{**spec(samples=4).__dict__, "calibration": cal.to_dict()}),
+                 n_boot=0, gallery_size=0, progress=False)
+    rows = [json.loads(x) for x in (tmp_path / "calibrated" / PREDICTIONS).read_text().splitlines()]
+    assert all(r["calibrated"] and r["confidence"] == pytest.approx(cal(r["agreement"])) for r in rows)
+    assert m["ece"] <= m["ece_agreement"] + 1e-9  # fitted on these very images: in-sample, at least as good
+    assert json.loads((tmp_path / "calibrated" / "run.json").read_text())["calibration"] == cal.to_dict()
+    with pytest.raises(RunError, match="calibration"):  # another calibration never resumes these rows
+        evaluate(Unsure(), samples, tmp_path / "calibrated", spec(samples=4), n_boot=0, gallery_size=0, progress=False)
+    with pytest.raises(RunError, match="fitted for samples=4, temperature=0.7; these settings sample at temperature 0.7 with samples=8"):
+        consensus_calibration(str(tmp_path / "dev" / "calibration.json"), 8, 0.7)
+    greedy = CliRunner().invoke(app, ["eval", "calibrate", str(tmp_path / "calibrated" / "..")])
+    assert greedy.exit_code == 2 and "not an evaluation run" in greedy.output
+
+
 def test_cli_samples_over_an_openai_endpoint_are_concurrent_requests(geoscenes, tmp_path):
     from globe.data.teacher_server import TeacherServer
 
@@ -235,7 +261,7 @@ def test_cli_samples_over_an_openai_endpoint_are_concurrent_requests(geoscenes, 
         assert res.exit_code == 0, res.output
         assert server.requests == 12
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert (info["samples"], info["temperature"]) == (3, 0.7)
+    assert (info["samples"], info["temperature"]) == (3, SAMPLE_TEMPERATURE)  # eval.sample_temperature's default
     summary = json.loads(res.output[res.output.index("{"):])
     assert summary["mean_confidence"] == 1.0 and "ece" in summary  # a deterministic reader agrees with itself
     bad = CliRunner().invoke(app, ["eval", "run", "--model", "m", "--data", str(geoscenes), "--out", str(tmp_path / "x"),

@@ -168,6 +168,7 @@ def test_samples_answer_with_the_consensus_its_confidence_and_the_candidates():
     response, _ = asyncio.run(model(body))
     voted, greedy = response["predictions"]
     assert (voted["city"], voted["country_code"], voted["samples"], voted["confidence"]) == ("Paris", "FR", 4, 0.75)
+    assert voted["agreement"] == 0.75 and voted["calibrated"] is False  # no serve.calibration: the raw agreement
     assert [(c["city"], c["share"], c["votes"], c["reasoning"]) for c in voted["candidates"]] == [
         ("Paris", 0.75, 3, "I see Paris."), ("Rome", 0.25, 1, "I see Rome.")]
     assert haversine_km(voted["lat"], voted["lon"], voted["candidates"][0]["lat"], voted["candidates"][0]["lon"]) == 0
@@ -189,3 +190,18 @@ def test_failed_samples_count_against_the_confidence_and_all_failed_is_an_error(
     assert lost["confidence"] == 0.0 and lost["candidates"] == [] and lost["lat"] is None and lost["raw"] == "no idea"
     failed = consensus_prediction([Result(error="timeout")] * 3, "z")
     assert isinstance(failed, GenerationFailed) and "timeout" in str(failed)
+
+
+def test_serve_calibration_maps_the_agreement_for_its_n_and_must_match_the_temperature(tmp_path):
+    from globe.consensus import Calibration, CalibrationError
+    from globe.serve.model import build_predictor
+
+    Calibration(((0.25, 0.1), (1.0, 0.55)), samples=4, temperature=0.5).save(tmp_path / "cal.json")
+    cfg = ServeGroup(calibration=str(tmp_path / "cal.json"), sample_temperature=0.5)
+    engine = Scripted(lambda req, j: _say("Paris", "France"))
+    predictor = build_predictor(cfg, engine)
+    four, three = predictor.predict([None, None], ["a", "b"], [4, 3])
+    assert (four["agreement"], four["confidence"], four["calibrated"]) == (1.0, 0.55, True)
+    assert (three["agreement"], three["confidence"], three["calibrated"]) == (1.0, 1.0, False)  # fitted for N = 4 only
+    with pytest.raises(CalibrationError, match="fitted for samples=4, temperature=0.5; these settings sample at temperature 0.9:"):
+        build_predictor(ServeGroup(calibration=str(tmp_path / "cal.json"), sample_temperature=0.9), engine)

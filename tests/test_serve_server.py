@@ -227,9 +227,9 @@ def test_samples_ask_for_a_consensus_over_v1_and_v2(server):
         {"image_b64": b64(image), "id": "a", "samples": 3}, {"image_b64": b64(image), "id": "b"}]})
     assert v1.status_code == 200, v1.text
     voted, greedy = v1.json()["predictions"]
-    assert set(voted) == FIELDS | {"samples", "confidence", "candidates"} and set(greedy) == FIELDS
-    assert voted["samples"] == 3 and 0.0 <= voted["confidence"] <= 1.0
-    assert voted["confidence"] == (voted["candidates"][0]["share"] if voted["candidates"] else 0.0)
+    assert set(voted) == FIELDS | {"samples", "agreement", "confidence", "calibrated", "candidates"} and set(greedy) == FIELDS
+    assert voted["samples"] == 3 and 0.0 <= voted["confidence"] <= 1.0 and voted["calibrated"] is False
+    assert voted["confidence"] == voted["agreement"] == (voted["candidates"][0]["share"] if voted["candidates"] else 0.0)
     for cand in voted["candidates"]:
         assert set(cand) == {"lat", "lon", "country", "country_code", "city", "share", "votes", "reasoning"}
     body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(image)]}], "parameters": {"samples": 2}}

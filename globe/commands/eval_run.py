@@ -17,6 +17,7 @@ def add_commands(eval_app: typer.Typer) -> None:
     """Attach the harness commands to the `eval` group."""
     eval_app.command("run")(run)
     eval_app.command("compare")(compare)
+    eval_app.command("calibrate")(calibrate)
 
 
 def run(
@@ -80,3 +81,21 @@ def compare(
     from rich.console import Console
 
     Console(width=140).print(comparison_table(result))
+
+
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="a consensus run (--samples N) on a labelled dev split, not the test set")],
+    out: Annotated[Path | None, typer.Option("--out", help="calibration file (default RUN_DIR/calibration.json)")] = None,
+) -> None:
+    """Fit the consensus confidence: agreement -> share within 25 km (isotonic), for eval/serve.calibration."""
+    from globe.consensus import CalibrationError
+    from globe.evaluate.calibration import fit_run
+
+    try:
+        cal = fit_run(run_dir)
+    except (CalibrationError, OSError, ValueError) as exc:
+        fail(str(exc))
+    path = out or run_dir / "calibration.json"
+    cal.save(path)
+    print_json({"out": str(path), "samples": cal.samples, "temperature": cal.temperature, "n": cal.n,
+                "points": [list(p) for p in cal.points]})

@@ -80,10 +80,11 @@ def predict(
     try:
         print_json(predict_files(images, uri, cfg, samples=samples))
     except Exception as exc:  # bad files and bad model URIs are user errors with a clear message
+        from globe.consensus import CalibrationError
         from globe.serve.inputs import BadInput
         from globe.serve.model_source import ModelSourceError
 
-        if isinstance(exc, (BadInput, ModelSourceError, FileNotFoundError)):
+        if isinstance(exc, (BadInput, ModelSourceError, FileNotFoundError, CalibrationError)):
             fail(str(exc))
         raise
 

@@ -154,10 +154,11 @@ class RunSpec:
     model_fingerprint: str | None = None
     samples: int = 1  # > 1: consensus of that many sampled reasonings per image (globe.consensus)
     top_p: float = 1.0
+    calibration: dict[str, Any] | None = None  # globe.consensus.Calibration.to_dict() behind `confidence`
 
     IDENTITY = ("benchmark", "model", "engine", "prompt", "system", "max_new_tokens", "temperature", "model_fingerprint",
-                "samples", "top_p")
-    BEFORE = {"samples": 1, "top_p": 1.0}  # what a run.json written before these fields existed meant
+                "samples", "top_p", "calibration")
+    BEFORE = {"samples": 1, "top_p": 1.0, "calibration": None}  # what a run.json written before these fields meant
 
     def __post_init__(self) -> None:
         if self.model_fingerprint is None:
@@ -198,16 +199,16 @@ def _load_batch(batch: list[Sample]) -> list[tuple[Any, str | None]]:
     return out
 
 
-def sample_and_vote(engine, requests: Sequence, sampling) -> tuple[list, list[dict]]:
+def sample_and_vote(engine, requests: Sequence, sampling, calibration=None) -> tuple[list, list[dict]]:
     """`sampling.n` samples per request in one engine call, voted (`globe.consensus`, headline
     protocol): per request the winning sample's Result (scored like a greedy answer) and the row's
-    consensus fields (`samples`, `confidence`, `n_unplaced`, `candidates`)."""
+    consensus fields (`samples`, `agreement`, `confidence`, `n_unplaced`, `candidates`)."""
     from globe.engines.base import generate_samples
     from globe.evaluate.scoring import vote_samples
 
     if not requests:
         return [], []
-    picked = [vote_samples(group) for group in generate_samples(engine, requests, sampling)]
+    picked = [vote_samples(group, calibration) for group in generate_samples(engine, requests, sampling)]
     return [p[0] for p in picked], [p[1] for p in picked]
 
 
@@ -238,6 +239,12 @@ def predict(
                         seed=spec.extra.get("seed"))
     returns_json = getattr(engine, "kind", "") == "globe-predictor"
     consensus = spec.samples > 1 and not returns_json  # a served predictor votes itself (`samples` in the request)
+    if spec.calibration is not None:
+        from globe.consensus import Calibration
+
+        calibration = Calibration.from_dict(spec.calibration, f"{out_dir / RUN_INFO}: calibration")
+    else:
+        calibration = None
 
     from tqdm.auto import tqdm
 
@@ -253,7 +260,7 @@ def predict(
             requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=s.id) for s, img in live]
             extras: list[dict] | None = None
             if consensus:
-                answered, extras = sample_and_vote(engine, requests, replace(sampling, n=spec.samples))
+                answered, extras = sample_and_vote(engine, requests, replace(sampling, n=spec.samples), calibration)
             else:
                 answered = engine.generate(requests, sampling) if requests else []
             if len(answered) != len(requests):
@@ -423,6 +430,18 @@ def evaluate(
     return metrics
 
 
+def consensus_calibration(path: str | None, samples: int, temperature: float) -> dict[str, Any] | None:
+    """`eval.calibration` loaded and checked against the run's N and temperature (None: raw agreement)."""
+    if path is None or samples < 2:
+        return None
+    from globe.consensus import Calibration, CalibrationError
+
+    try:
+        return Calibration.load(path).check(f"eval.calibration {path}", temperature, samples).to_dict()
+    except CalibrationError as exc:
+        raise RunError(str(exc)) from None
+
+
 def run_benchmark(params, model: str, samples: Sequence[Sample], out_dir: Path, *, benchmark: str,
                   engine: str | None = None, base_url: str | None = None, progress: bool = True,
                   lineage: Sequence[tuple[str, str]] = ()) -> dict:
@@ -437,6 +456,7 @@ def run_benchmark(params, model: str, samples: Sequence[Sample], out_dir: Path, 
     spec = RunSpec(benchmark=benchmark, model=model, engine=kind, prompt=GEO_PROMPT, system=GEO_SYSTEM,
                    max_new_tokens=ev.max_new_tokens, temperature=ev.sample_temperature if n > 1 else ev.temperature,
                    top_p=ev.sample_top_p if n > 1 else 1.0, samples=n, batch_size=ev.batch_size,
+                   calibration=None if kind == "globe-predictor" else consensus_calibration(ev.calibration, n, ev.sample_temperature),
                    extra={"seed": params.base.seed})
     eng = build_engine(kind, model, base_url=base_url or ev.base_url, batch_size=ev.batch_size,
                        concurrency=ev.concurrency, seed=params.base.seed, samples=n)

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from globe.evaluate.benchmarks import Sample
 
 # What a consensus answer adds to a row (the harness's own vote, or a served predictor's document).
-CONSENSUS_FIELDS = ("samples", "confidence", "candidates")
+CONSENSUS_FIELDS = ("samples", "agreement", "confidence", "calibrated", "candidates")
 
 
 def _predictor_fields(text: str) -> tuple[dict[str, Any], str | None]:
@@ -41,25 +41,28 @@ def _predictor_fields(text: str) -> tuple[dict[str, Any], str | None]:
     return fields, raw
 
 
-def vote_samples(results: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+def vote_samples(results: Sequence[Any], calibration: Any = None) -> tuple[Any, dict[str, Any]]:
     """One image's N sampled `Result`s -> the winning sample's Result and the row's consensus fields.
 
     The vote is `globe.consensus` under the headline protocol, so the winner is scored like any
     greedy answer and its `distance_km` is the one the confidence is calibrated against. With no
     sample located the row keeps the first answered text (an unparsed miss, confidence 0); with
     every sample failed it keeps the first error (the harness retries the image on resume).
+    `calibration` (a `globe.consensus.Calibration`) maps the agreement to the confidence.
     """
     from globe.consensus import consensus
 
     texts = [r.text if r.ok else None for r in results]
-    vote = consensus(texts)
+    vote = consensus(texts, calibration=calibration)
     if vote.winner is not None:
         pick = results[vote.winner]
     else:
         pick = next((r for r in results if r.ok), results[0])
     fields = {
         "samples": len(results),
+        "agreement": vote.agreement,
         "confidence": vote.confidence,
+        "calibrated": vote.calibrated,
         "n_unplaced": vote.vote.n_unplaced,
         "n_sample_errors": sum(1 for r in results if not r.ok),
         "candidates": [dict(c) for c in vote.candidates],

@@ -12,7 +12,8 @@ shapes the protocol's response.
   plus `country_code`, `city` (BYTES) and `lat`, `lon` (FP64, NaN when unknown).
 - Either may ask for a consensus answer: `"samples": N` in a V1 instance, or in a V2 request's
   `parameters`, 1 <= N <= `serve.max_samples` (else HTTP 400). The prediction document then
-  carries `samples`, `confidence` and `candidates` (`globe.serve.predictor.consensus_prediction`).
+  carries `samples`, `agreement`, `confidence`, `calibrated` and `candidates`
+  (`globe.serve.predictor.consensus_prediction`).
 
 Images from every request go through one `DynamicBatcher`, so concurrent requests share engine calls.
 """
@@ -66,11 +67,18 @@ def limits_from(cfg: ServeGroup) -> InputLimits:
 
 def build_predictor(cfg: ServeGroup, engine: Engine, judge: Engine | None = None) -> GeoPredictor:
     """The predictor with the `serve` group's decoding: greedy answers, and consensus samples at
-    `serve.sample_temperature` / `sample_top_p` for requests that ask for `samples`."""
+    `serve.sample_temperature` / `sample_top_p` for requests that ask for `samples`, their
+    confidence calibrated by `serve.calibration` (for the N it was fitted at) when one is set."""
     greedy = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed)
     sampled = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=cfg.sample_temperature, top_p=cfg.sample_top_p,
                        seed=cfg.seed)
-    return GeoPredictor(engine, greedy, judge=judge, consensus_sampling=sampled)
+    calibration = None
+    if cfg.calibration:
+        from globe.consensus import Calibration
+
+        # any N may be asked for; the calibration applies to its own N only (`calibrated` says which)
+        calibration = Calibration.load(cfg.calibration).check(f"serve.calibration {cfg.calibration}", cfg.sample_temperature)
+    return GeoPredictor(engine, greedy, judge=judge, consensus_sampling=sampled, calibration=calibration)
 
 
 def build_engines(cfg: ServeGroup, model: str, cache_dir: str | None = None) -> tuple[Engine, Engine | None]:

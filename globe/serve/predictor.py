@@ -10,8 +10,9 @@ than invented. The scorer that decides this (`globe.scorer`) is the one evaluati
 
 Asked for `samples` N > 1 (per V1 instance, or a V2 request parameter), the predictor samples N
 reasonings and answers with their great-circle consensus (`globe.consensus`): the winning
-sample's document plus `confidence` (its cluster's share of the N) and `candidates` (every
-cluster: coordinates, country, city, share, votes, one reasoning).
+sample's document plus `agreement` (its cluster's share of the N), `confidence` (the agreement
+through `serve.calibration` when one is set for that N) and `candidates` (every cluster:
+coordinates, country, city, share, votes, one reasoning).
 
 `GeoPredictor` is used both by the KServe model (via the dynamic batcher) and by `globe predict`,
 so a file predicted locally and the same file sent over HTTP give the same answer.
@@ -30,6 +31,8 @@ from globe.prompts import GEO_PROMPT, GEO_SYSTEM, localizability_prompt
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from globe.consensus import Calibration
+
 
 class GenerationFailed(InferenceError):
     """The engine could not produce text for an image (timeout, upstream error): HTTP 500."""
@@ -42,6 +45,7 @@ class GeoPredictor:
     judge: Engine | None = None
     # decoding of consensus answers (serve.sample_temperature / sample_top_p); None = consensus off
     consensus_sampling: Sampling | None = None
+    calibration: "Calibration | None" = None  # serve.calibration: agreement -> confidence, for its N
 
     def predict(self, images: Sequence["Image"], ids: Sequence[str] | None = None,
                 samples: Sequence[int] | None = None) -> list[dict[str, Any] | Exception]:
@@ -65,7 +69,7 @@ class GeoPredictor:
                 raise ValueError("this predictor has no consensus_sampling; it cannot answer samples > 1")
             groups = generate_samples(self.engine, requests, replace(self.consensus_sampling, n=n))
             for i, req, group in zip(idx, requests, groups):
-                out[i] = consensus_prediction(group, req.id)
+                out[i] = consensus_prediction(group, req.id, self.calibration)
         assert all(p is not None for p in out)  # every N group answered its images
         done: list[dict[str, Any] | Exception] = out  # type: ignore[assignment]
         if self.judge is not None:
@@ -84,25 +88,31 @@ class GeoPredictor:
                 pred["localizability_error"] = verdict.error
 
 
-def consensus_prediction(results: Sequence[Result], request_id: str = "") -> dict[str, Any] | Exception:
-    """The answer document of the winning sample, plus `samples`, `confidence` and `candidates`.
+def consensus_prediction(results: Sequence[Result], request_id: str = "",
+                         calibration: "Calibration | None" = None) -> dict[str, Any] | Exception:
+    """The answer document of the winning sample, plus `samples`, `agreement`, `confidence`,
+    `calibrated` and `candidates`.
 
     The vote (`globe.consensus`) places each sample as this server places any answer (the
     "stated" protocol of `answer_to_prediction`), so the winner's `lat`/`lon` are its candidate's.
-    `confidence` says whether the model agrees with itself; the judge's `localizability` (when
-    configured) says whether the photo can be placed at all: two separate questions, two fields.
-    Failed samples count against the confidence; when all fail the image fails (HTTP 500).
+    `agreement` is the winner's share of the samples; `confidence` is the agreement mapped through
+    `calibration` when that was fitted for this many samples (`calibrated: true`), else the
+    agreement itself. They say whether the model agrees with itself; the judge's `localizability`
+    (when configured) says whether the photo can be placed at all: separate questions, separate
+    fields. Failed samples count against the agreement; when all fail the image fails (HTTP 500).
     """
     from globe.consensus import consensus
 
     texts = [r.text if r.ok else None for r in results]
     if all(t is None for t in texts):
         return GenerationFailed(f"generation failed for image {request_id or '#'}: {results[0].error}")
-    vote = consensus(texts, protocol="stated")
+    vote = consensus(texts, protocol="stated", calibration=calibration)
     pick = vote.winner if vote.winner is not None else next(i for i, t in enumerate(texts) if t is not None)
     doc = answer_to_prediction(texts[pick] or "", request_id)
     doc["samples"] = len(results)
+    doc["agreement"] = vote.agreement
     doc["confidence"] = vote.confidence
+    doc["calibrated"] = vote.calibrated
     doc["candidates"] = [{k: c[k] for k in CANDIDATE_FIELDS} for c in vote.candidates]
     return doc
 
