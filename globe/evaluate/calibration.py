@@ -139,7 +139,8 @@ def plot_calibration(block: Mapping[str, Any], path: Path, title: str | None = N
         left.annotate(str(b["n"]), (b["lo"] + width / 2, b["accuracy"]), textcoords="offset points", xytext=(0, 3),
                       ha="center", fontsize=7, color="0.3")
     left.plot([0, 1], [0, 1], ls="--", color="0.4", lw=1, label="perfect calibration")
-    left.set(xlim=(0, 1), ylim=(0, 1.05), xlabel="confidence (share of samples in the winning cluster)",
+    what = "agreement calibrated on a dev split" if "ece_agreement" in block else "share of samples in the winning cluster"
+    left.set(xlim=(0, 1), ylim=(0, 1.05), xlabel=f"confidence ({what})",
              ylabel=f"share within {TARGET_KM:g} km", title=f"reliability (ECE {block['ece']:.3f}, n per bin on bars)")
     left.legend(loc="upper left", fontsize=8)
     curve = [p for p in block["selective_accuracy"] if p["accuracy"] is not None]
