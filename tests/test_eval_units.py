@@ -329,3 +329,24 @@ def test_the_importer_and_the_benchmark_loader_judge_a_coordinate_alike(tmp_path
         one.write_text(f"IMG_ID,LAT,LON\nr{i}.jpg,{raw},2.0\n")
         with pytest.raises(BenchmarkError, match="field 'LAT' must"):
             load_benchmark("im2gps3k", csv_path=one, images=tmp_path / "img")
+
+
+def test_open_image_fits_an_exif_rotated_jpeg_upright_and_leaves_small_ones_alone(tmp_path):
+    from PIL import Image
+
+    from globe.evaluate.runner import open_image
+
+    stored = Image.new("RGB", (400, 200), "navy")
+    stored.paste((250, 200, 0), (0, 0, 200, 200))  # left half yellow in storage: top half once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait (rotated 90 degrees clockwise)
+    stored.save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    seen = []
+    upright = open_image(str(tmp_path / "turned.jpg"))
+    fitted = open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: seen.append((w, h)) or (w // 8, h // 8))
+    assert upright.size == (200, 400) and seen == [(200, 400)] and fitted.size == (25, 50)
+    expect = np.asarray(upright.resize((25, 50)), dtype=float)
+    assert np.abs(np.asarray(fitted, dtype=float) - expect).mean() < 4
+    assert fitted.getpixel((12, 5))[2] < 100 < fitted.getpixel((12, 45))[2]  # yellow on top, navy below
+    assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: (2 * w, 2 * h)).size == (200, 400)  # no upscaling here
+    assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: None).size == (200, 400)
