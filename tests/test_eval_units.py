@@ -16,7 +16,7 @@ from globe.evaluate import breakdown, metrics
 from globe.evaluate.benchmarks import BenchmarkError, Sample, load_benchmark
 from globe.evaluate.plots import accuracy_curve, great_circle_paths, plot_accuracy_curve, plot_world_map
 from globe.evaluate.report import render_report, select_gallery
-from globe.evaluate.runner import PredictionLog, RunError, RunSpec
+from globe.evaluate.runner import RunError, RunSpec
 
 
 def _jpg(path: Path, color=(120, 80, 40)) -> Path:
@@ -262,21 +262,6 @@ def test_report_is_self_contained_escaped_and_spans_the_error_range(tmp_path):
 
 
 # ----------------------------------------------------------------------------- run log and resume
-
-
-def test_prediction_log_cuts_a_torn_tail_and_refuses_foreign_files(tmp_path):
-    path = tmp_path / "predictions.jsonl"
-    log = PredictionLog(path)
-    log.append([{"id": "a", "error": None}, {"id": "b", "error": "timeout"}])
-    with path.open("ab") as fh:
-        fh.write(b'{"id": "c", "err')  # SIGKILL in the middle of a write
-    again = PredictionLog(path)
-    assert again.dropped_tail_bytes == 16 and again.done() == {"a"}  # b failed: it is retried
-    again.append([{"id": "b", "error": None}])
-    assert PredictionLog(path).done() == {"a", "b"}
-    path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
-    with pytest.raises(RunError, match="not a prediction row and more data follows"):
-        PredictionLog(path)
 
 
 def test_resume_into_a_directory_of_another_model_is_refused(tmp_path):

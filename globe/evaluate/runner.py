@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from globe.evaluate.benchmarks import Sample
 from globe.io import atomic_write_bytes
+from globe.jsonl import ResumableJsonl, json_line
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"
@@ -83,64 +84,16 @@ def open_image(ref: str, fit: Callable[[int, int], tuple[int, int] | None] | Non
 DRAFT_MARGIN = 2  # decode at least twice the model's input size: the resize then still antialiases
 
 
-class PredictionLog:
-    """Resumable JSONL of scored rows, one line per image; the last line for an id wins.
-
-    Opening the log reads what is there, cuts a torn last line (a SIGKILL mid-write) and refuses a
-    file with a damaged line in the middle, which was not written by this class.
-    """
+class PredictionLog(ResumableJsonl):
+    """predictions.jsonl (`globe.jsonl.ResumableJsonl`): one scored row per image, appended a batch
+    at a time; the last line for an id wins, so a retried row supersedes its failed one."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
-        self.rows: dict[str, dict] = {}
-        self.dropped_tail_bytes = 0
-        if self.path.exists():
-            self._load()
+        super().__init__(path, what="prediction row", error=RunError)
 
-    def _load(self) -> None:
-        good_end = 0
-        with self.path.open("rb") as fh:
-            data = fh.read()
-        offset = 0
-        for raw in data.splitlines(keepends=True):
-            end = offset + len(raw)
-            try:
-                if not raw.endswith(b"\n"):
-                    raise ValueError("torn line")
-                row = json.loads(raw)
-                if not isinstance(row, dict) or "id" not in row:
-                    raise ValueError("not a prediction row")
-            except ValueError:
-                if data[end:].strip():
-                    raise RunError(
-                        f"{self.path}: line at byte {offset} is not a prediction row and more data follows; "
-                        "this file was not written by the harness (move it away or use another --out)"
-                    ) from None
-                break
-            self.rows[str(row["id"])] = row
-            offset = good_end = end
-        if good_end < len(data):
-            self.dropped_tail_bytes = len(data) - good_end
-            with self.path.open("r+b") as fh:
-                fh.truncate(good_end)
-                os.fsync(fh.fileno())
-
-    def done(self) -> set[str]:
-        """Ids answered without an engine error (errored rows are retried)."""
+    def answered(self) -> set[str]:
+        """Ids answered without an engine error (rows with an error are asked again)."""
         return {i for i, r in self.rows.items() if not r.get("error")}
-
-    def append(self, rows: Sequence[dict]) -> None:
-        """Append a batch as one write + fsync, so a kill loses at most the batch in flight."""
-        if not rows:
-            return
-        blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for r in rows:
-            self.rows[str(r["id"])] = r
 
 
 def model_fingerprint(model: str) -> str | None:
@@ -241,8 +194,8 @@ def predict(
     spec.check_resume(out_dir / RUN_INFO)
     spec.save(out_dir / RUN_INFO)
     log = PredictionLog(out_dir / PREDICTIONS)
-    done = log.done()
-    todo = [s for s in samples if s.id not in done]
+    have = log.answered()
+    todo = [s for s in samples if s.id not in have]
     sampling = Sampling(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=spec.extra.get("seed"))
     returns_json = getattr(engine, "kind", "") == "globe-predictor"
     fit = getattr(engine, "input_size", None)  # optional: engines that know their model's image size
@@ -253,7 +206,7 @@ def predict(
                disable=not progress, dynamic_ncols=True)
 
     def write(batch: list[Sample], texts, errors, latencies) -> None:
-        log.append(score_batch(batch, texts, errors, latencies, returns_json=returns_json))
+        log.extend(score_batch(batch, texts, errors, latencies, returns_json=returns_json))
         bar.update(len(batch))
 
     batches = list(_batches(todo, max(1, spec.batch_size)))
@@ -384,7 +337,7 @@ def compact(out_dir: Path, rows: Sequence[dict]) -> None:
     """Rewrite predictions.jsonl atomically to exactly `rows` (drops superseded retries and rows
     of a previous, larger --limit), so the file and metrics.json describe the same images."""
     path = Path(out_dir) / PREDICTIONS
-    blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
+    blob = "".join(json_line(r) + "\n" for r in rows).encode("utf-8")
     if not path.exists() or path.read_bytes() != blob:
         atomic_write_bytes(path, blob)
 
