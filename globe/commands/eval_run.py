@@ -49,6 +49,7 @@ def run(
     except (RunError, ValueError, OSError) as exc:
         fail(str(exc))
     summary = {k: metrics.get(k) for k in HEADLINE}
+    summary["timing"] = metrics.get("timing")  # predict_s and finalize_s: what the harness cost
     summary["out"] = str(out)
     summary["files"] = sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("."))
     if metrics.get("mlflow_run_id"):

@@ -7,10 +7,10 @@ image is detectable.
 Two ways to write, for two kinds of jobs:
 - `write_records` replaces the whole file atomically (temp file in the same directory, fsync,
   `os.replace`), so a reader never sees a half-written dataset and a crash keeps the old one.
-- `append_record` / `JsonlAppender` serve long jobs (distill) that must survive SIGKILL: each record is
-  one whole line written with a single `write` and fsynced. A kill can only tear the *last* line;
-  `JsonlAppender` detects that on open, truncates the torn tail and reports the ids already done, so
-  a restarted job does every sample exactly once.
+- `append_record` / `JsonlAppender` serve long jobs (distill, import) that must survive SIGKILL: each
+  record is one whole line written with a single `write` and fsynced. A kill can only tear the
+  *last* line; `JsonlAppender` (the records flavour of `globe.jsonl.ResumableJsonl`) cuts the torn
+  tail on open and reports the ids already done, so a restarted job does every sample exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from globe.io import atomic_write_bytes
+from globe.jsonl import ResumableJsonl, append_lines
 
 RECORDS_FILE = "records.jsonl"
 IMAGES_DIR = "images"
@@ -95,14 +96,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _line(record: Record) -> bytes:
-    return (record.model_dump_json(exclude_none=False) + "\n").encode("utf-8")
+def _json(record: Record) -> str:
+    return record.model_dump_json(exclude_none=False)
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> Path:
     """Atomically replace the records file (a dataset dir or a .jsonl path) with `records`."""
     target = records_path(path)
-    atomic_write_bytes(target, b"".join(_line(r) for r in records))
+    atomic_write_bytes(target, "".join(_json(r) + "\n" for r in records).encode("utf-8"))
     return target
 
 
@@ -129,82 +130,23 @@ def read_records(path: str | Path) -> list[Record]:
     return list(iter_records(path))
 
 
-class JsonlAppender:
-    """Crash-safe, resumable appends of records to one JSONL file.
+class JsonlAppender(ResumableJsonl):
+    """Crash-safe, resumable appends of records to one JSONL file (`globe.jsonl.ResumableJsonl`).
 
-    On open the file is scanned: every complete, valid line counts as done; a torn or invalid tail
-    (what SIGKILL during a write leaves) is truncated away. `done` holds the ids already written, so
-    the caller skips them. Each `append` is one `write` of one whole line followed by `fsync`.
+    On open, every complete, valid record counts as done and a torn tail is cut off; `done` holds
+    the ids already written, so the caller skips them. Each record is written exactly once: an id
+    seen twice on disk, or appended again, is an error.
     """
 
     def __init__(self, path: str | Path):
-        self.path = records_path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.done: set[str] = set()
-        self.dropped_tail_bytes = 0
-        self._repair()
-        self._fh = open(self.path, "ab")
-
-    def _repair(self) -> None:
-        if not self.path.exists():
-            return
-        good_end = 0
-        with open(self.path, "rb") as fh:
-            offset = 0
-            for raw in fh:
-                end = offset + len(raw)
-                if not raw.endswith(b"\n"):
-                    break  # torn last line
-                try:
-                    rec = Record.model_validate_json(raw)
-                except ValidationError:
-                    # only the tail may be damaged; a bad line in the middle is someone else's file
-                    rest = fh.read()
-                    if rest.strip():
-                        raise RecordsError(
-                            f"{self.path}: invalid record at byte {offset} followed by more data; "
-                            "refusing to truncate a file that was not written by an appender"
-                        ) from None
-                    break
-                if rec.id in self.done:
-                    raise RecordsError(f"{self.path}: duplicate id {rec.id!r} at byte {offset}")
-                self.done.add(rec.id)
-                offset = good_end = end
-            size = os.fstat(fh.fileno()).st_size
-        if good_end < size:
-            self.dropped_tail_bytes = size - good_end
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good_end)
-                fh.flush()
-                os.fsync(fh.fileno())
-
-    def append(self, record: Record) -> None:
-        if record.id in self.done:
-            raise RecordsError(f"{self.path}: id {record.id!r} already written")
-        self._fh.write(_line(record))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.done.add(record.id)
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-
-    def __enter__(self) -> "JsonlAppender":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(records_path(path), parse=Record.model_validate_json, key=lambda r: r.id,
+                         dump=_json, unique=True, keep=False,
+                         what="valid record", error=RecordsError)
 
 
 def append_record(path: str | Path, record: Record) -> None:
-    """Append one record as one whole fsynced line (opens the file each time; see `JsonlAppender`)."""
-    target = records_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "ab") as fh:
-        fh.write(_line(record))
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one record as one whole fsynced line (see `JsonlAppender` for resuming)."""
+    append_lines(records_path(path), [_json(record)])
 
 
 def image_file(dataset_dir: str | Path, record: Record) -> Path:

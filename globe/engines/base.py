@@ -68,6 +68,11 @@ class JudgeResult:
 
 @runtime_checkable
 class Engine(Protocol):
+    """What every engine does. One optional method is not part of the protocol check:
+    `input_size(width, height) -> (width, height) | None`, the size the engine resizes an image
+    to before its model sees it (`LocalEngine` has it); a caller that decodes images itself may
+    resize to it in advance, off the critical path (the evaluation harness's loader does)."""
+
     name: str
 
     def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[Result]:

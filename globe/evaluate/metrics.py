@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from globe.answer import Answer, parse
+from globe.jsonl import json_line, json_safe
 from globe.scorer import HEADLINE_PROTOCOL, Location, as_float, city_match, country_match, locate
 
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
@@ -223,17 +224,6 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def jsonable(value: Any) -> Any:
-    """Replace inf/nan by None (JSON has neither) recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
-
-
 # ----------------------------------------------------------------------------- predictions files
 
 
@@ -333,13 +323,11 @@ def write_json_atomic(path: str | Any, obj: Any) -> None:
 
     from globe.io import atomic_write_text
 
-    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_jsonl_atomic(path: str | Any, rows: Iterable[Any]) -> None:
     """One JSON object per line (e.g. the scored rows), atomically."""
-    import json
-
     from globe.io import atomic_write_text
 
-    atomic_write_text(path, "".join(json.dumps(jsonable(r), ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
+    atomic_write_text(path, "".join(json_line(json_safe(r)) + "\n" for r in rows))

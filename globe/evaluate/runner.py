@@ -10,8 +10,9 @@ A run directory holds:
   `summary.md`: written at the end from the rows alone (see `finalize`), so they can be rebuilt
   from `predictions.jsonl` at any time.
 
-Images for the next batch are decoded in a background thread while the engine works on the current
-one, so the harness adds scoring and bookkeeping, not image decoding, to the engine's time.
+While the engine generates one batch, one background thread decodes the next batch's images
+(resized to the engine's input size when it tells it, see `open_image`) and scores and appends
+the previous one, so the harness's own work stays off the engine's critical path.
 
 Each row keeps the ground truth flat (`id, lat, lon, country_code, country, city`), the raw
 `output`, the parsed `answer`, and where the one scorer (`globe.scorer.locate`) puts it under both
@@ -30,10 +31,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from globe.evaluate.benchmarks import Sample
 from globe.io import atomic_write_bytes
+from globe.jsonl import ResumableJsonl, json_line
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"
@@ -43,11 +45,17 @@ class RunError(RuntimeError):
     """A run directory that cannot be resumed or written; the message says which file and why."""
 
 
-def open_image(ref: str):
+def open_image(ref: str, fit: Callable[[int, int], tuple[int, int] | None] | None = None):
     """An upright RGB PIL image from a local path or an `s3://` URI (endpoint from AWS_ENDPOINT_URL).
 
     EXIF orientation is applied, as a photo viewer (and the data importer) would: phone photos are
-    often stored sideways with a rotate tag, and the model should see them upright."""
+    often stored sideways with a rotate tag, and the model should see them upright.
+
+    `fit(width, height)`, when given, is the size the consumer resizes an upright image to (an
+    engine's `input_size`). An image larger than that is resized to it here; a JPEG is then decoded
+    at 1/2, 1/4 or 1/8 scale inside the decoder, as far as that keeps `DRAFT_MARGIN` times the
+    target size on each side, which makes decoding several times cheaper.
+    """
     import io
 
     from PIL import Image, ImageOps
@@ -59,68 +67,33 @@ def open_image(ref: str):
         img = Image.open(io.BytesIO(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
     else:
         img = Image.open(ref)
+    target = None
+    if fit is not None:
+        turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
+        stored = img.size
+        target = fit(*(stored[::-1] if turned else stored))
+        if target and target[0] * target[1] < stored[0] * stored[1]:
+            img.draft(None, tuple(DRAFT_MARGIN * side for side in (target[::-1] if turned else target)))
+        else:
+            target = None
     img.load()
-    return ImageOps.exif_transpose(img).convert("RGB")
+    img = ImageOps.exif_transpose(img).convert("RGB")
+    return img.resize(target, Image.Resampling.BICUBIC) if target and img.size != tuple(target) else img
 
 
-class PredictionLog:
-    """Resumable JSONL of scored rows, one line per image; the last line for an id wins.
+DRAFT_MARGIN = 2  # decode at least twice the model's input size: the resize then still antialiases
 
-    Opening the log reads what is there, cuts a torn last line (a SIGKILL mid-write) and refuses a
-    file with a damaged line in the middle, which was not written by this class.
-    """
+
+class PredictionLog(ResumableJsonl):
+    """predictions.jsonl (`globe.jsonl.ResumableJsonl`): one scored row per image, appended a batch
+    at a time; the last line for an id wins, so a retried row supersedes its failed one."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
-        self.rows: dict[str, dict] = {}
-        self.dropped_tail_bytes = 0
-        if self.path.exists():
-            self._load()
+        super().__init__(path, what="prediction row", error=RunError)
 
-    def _load(self) -> None:
-        good_end = 0
-        with self.path.open("rb") as fh:
-            data = fh.read()
-        offset = 0
-        for raw in data.splitlines(keepends=True):
-            end = offset + len(raw)
-            try:
-                if not raw.endswith(b"\n"):
-                    raise ValueError("torn line")
-                row = json.loads(raw)
-                if not isinstance(row, dict) or "id" not in row:
-                    raise ValueError("not a prediction row")
-            except ValueError:
-                if data[end:].strip():
-                    raise RunError(
-                        f"{self.path}: line at byte {offset} is not a prediction row and more data follows; "
-                        "this file was not written by the harness (move it away or use another --out)"
-                    ) from None
-                break
-            self.rows[str(row["id"])] = row
-            offset = good_end = end
-        if good_end < len(data):
-            self.dropped_tail_bytes = len(data) - good_end
-            with self.path.open("r+b") as fh:
-                fh.truncate(good_end)
-                os.fsync(fh.fileno())
-
-    def done(self) -> set[str]:
-        """Ids answered without an engine error (errored rows are retried)."""
+    def answered(self) -> set[str]:
+        """Ids answered without an engine error (rows with an error are asked again)."""
         return {i for i, r in self.rows.items() if not r.get("error")}
-
-    def append(self, rows: Sequence[dict]) -> None:
-        """Append a batch as one write + fsync, so a kill loses at most the batch in flight."""
-        if not rows:
-            return
-        blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for r in rows:
-            self.rows[str(r["id"])] = r
 
 
 def model_fingerprint(model: str) -> str | None:
@@ -184,11 +157,11 @@ def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
         yield list(items[i:i + size])
 
 
-def _load_batch(batch: list[Sample]) -> list[tuple[Any, str | None]]:
+def _load_batch(batch: list[Sample], fit=None) -> list[tuple[Any, str | None]]:
     out = []
     for s in batch:
         try:
-            out.append((open_image(s.image), None))
+            out.append((open_image(s.image, fit=fit), None))
         except Exception as exc:  # unreadable image: recorded on the row, the run goes on
             out.append((None, f"image {s.image}: {type(exc).__name__}: {exc}"))
     return out
@@ -202,7 +175,13 @@ def predict(
     *,
     progress: bool = True,
 ) -> list[dict]:
-    """Generate and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order."""
+    """Generate and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order.
+
+    The harness's own work runs on one background thread, in order, while the engine generates:
+    decoding (and, for an engine with `input_size`, resizing) the next batch's images, then
+    scoring the batch just generated and appending it to the log. At most one generated batch
+    waits there, so a kill loses at most the batch being generated and the one being written.
+    """
     from globe.engines.base import Request, Sampling
     from globe.evaluate.scoring import score_batch
 
@@ -215,21 +194,30 @@ def predict(
     spec.check_resume(out_dir / RUN_INFO)
     spec.save(out_dir / RUN_INFO)
     log = PredictionLog(out_dir / PREDICTIONS)
-    done = log.done()
-    todo = [s for s in samples if s.id not in done]
+    have = log.answered()
+    todo = [s for s in samples if s.id not in have]
     sampling = Sampling(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=spec.extra.get("seed"))
     returns_json = getattr(engine, "kind", "") == "globe-predictor"
+    fit = getattr(engine, "input_size", None)  # optional: engines that know their model's image size
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="img", desc=f"eval {spec.benchmark}",
                disable=not progress, dynamic_ncols=True)
+
+    def write(batch: list[Sample], texts, errors, latencies) -> None:
+        log.extend(score_batch(batch, texts, errors, latencies, returns_json=returns_json))
+        bar.update(len(batch))
+
     batches = list(_batches(todo, max(1, spec.batch_size)))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-images") as pool:
-        pending: Future | None = pool.submit(_load_batch, batches[0]) if batches else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-harness") as worker:
+        pending: Future | None = worker.submit(_load_batch, batches[0], fit) if batches else None
+        writes: list[Future] = []
         for i, batch in enumerate(batches):
             loaded = pending.result()
-            pending = pool.submit(_load_batch, batches[i + 1]) if i + 1 < len(batches) else None
+            if len(writes) >= 2:  # queued before this load, so finished: raise what it raised
+                writes[-2].result()
+            pending = worker.submit(_load_batch, batches[i + 1], fit) if i + 1 < len(batches) else None
             live = [(s, img) for s, (img, err) in zip(batch, loaded) if err is None]
             requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=s.id) for s, img in live]
             answered = engine.generate(requests, sampling) if requests else []
@@ -243,9 +231,9 @@ def predict(
                 texts.append(res.text if res else None)
                 errors.append(err if res is None else res.error)
                 latencies.append(res.latency_s if res else 0.0)
-            rows = score_batch(batch, texts, errors, latencies, returns_json=returns_json)
-            log.append(rows)
-            bar.update(len(batch))
+            writes.append(worker.submit(write, batch, texts, errors, latencies))
+        for w in writes[-2:]:
+            w.result()
     bar.close()
     return [log.rows[i] for i in ids]
 
@@ -350,7 +338,7 @@ def compact(out_dir: Path, rows: Sequence[dict]) -> None:
     """Rewrite predictions.jsonl atomically to exactly `rows` (drops superseded retries and rows
     of a previous, larger --limit), so the file and metrics.json describe the same images."""
     path = Path(out_dir) / PREDICTIONS
-    blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
+    blob = "".join(json_line(r) + "\n" for r in rows).encode("utf-8")
     if not path.exists() or path.read_bytes() != blob:
         atomic_write_bytes(path, blob)
 

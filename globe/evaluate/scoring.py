@@ -44,7 +44,8 @@ def score_batch(
 ) -> list[dict[str, Any]]:
     """One JSON-ready prediction row per sample (ground truth, output, answer, coordinates, distance)."""
     from globe.answer import parse
-    from globe.evaluate.metrics import jsonable, score_rows
+    from globe.evaluate.metrics import score_rows
+    from globe.jsonl import json_safe
 
     inputs, raws, sources = [], [], []
     for s, text, error in zip(samples, texts, errors):
@@ -88,7 +89,7 @@ def score_batch(
             "resolution": sc["resolution"],
             "resolved_place": sc["resolved_place"],
             "distance_km": distance if math.isfinite(distance) else None,
-            "stated": jsonable(sc["stated"]),
+            "stated": json_safe(sc["stated"]),
             **({"predictor_coords_source": source} if source else {}),
             "format_ok": sc["format_ok"],
             "country_match_string": sc["country_match_string"],
@@ -103,18 +104,20 @@ def score_batch(
 def headline_metrics(rows: Sequence[dict]) -> dict[str, Any]:
     """`metrics.summarize` over the rows plus the number of engine/image errors (already misses)."""
     from globe.evaluate.breakdown import scored_view
-    from globe.evaluate.metrics import jsonable, summarize
+    from globe.evaluate.metrics import summarize
+    from globe.jsonl import json_safe
 
     metrics = summarize(scored_view(rows))
     metrics["n_errors"] = sum(1 for r in rows if r.get("error"))
-    return jsonable(metrics)
+    return json_safe(metrics)
 
 
 def rescore_legacy(rows: Sequence[dict]) -> list[dict]:
     """Rows written before both protocols existed (no `protocol` key: their `distance_km` used the
     model's stated coordinates first), re-located by the current scorer from their own output, so
     that `globe eval compare` never sets one protocol against the other. Current rows pass as is."""
-    from globe.evaluate.metrics import jsonable, score_rows
+    from globe.evaluate.metrics import score_rows
+    from globe.jsonl import json_safe
 
     old = [i for i, r in enumerate(rows) if "protocol" not in r]
     if not old:
@@ -130,5 +133,5 @@ def rescore_legacy(rows: Sequence[dict]) -> list[dict]:
     out = list(rows)
     for i, sc in zip(old, score_rows(inputs)):
         keep = ("protocol", "pred_lat", "pred_lon", "coords_source", "resolution", "resolved_place", "distance_km", "stated")
-        out[i] = {**rows[i], **jsonable({k: sc[k] for k in keep})}
+        out[i] = {**rows[i], **json_safe({k: sc[k] for k in keep})}
     return out
