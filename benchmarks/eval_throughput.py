@@ -56,7 +56,8 @@ def main() -> None:
 
     from globe.engines import LocalEngine
     from globe.engines.base import Request, Sampling
-    from globe.evaluate.runner import RunSpec, finalize, open_image, predict
+    from globe.evaluate.runner import RunSpec, finalize, predict
+    from globe.images import open_ref as open_image
     from globe.prompts import GEO_PROMPT, GEO_SYSTEM
 
     tmp = Path(tempfile.mkdtemp(prefix="eval-bench-"))

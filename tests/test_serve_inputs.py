@@ -109,6 +109,6 @@ def test_url_allowlist_refuses_everything_not_listed(url):
 
 
 def test_url_allowlist_accepts_listed_prefix_and_empty_list_disables_urls():
-    assert check_url("https://IMG.example.com/geo/x/y.jpg", LIMITS.url_allowlist, "u") == "https://IMG.example.com/geo/x/y.jpg"
+    assert check_url("https://IMG.example.com/geo/x/y.jpg", LIMITS.url_allowlist, "u") == "https://img.example.com/geo/x/y.jpg"
     with pytest.raises(BadInput, match="image URLs are disabled"):
         check_url("https://img.example.com/geo/a.png", (), "u")

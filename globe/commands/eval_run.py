@@ -45,7 +45,7 @@ def run(
     name = benchmark or ev.benchmark
     try:
         samples = load_benchmark(name, csv_path=csv, images=images, path=data, limit=limit or ev.limit)
-    except (BenchmarkError, OSError) as exc:
+    except (BenchmarkError, ValueError, OSError) as exc:  # ValueError: e.g. a records.jsonl naming an outside image
         fail(str(exc))
     spec = RunSpec(benchmark=name, model=model, engine=kind, prompt=GEO_PROMPT, system=GEO_SYSTEM,
                    max_new_tokens=ev.max_new_tokens, temperature=ev.temperature, batch_size=ev.batch_size,

@@ -42,26 +42,6 @@ class RunError(RuntimeError):
     """A run directory that cannot be resumed or written; the message says which file and why."""
 
 
-def open_image(ref: str):
-    """An upright RGB PIL image from a local path or an `s3://` URI (endpoint from AWS_ENDPOINT_URL).
-
-    EXIF orientation is applied, as a photo viewer (and the data importer) would: phone photos are
-    often stored sideways with a rotate tag, and the model should see them upright."""
-    import io
-
-    from PIL import Image, ImageOps
-
-    if ref.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = ref[len("s3://"):].partition("/")
-        img = Image.open(io.BytesIO(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
-    else:
-        img = Image.open(ref)
-    img.load()
-    return ImageOps.exif_transpose(img).convert("RGB")
-
-
 class PredictionLog:
     """Resumable JSONL of scored rows, one line per image; the last line for an id wins.
 
@@ -184,10 +164,12 @@ def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
 
 
 def _load_batch(batch: list[Sample]) -> list[tuple[Any, str | None]]:
+    from globe.images import open_ref  # the one image opener (globe/images.py): same pixels as serving
+
     out = []
     for s in batch:
         try:
-            out.append((open_image(s.image), None))
+            out.append((open_ref(s.image), None))
         except Exception as exc:  # unreadable image: recorded on the row, the run goes on
             out.append((None, f"image {s.image}: {type(exc).__name__}: {exc}"))
     return out

@@ -1,4 +1,4 @@
-"""Dynamic batching: gather concurrent requests into one engine call.
+"""Dynamic batching: gather concurrent requests into one engine call, without making a lone one wait.
 
 A VLM's `generate` costs nearly the same for 1 image as for 8 on the same hardware (the step is
 dominated by weight reads and Python overhead, not by the batch), so the server's throughput under
@@ -6,20 +6,28 @@ load comes from running requests *together*. HTTP requests arrive one by one, th
 sits between them and the engine:
 
 - every request puts its items on a queue and awaits one future per item;
-- a single worker task takes the first waiting item, then keeps collecting until it has
-  `max_batch_size` items or `max_latency_ms` have passed since that first item, whichever is first;
+- a single worker task takes the first waiting item and everything already queued behind it;
+- if no other request is in flight, the batch starts **at once**: a request arriving at an idle
+  predictor never waits (continuous batching: the window is for gathering company, and there is
+  none to gather);
+- otherwise it keeps collecting until it has `max_batch_size` items or `max_latency_ms` have
+  passed since that first item, whichever is first;
 - it runs the batch function on the batcher's one engine thread (the event loop keeps accepting
   requests meanwhile), and resolves each item's future with its own result or its own exception.
 
-While one batch runs the next one fills up, so under load batches are full without waiting, and at
-low load a lone request waits at most `max_latency_ms`. `max_batch_size=1` turns batching off.
+While one batch runs the next one fills up, so under load batches are full without waiting.
 
-Requests reach the queue only after their images are decoded, so a burst of requests arrives
-spread out by the decoding work. A request therefore `announce()`s itself as soon as it enters the
-server; when the window closes while announced requests are still decoding, the batcher waits for
-them a little longer (never more than `EXTEND` x `max_latency_ms` in all). Measured on the tiny
-model with 8 clients: mean batch 4 without this, 7-8 with it. A lone request never waits longer
-than `max_latency_ms`, because nobody else is announced.
+**The token protocol** tells the batcher what is in flight. A request calls `announce()` as soon as
+it enters the server and gets a token; it passes the token to `submit_many(items, token)` once its
+images are decoded, or to `withdraw(token)` if it fails before submitting. A token counts as in
+flight from `announce` until `submit_many` has returned its results. So at the moment a batch
+finishes, the requests it served still count (their answers are on the way back, and their
+clients typically send the next request right after): the next batch then waits the window for
+them instead of running one stray request alone, which would split 8 clients into batches of
+1 and 7 for ever. Requests announced but still decoding also extend a closing window a little
+(never beyond `EXTEND` x `max_latency_ms` in all). An announcement that never submits stops
+counting after `ANNOUNCE_TTL_S`. Calls without a token (`submit`) count only while queued.
+
 One batch runs at a time on purpose: a single in-process model gains nothing from overlapping
 generate calls on the same cores. And always on the *same* thread: torch's OpenMP runtime keeps a
 thread team per calling thread, so spreading calls over a pool's threads multiplies spinning teams
@@ -67,10 +75,12 @@ class DynamicBatcher(Generic[T, R]):
         self.max_batch_size = max_batch_size
         self.max_latency_s = max_latency_ms / 1000.0
         self.stats = BatchStats()
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future]] | None = None
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future, object]] | None = None
         self._worker: asyncio.Task | None = None
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="globe-engine")
-        self._announced: dict[object, float] = {}
+        self._announced: dict[object, float] = {}  # announced, not yet submitted (still decoding)
+        self._waiting: set[object] = set()  # submitted, results not yet returned
+        self._wake: asyncio.Event | None = None
 
     def announce(self) -> object:
         """Say that a request will submit soon; pass the returned token to `submit_many`/`withdraw`."""
@@ -80,25 +90,40 @@ class DynamicBatcher(Generic[T, R]):
 
     def withdraw(self, token: object | None) -> None:
         self._announced.pop(token, None)
+        if self._wake is not None:
+            self._wake.set()
 
     def _incoming(self) -> int:
+        """Requests announced and still decoding (expired announcements dropped)."""
         cutoff = time.monotonic() - ANNOUNCE_TTL_S
         for token in [t for t, at in self._announced.items() if at < cutoff]:
             del self._announced[token]
         return len(self._announced)
+
+    def _others_in_flight(self, batch: list) -> bool:
+        """Is any request in flight besides those whose items are in `batch`?"""
+        mine = {token for _, _, token in batch}
+        return self._incoming() > 0 or any(t not in mine for t in self._waiting)
 
     async def submit(self, item: T) -> R:
         return (await self.submit_many([item]))[0]
 
     async def submit_many(self, items: Sequence[T], token: object | None = None) -> list[R]:
         """Queue `items` and wait for all their results (raises the first item error)."""
-        self.withdraw(token)
+        self._announced.pop(token, None)
         queue = self._ensure_worker()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
-        for item, fut in zip(items, futures):
-            queue.put_nowait((item, fut))
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        if token is not None:
+            self._waiting.add(token)
+        try:
+            for item, fut in zip(items, futures):
+                queue.put_nowait((item, fut, token))
+            assert self._wake is not None
+            self._wake.set()
+            results = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            self._waiting.discard(token)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -119,28 +144,35 @@ class DynamicBatcher(Generic[T, R]):
         # Created lazily inside the serving event loop: KServe calls load() before its loop starts.
         if self._worker is None or self._worker.done():
             self._queue = asyncio.Queue()
+            self._wake = asyncio.Event()
             self._worker = asyncio.get_running_loop().create_task(self._run(), name="globe-batcher")
         assert self._queue is not None
         return self._queue
 
-    async def _collect(self, queue: asyncio.Queue) -> list[tuple[T, asyncio.Future]]:
+    async def _collect(self, queue: asyncio.Queue) -> list[tuple[T, asyncio.Future, object]]:
+        assert self._wake is not None
         batch = [await queue.get()]
         first = time.monotonic()
         deadline, hard_deadline = first + self.max_latency_s, first + EXTEND * self.max_latency_s
+        windowed = False
         while len(batch) < self.max_batch_size:
             try:
                 batch.append(queue.get_nowait())  # already waiting: take without yielding
                 continue
             except asyncio.QueueEmpty:
                 pass
+            if not windowed and not self._others_in_flight(batch):
+                break  # nobody else is coming: start now
+            windowed = True  # others are in flight: from here on the window applies
             now = time.monotonic()
             if now >= deadline and now < hard_deadline and self._incoming() > 0:
                 deadline = min(hard_deadline, now + self.max_latency_s / EXTEND)  # they are being decoded
             remaining = deadline - now
             if remaining <= 0:
                 break
+            self._wake.clear()
             try:
-                batch.append(await asyncio.wait_for(queue.get(), remaining))
+                await asyncio.wait_for(self._wake.wait(), remaining)
             except asyncio.TimeoutError:
                 continue  # the window closed: the check above decides whether to extend it
         return batch
@@ -151,7 +183,7 @@ class DynamicBatcher(Generic[T, R]):
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect(queue)
-            live = [(item, fut) for item, fut in batch if not fut.done()]  # caller may have gone away
+            live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # caller may have gone away
             if not live:
                 continue
             self.stats.batches += 1
