@@ -180,28 +180,29 @@ class DynamicBatcher(Generic[T, R]):
     async def _run(self) -> None:
         queue = self._queue
         assert queue is not None
-        loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect(queue)
-            live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # caller may have gone away
-            if not live:
+            await self._run_one(await self._collect(queue))  # nothing of a finished batch stays referenced here
+
+    async def _run_one(self, batch: list[tuple[T, asyncio.Future, object]]) -> None:
+        live = [(item, fut) for item, fut, _ in batch if not fut.done()]  # caller may have gone away
+        if not live:
+            return
+        self.stats.batches += 1
+        self.stats.items += len(live)
+        self.stats.largest = max(self.stats.largest, len(live))
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._engine_thread, self.fn, [item for item, _ in live])
+            if len(results) != len(live):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
+        except Exception as exc:  # noqa: BLE001 - every caller of this batch must hear about it
+            for _, fut in live:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), result in zip(live, results):
+            if fut.done():
                 continue
-            self.stats.batches += 1
-            self.stats.items += len(live)
-            self.stats.largest = max(self.stats.largest, len(live))
-            try:
-                results = await loop.run_in_executor(self._engine_thread, self.fn, [item for item, _ in live])
-                if len(results) != len(live):
-                    raise RuntimeError(f"batch function returned {len(results)} results for {len(live)} items")
-            except Exception as exc:  # noqa: BLE001 - every caller of this batch must hear about it
-                for _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, fut), result in zip(live, results):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)

@@ -71,6 +71,7 @@ class _Decoded:
     v2: InferRequest | None = None
     token: object | None = None
     request_id: str = ""
+    decoded_pixels: int = 0
 
 
 def limits_from(cfg: ServeGroup) -> InputLimits:
@@ -189,12 +190,18 @@ class GlobeModel(kserve.Model):
                 data = ref.data if ref.url is None else await fetch_url(ref.url, ref.where, self.limits)
                 ref.data = None  # drop the encoded bytes as soon as they are decoded
                 images.append(await loop.run_in_executor(self._decode_pool, load_image, data or b"", ref.where, self.limits, budget))
-        finally:
-            if budget.used >= RELEASE_AFTER_PIXELS:
-                from globe.images import release_memory
+        except BaseException:
+            images.clear()
+            await self._release(budget.used)
+            raise
+        return _Decoded(images, [ref.id for ref in refs], v2, token, decoded_pixels=budget.used)
 
-                await loop.run_in_executor(self._decode_pool, release_memory)
-        return _Decoded(images, [ref.id for ref in refs], v2, token)
+    async def _release(self, decoded_pixels: int) -> None:
+        """After a request that decoded large images, give the freed memory back to the OS."""
+        if decoded_pixels >= RELEASE_AFTER_PIXELS:
+            from globe.images import release_memory
+
+            await asyncio.get_running_loop().run_in_executor(self._decode_pool, release_memory)
 
     def _raw_body(self, body: bytes) -> list[ImageRef]:
         """An image file as the body, or JSON sent without `Content-Type: application/json`
@@ -217,6 +224,9 @@ class GlobeModel(kserve.Model):
         except GenerationFailed as exc:  # the engine's (or upstream's) words go to the log only
             log.error("request %s: %s", payload.request_id, exc)
             raise GenerationFailed(f"generation failed (request id {payload.request_id}); the details are in the server log") from None
+        finally:
+            payload.images.clear()  # the answer needs only the predictions
+            await self._release(payload.decoded_pixels)
         for pred in preds:
             if pred.get("localizability_error"):
                 log.warning("request %s: localizability judge: %s", payload.request_id, pred["localizability_error"])

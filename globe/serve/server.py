@@ -3,8 +3,8 @@
 KServe 0.21 lacks a few things a public endpoint needs; they are added here around its machinery,
 not instead of it (every limit is in docs/serve.md, "Limits and security"):
 
-- **A settable bind address.** `RESTServer` hard-codes `host="0.0.0.0"` and `GRPCServer` binds
-  `[::]`: right inside a pod, wrong on a laptop or CI box. `GlobeModelServer` sets the uvicorn
+- **A settable bind address.** `RESTServer` hard-codes `host="0.0.0.0"` (kserve/kserve#4558) and
+  `GRPCServer` binds `[::]`: right inside a pod, wrong on a laptop or CI box. `GlobeModelServer` sets the uvicorn
   config's host and starts its own `GuardedGRPCServer` on the same host.
 - **A request guard** (`RequestGuard`, pure ASGI middleware on KServe's FastAPI app):
   * every request carries an `x-request-id` (the client's, if it is a short token, else a new
@@ -13,10 +13,11 @@ not instead of it (every limit is in docs/serve.md, "Limits and security"):
     limit), and the whole body must arrive within `serve.body_timeout_s` (else 408);
   * V2 requests using the binary-data extension (`Inference-Header-Content-Length`) are rewritten
     to the JSON form: BYTES as base64 strings, numeric tensors as numbers, each checked against
-    its `binary_data_size`. KServe's own binary decoder turns BYTES into UTF-8 *text* (a 500 on
-    any real image file, logging the raw bytes) and answers a size that does not fit its shape
-    with a 500 "cannot reshape"; after the rewrite every request takes the JSON path, where the
-    input checks (globe/serve/inputs.py) name the input in a 400.
+    its `binary_data_size`. KServe's own binary decoder (`InferRequest.from_bytes` in 0.21) turns
+    BYTES into UTF-8 *text* (a 500 on any real image file, logging the raw bytes) and answers a
+    size that does not fit its shape with a 500 "cannot reshape" (`as_numpy().reshape`); after the
+    rewrite every request takes the JSON path, where the input checks (globe/serve/inputs.py)
+    name the input in a 400.
 - **Connection limits** (`guarded_protocol`, uvicorn's HTTP protocol with one timer): a
   connection that has not sent its request headers within `serve.header_timeout_s` gets 408 and
   is closed (uvicorn only times out idle keep-alive connections, so a stalled client would hold a
