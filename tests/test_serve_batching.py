@@ -97,6 +97,31 @@ def test_requests_being_answered_keep_the_window_open_for_their_next_call():
     assert sorted(batches[1]) == sorted(["a0"] + [f"b{i}1" for i in range(7)])
 
 
+def test_the_first_client_back_waits_for_the_others_answered_with_it():
+    """8 clients answered together come back one by one (a round trip later): the first one back
+    must not find an 'idle' predictor and run alone, or the clients split into 1 + 7 for good."""
+    batches: list[list[str]] = []
+
+    async def main():
+        batcher = DynamicBatcher(lambda items: (batches.append(list(items)), items)[1], max_batch_size=8, max_latency_ms=60_000)
+        back = asyncio.Event()
+
+        async def client(name: str, first: bool):
+            await batcher.submit_many([f"{name}0"], batcher.announce())
+            if not first:
+                await back.wait()  # still on its way back when the first client resubmits
+            return await batcher.submit_many([f"{name}1"], batcher.announce())
+
+        tasks = [asyncio.create_task(client(f"c{i}", i == 0)) for i in range(8)]
+        await asyncio.sleep(0.2)  # c0 is back and queued; with nobody counted in flight it would run alone now
+        back.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        await batcher.close()
+
+    asyncio.run(main())
+    assert [len(b) for b in batches] == [8, 8]
+
+
 def test_max_batch_size_one_disables_batching():
     fn = Recorder(cost_s=0.01)
 

@@ -17,16 +17,24 @@ sits between them and the engine:
 
 While one batch runs the next one fills up, so under load batches are full without waiting.
 
-**The token protocol** tells the batcher what is in flight. A request calls `announce()` as soon as
+**The token protocol** tells the batcher who is in flight. A request calls `announce()` as soon as
 it enters the server and gets a token; it passes the token to `submit_many(items, token)` once its
-images are decoded, or to `withdraw(token)` if it fails before submitting. A token counts as in
-flight from `announce` until `submit_many` has returned its results. So at the moment a batch
-finishes, the requests it served still count (their answers are on the way back, and their
-clients typically send the next request right after): the next batch then waits the window for
-them instead of running one stray request alone, which would split 8 clients into batches of
-1 and 7 for ever. Requests announced but still decoding also extend a closing window a little
-(never beyond `EXTEND` x `max_latency_ms` in all). An announcement that never submits stops
-counting after `ANNOUNCE_TTL_S`. Calls without a token (`submit`) count only while queued.
+images are decoded, or to `withdraw(token)` if it fails before submitting. A token is in flight
+from `announce` until `submit_many` has returned its results (or `withdraw`; an announcement that
+never submits stops counting after `ANNOUNCE_TTL_S`). When a batch starts collecting, the window
+applies while
+
+- another request is in flight: announced and still decoding (these also extend a closing window,
+  never beyond `EXTEND` x `max_latency_ms` in all), or submitted and not yet answered (at the
+  moment a batch finishes, the requests it served are still being answered); or
+- the batch holds fewer requests than were in flight at once recently (the peak over the last
+  `CONCURRENCY_MEMORY` batch durations, at least `ANNOUNCE_TTL_S`): closed-loop clients come back
+  a round trip after their answer, and the first one back must not find an "idle" predictor, or 8
+  clients drift into batches of 1 and 7 for good. Such a batch waits for them up to the same
+  `EXTEND` x `max_latency_ms`.
+
+A lone client never had company, so its requests start at once. Calls without a token (`submit`)
+count only while queued.
 
 One batch runs at a time on purpose: a single in-process model gains nothing from overlapping
 generate calls on the same cores. And always on the *same* thread: torch's OpenMP runtime keeps a
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Generic, Sequence, TypeVar
@@ -46,6 +55,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 EXTEND = 4  # a batch waits at most EXTEND x max_latency for announced requests
 ANNOUNCE_TTL_S = 2.0  # an announcement that never submits (client gone) stops counting after this
+CONCURRENCY_MEMORY = 3  # recent concurrency is remembered for this many batch durations (>= ANNOUNCE_TTL_S)
 
 
 @dataclass
@@ -80,12 +90,16 @@ class DynamicBatcher(Generic[T, R]):
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="globe-engine")
         self._announced: dict[object, float] = {}  # announced, not yet submitted (still decoding)
         self._waiting: set[object] = set()  # submitted, results not yet returned
+        self._peaks: deque[tuple[float, int]] = deque()  # (when, requests in flight) each time it rose
+        self._last_batch_s = 0.0
         self._wake: asyncio.Event | None = None
 
     def announce(self) -> object:
         """Say that a request will submit soon; pass the returned token to `submit_many`/`withdraw`."""
         token = object()
-        self._announced[token] = time.monotonic()
+        now = time.monotonic()
+        self._announced[token] = now
+        self._peaks.append((now, len(self._announced) + len(self._waiting)))
         return token
 
     def withdraw(self, token: object | None) -> None:
@@ -101,9 +115,16 @@ class DynamicBatcher(Generic[T, R]):
         return len(self._announced)
 
     def _others_in_flight(self, batch: list) -> bool:
-        """Is any request in flight besides those whose items are in `batch`?"""
-        mine = {token for _, _, token in batch}
+        """Is another request announced, or submitted and not yet answered, besides `batch`'s?"""
+        mine = {token for _, _, token in batch if token is not None}
         return self._incoming() > 0 or any(t not in mine for t in self._waiting)
+
+    def _company_expected(self, batch: list) -> bool:
+        """Does `batch` hold fewer requests than were in flight at once recently? (see the token protocol)"""
+        cutoff = time.monotonic() - max(ANNOUNCE_TTL_S, CONCURRENCY_MEMORY * self._last_batch_s)
+        while self._peaks and self._peaks[0][0] < cutoff:
+            self._peaks.popleft()
+        return max((n for _, n in self._peaks), default=0) > _requests(batch)
 
     async def submit(self, item: T) -> R:
         return (await self.submit_many([item]))[0]
@@ -154,19 +175,18 @@ class DynamicBatcher(Generic[T, R]):
         batch = [await queue.get()]
         first = time.monotonic()
         deadline, hard_deadline = first + self.max_latency_s, first + EXTEND * self.max_latency_s
-        windowed = False
         while len(batch) < self.max_batch_size:
             try:
                 batch.append(queue.get_nowait())  # already waiting: take without yielding
                 continue
             except asyncio.QueueEmpty:
                 pass
-            if not windowed and not self._others_in_flight(batch):
+            expected = self._company_expected(batch)
+            if not expected and not self._others_in_flight(batch):
                 break  # nobody else is coming: start now
-            windowed = True  # others are in flight: from here on the window applies
             now = time.monotonic()
-            if now >= deadline and now < hard_deadline and self._incoming() > 0:
-                deadline = min(hard_deadline, now + self.max_latency_s / EXTEND)  # they are being decoded
+            if now >= deadline and now < hard_deadline and (expected or self._incoming() > 0):
+                deadline = min(hard_deadline, now + self.max_latency_s / EXTEND)  # on their way, or decoding
             remaining = deadline - now
             if remaining <= 0:
                 break
@@ -190,6 +210,7 @@ class DynamicBatcher(Generic[T, R]):
         self.stats.batches += 1
         self.stats.items += len(live)
         self.stats.largest = max(self.stats.largest, len(live))
+        started = time.monotonic()
         try:
             results = await asyncio.get_running_loop().run_in_executor(self._engine_thread, self.fn, [item for item, _ in live])
             if len(results) != len(live):
@@ -199,6 +220,7 @@ class DynamicBatcher(Generic[T, R]):
                 if not fut.done():
                     fut.set_exception(exc)
             return
+        self._last_batch_s = time.monotonic() - started
         for (_, fut), result in zip(live, results):
             if fut.done():
                 continue
@@ -206,3 +228,8 @@ class DynamicBatcher(Generic[T, R]):
                 fut.set_exception(result)
             else:
                 fut.set_result(result)
+
+
+def _requests(batch: list) -> int:
+    """Requests with items in `batch`: one per token, and one per tokenless item."""
+    return len({token for _, _, token in batch if token is not None}) + sum(1 for _, _, token in batch if token is None)
