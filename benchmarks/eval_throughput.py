@@ -81,7 +81,8 @@ def start_teacher() -> tuple[subprocess.Popen, str]:
 def compare(label: str, engine, samples, tokens: int, args, tmp: Path, reference: bool) -> tuple[bool, list]:
     """Alternating rounds of bare engine and harness loop; prints the table, returns (met, rows)."""
     from globe.engines.base import Request, Sampling
-    from globe.evaluate.runner import RunSpec, _load_batch, open_image, predict
+    from globe.evaluate.runner import RunSpec, _load_batch, predict
+    from globe.images import open_ref as open_image
     from globe.prompts import GEO_PROMPT, GEO_SYSTEM
 
     sampling = Sampling(max_new_tokens=tokens, temperature=0.0)

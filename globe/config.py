@@ -20,6 +20,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from globe.images import MAX_SIDE
+
 
 class Group(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
@@ -252,10 +254,20 @@ class ServeGroup(Group):
     max_batch_size: int = Field(8, ge=1)
     max_latency_ms: float = Field(10.0, ge=0)
     max_instances: int = Field(64, ge=1, description="images in one request")
-    max_image_pixels: int = Field(40_000_000, ge=1)
-    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1, description="width x height of one image, read from its header")
+    max_request_pixels: int = Field(
+        256_000_000, ge=1, description="width x height of all images of one request together (HTTP 413 above)"
+    )
+    image_max_side: int = Field(
+        MAX_SIDE, ge=28, description="long side images are reduced to before the model sees them (as `globe data import` stores them)"
+    )
+    decode_threads: int = Field(2, ge=1, description="images decoded at once across all requests (each holds one full-size image)")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="request body, and each fetched image_url (HTTP 413 above)")
     url_allowlist: list[str] = Field(default_factory=list, description="URL prefixes image_url may point to; empty = URLs off")
-    url_timeout_s: float = Field(10.0, gt=0)
+    url_timeout_s: float = Field(10.0, gt=0, description="deadline for one whole image_url fetch")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this (then 408)")
+    body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this (then 408)")
+    max_connections: int = Field(128, ge=1, description="open connections at once; requests beyond get HTTP 503")
     max_new_tokens: int = Field(160, ge=1)
 
 

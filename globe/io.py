@@ -60,3 +60,28 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> N
 def atomic_write_text(path: str | Path, text: str, durable: bool = True) -> None:
     """`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"), durable=durable)
+
+
+MAX_LINE_BYTES = 1 << 20  # a prediction or record line is a few KB; 1 MiB is generous and bounded
+
+
+class LineError(ValueError):
+    """A text file line that is too long or not UTF-8; the message names the file and the line."""
+
+
+def read_text_lines(path: str | Path, max_line_bytes: int = MAX_LINE_BYTES):
+    """Yield the lines of a UTF-8 text file (newlines kept, a leading BOM dropped), never reading
+    more than `max_line_bytes` of one line into memory: a 1 GB line is an error, not 2 GB of RSS."""
+    with open(path, "rb") as fh:
+        line_no = 0
+        while raw := fh.readline(max_line_bytes + 1):
+            line_no += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                raise LineError(f"{path}: line {line_no} is longer than {max_line_bytes} bytes")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise LineError(
+                    f"{path}: line {line_no}: not valid UTF-8 (byte {exc.start} of the line: {raw[exc.start:exc.start + 4]!r})"
+                ) from None
+            yield text.removeprefix("\ufeff") if line_no == 1 else text

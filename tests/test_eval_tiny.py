@@ -164,7 +164,8 @@ def test_served_predictor_is_evaluated_through_its_v1_endpoint(predictor_url, ti
     from globe.engines import LocalEngine
     from globe.engines.base import Request, Sampling
     from globe.evaluate.benchmarks import load_benchmark
-    from globe.evaluate.runner import RunSpec, build_engine, evaluate, open_image
+    from globe.evaluate.runner import RunSpec, build_engine, evaluate
+    from globe.images import open_ref as open_image
     from globe.prompts import GEO_PROMPT, GEO_SYSTEM
 
     base = shared_data / "im2gps3k_sample"

@@ -181,14 +181,14 @@ class ScriptedJudge:
 
 def test_localizability_scores_p_yes_and_passes_image_and_reasoning(tmp_path):
     path = tmp_path / "img.png"
-    Image.new("RGB", (8, 8), "red").save(path)
+    Image.new("RGB", (64, 48), "red").save(path)  # above globe.images.MIN_SIDE, so opened as is
     judge = ScriptedJudge()
     reward = make_localizability_reward(judge, max_failure_share=0.5, min_calls=4)
     assert reward.__name__ == "localizability"
     rewards = reward([globe("F", "P", think="A famous landmark."), chat(globe("F", "P", think="A wall."))],
                      image=[str(path), Image.new("RGB", (4, 4))], **TRL_EXTRAS)
     assert rewards == [0.9, 0.1]
-    assert isinstance(judge.seen[0].image, Image.Image) and judge.seen[0].image.size == (8, 8)
+    assert isinstance(judge.seen[0].image, Image.Image) and judge.seen[0].image.size == (64, 48)
     assert "A famous landmark." in judge.seen[0].prompt and "yes or no" in judge.seen[0].prompt
     assert (reward.calls, reward.failures, reward.failure_share) == (2, 0, 0.0)
 

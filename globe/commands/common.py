@@ -28,8 +28,14 @@ def load(params: Path, preset: str | None, overrides: list[str] | None):
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error to stderr and exit non-zero (no traceback for user errors)."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """Print an error to stderr and exit non-zero (no traceback for user errors).
+
+    Credentials in URLs (`http://user:pass@host`) are redacted: library errors quote the URLs of
+    `AWS_ENDPOINT_URL` and `MLFLOW_TRACKING_URI`, user info included.
+    """
+    from globe.redact import redact
+
+    typer.secho(f"error: {redact(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.images import MAX_SIDE
 
 data_app = typer.Typer(help="Datasets: import geotagged photos, synthesize GeoScenes.", no_args_is_help=True)
 
@@ -62,7 +63,7 @@ def import_cmd(
     csv: Annotated[
         Path | None, typer.Option("--csv", help="IM2GPS3K / YFCC4K / MP16 / OSV-5M csv; absent: read EXIF GPS")
     ] = None,
-    max_side: Annotated[int, typer.Option("--max-side", help="cap the long side of stored images")] = 1024,
+    max_side: Annotated[int, typer.Option("--max-side", help="cap the long side of stored images")] = MAX_SIDE,
     split: Annotated[str, typer.Option("--split", help="split of the imported records")] = "test",
     limit: Annotated[int | None, typer.Option("--limit", help="import only the first N rows")] = None,
 ) -> None:

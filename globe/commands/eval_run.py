@@ -42,7 +42,7 @@ def run(
     name = benchmark or cfg.eval.benchmark
     try:
         samples = load_benchmark(name, csv_path=csv, images=images, path=data, limit=limit or cfg.eval.limit)
-    except (BenchmarkError, OSError) as exc:
+    except (BenchmarkError, ValueError, OSError) as exc:  # ValueError: e.g. a records.jsonl naming an outside image
         fail(str(exc))
     try:
         metrics = run_benchmark(cfg, model, samples, out, benchmark=name, engine=engine, base_url=base_url, progress=progress)

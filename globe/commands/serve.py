@@ -21,6 +21,15 @@ ModelOpt = Annotated[
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: register.tracking_uri or $MLFLOW_TRACKING_URI)")]
 
 
+def registry_unreachable(exc: Exception) -> None:
+    """An MLflow or connection error as one redacted line (exit 2); anything else is re-raised."""
+    from globe.redact import short
+
+    if type(exc).__module__.split(".")[0] in ("mlflow", "requests", "urllib3", "botocore", "boto3"):
+        fail(f"MLflow registry: {short(getattr(exc, 'message', None) or str(exc), 500)}")
+    raise exc
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     app.command("serve")(serve)
@@ -35,7 +44,7 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes the server on every interface")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
     grpc_port: Annotated[int, typer.Option(help="gRPC port (only with --grpc)")] = 8081,
-    grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="also start KServe's gRPC server (binds all interfaces)")] = False,
+    grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="also serve V2 over gRPC (same host and guards as REST)")] = False,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -55,7 +64,9 @@ def serve(
     try:
         run_server(GlobeModel(uri, cfg), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
     except (ModelSourceError, ValueError) as exc:
-        fail(str(exc))
+        from globe.redact import short
+
+        fail(short(str(exc), 500))
 
 
 def predict(
@@ -77,12 +88,14 @@ def predict(
 
     try:
         print_json(predict_files(images, uri, cfg))
-    except Exception as exc:  # bad files and bad model URIs are user errors with a clear message
+    except Exception as exc:  # bad files, bad model URIs, an unreachable engine: one line, exit 2
+        from globe.redact import short
         from globe.serve.inputs import BadInput
         from globe.serve.model_source import ModelSourceError
+        from globe.serve.predictor import GenerationFailed
 
-        if isinstance(exc, (BadInput, ModelSourceError, FileNotFoundError)):
-            fail(str(exc))
+        if isinstance(exc, (BadInput, ModelSourceError, FileNotFoundError, GenerationFailed)):
+            fail(short(str(exc), 500))
         raise
 
 
@@ -119,6 +132,8 @@ def register_model(
         )
     except RegistryError as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
+        registry_unreachable(exc)
     from dataclasses import asdict
 
     print_json(asdict(result))
@@ -139,6 +154,8 @@ def promote(
         print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)))
     except RegistryError as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
+        registry_unreachable(exc)
 
 
 def resolve(
@@ -157,3 +174,5 @@ def resolve(
             typer.echo(storage_uri(uri, tracking_uri))
     except RegistryError as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
+        registry_unreachable(exc)

@@ -37,6 +37,7 @@ from globe.data.records import (
     JsonlAppender,
     Record,
     TeacherOutput,
+    image_file,
     iter_records,
     link_or_copy,
     load_image,
@@ -141,7 +142,7 @@ async def _run(records, teachers, data_dir: Path, out: Path, app: JsonlAppender,
 
     def _write(record: Record, outputs: list[TeacherOutput]) -> None:
         if not record.image.startswith("s3://") and data_dir.resolve() != out.resolve():
-            link_or_copy(data_dir / record.image, out / record.image)
+            link_or_copy(image_file(data_dir, record), image_file(out, record))
         app.append(_merge(record, outputs))
 
     counts: Counter = Counter()

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from globe.io import atomic_write_bytes
 from globe.jsonl import ResumableJsonl, append_lines
+from globe.paths import OutsideFolder, check_s3_key, inside
 
 RECORDS_FILE = "records.jsonl"
 IMAGES_DIR = "images"
@@ -117,12 +118,17 @@ def iter_records(path: str | Path) -> Iterator[Record]:
             if not line.strip():
                 continue
             try:
-                yield Record.model_validate_json(line)
+                record = Record.model_validate_json(line)
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or '<line>'}: {e['msg']}" for e in exc.errors()[:5]
                 )
                 raise RecordsError(f"{target}:{lineno}: invalid record: {problems}") from exc
+            try:  # every reader (distill, verify, train, eval) gets only images inside the dataset
+                check_image_name(target.parent, record)
+            except OutsideFolder as exc:
+                raise RecordsError(f"{target}:{lineno}: {exc}") from None
+            yield record
 
 
 def read_records(path: str | Path) -> list[Record]:
@@ -149,30 +155,34 @@ def append_record(path: str | Path, record: Record) -> None:
     append_lines(records_path(path), [_json(record)])
 
 
+def check_image_name(dataset_dir: str | Path, record: Record) -> None:
+    """A local image must resolve inside the dataset dir; an S3 key must be unambiguous (globe/paths.py)."""
+    if record.image.startswith("s3://"):
+        check_s3_key(record.image[len("s3://") :].partition("/")[2], record.image)
+    else:
+        inside(dataset_dir, record.image, what=f"record {record.id}: image")
+
+
 def image_file(dataset_dir: str | Path, record: Record) -> Path:
-    """Local path of a record's image (relative paths resolve against the dataset dir)."""
+    """Local path of a record's image, which must resolve inside the dataset dir (`globe.paths.inside`)."""
     if record.image.startswith("s3://"):
         raise ValueError(f"record {record.id}: image {record.image} is remote; use load_image()")
-    p = Path(record.image)
-    return p if p.is_absolute() else Path(dataset_dir) / p
+    try:
+        return inside(dataset_dir, record.image, what=f"record {record.id}: image")
+    except OutsideFolder as exc:
+        raise RecordsError(f"{records_path(dataset_dir)}: {exc}") from None
+
+
+def image_ref(dataset_dir: str | Path, record: Record) -> str:
+    """What to open for a record: its checked local path (absolute), or its `s3://` URI."""
+    return record.image if record.image.startswith("s3://") else str(image_file(dataset_dir, record).resolve())
 
 
 def load_image(dataset_dir: str | Path, record: Record):
-    """Open a record's image as RGB PIL image, from disk or S3 (endpoint from AWS_ENDPOINT_URL)."""
-    import io
+    """A record's image as the model sees it (`globe.images.open_ref`), from disk or S3."""
+    from globe.images import open_ref
 
-    from PIL import Image
-
-    if record.image.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = record.image[len("s3://") :].partition("/")
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-        img = Image.open(io.BytesIO(body))
-    else:
-        img = Image.open(image_file(dataset_dir, record))
-    img.load()
-    return img.convert("RGB")
+    return open_ref(image_ref(dataset_dir, record), where=f"record {record.id}: image {record.image}")
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:

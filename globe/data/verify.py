@@ -31,6 +31,7 @@ from globe.data.records import (
     IMAGES_DIR,
     Record,
     TeacherOutput,
+    image_file,
     atomic_write_bytes,
     dump,
     link_or_copy,
@@ -208,7 +209,7 @@ def verify(data_dir: str | Path, out_dir: str | Path, cfg) -> dict[str, Any]:
                 examples[failed].append({"id": record.id, "reason": reason} | {k: v for k, v in details.items() if k in ("agreement", "mean_p_yes", "named", "present", "error")})
     for r in kept:
         if not r.image.startswith("s3://"):
-            link_or_copy(data_dir / r.image, out / r.image)
+            link_or_copy(image_file(data_dir, r), image_file(out, r))
     write_records(out, kept)
     keep_images = {r.image for r in kept}
     for p in sorted((out / IMAGES_DIR).rglob("*")):

@@ -30,6 +30,7 @@ carry a ground-truth country/city (`n_country_labels`, `n_city_labels`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -275,12 +276,16 @@ def read_predictions(path: str | Any) -> list[dict[str, Any]]:
     import json
     from pathlib import Path
 
+    from globe.io import read_text_lines
+
     p = Path(path)
     if not p.is_file():
         raise PredictionsError(f"{p}: no such file")
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    with p.open(encoding="utf-8-sig", newline="") as handle:
+    reader: Any = None
+    # bounded lines, UTF-8 errors and csv errors (a field over 128 KiB) name the file and the line
+    with contextlib.closing(read_text_lines(p)) as handle, _reading(p, lambda: reader):
         if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -308,6 +313,22 @@ def read_predictions(path: str | Any) -> list[dict[str, Any]]:
     if not rows:
         raise PredictionsError(f"{p}: no prediction rows")
     return rows
+
+
+@contextlib.contextmanager
+def _reading(path: Any, reader: Callable[[], Any]):
+    """Turn file-reading errors into PredictionsError (the CSV reader, once made, knows the line)."""
+    import csv
+
+    from globe.io import LineError
+
+    try:
+        yield
+    except LineError as exc:
+        raise PredictionsError(str(exc)) from None
+    except csv.Error as exc:
+        where = f"line {reader().line_num + 1}" if reader() is not None else "header"  # csv counts finished lines
+        raise PredictionsError(f"{path}: {where}: {exc}") from None
 
 
 def _unique(path: str, where: str, row: dict[str, Any], seen: dict[str, int]) -> None:

@@ -90,13 +90,9 @@ def data_uri(data: bytes, mime: str) -> str:
 
 def thumbnail_uri(image_ref: str, size: int = 320) -> str:
     """A small JPEG of the image as a data: URI (local path or s3:// URI)."""
-    from globe.evaluate.runner import open_image
+    from globe.images import open_ref
 
-    def within(width: int, height: int) -> tuple[int, int]:  # the size `thumbnail` would give
-        scale = min(1.0, size / max(width, height))
-        return max(1, round(width * scale)), max(1, round(height * scale))
-
-    img = open_image(image_ref, fit=within)  # a JPEG decodes at reduced scale: a thumbnail needs little
+    img = open_ref(image_ref)
     img.thumbnail((size, size))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)

@@ -11,7 +11,7 @@ A run directory holds:
   from `predictions.jsonl` at any time.
 
 While the engine generates one batch, one background thread decodes the next batch's images
-(resized to the engine's input size when it tells it, see `open_image`) and scores and appends
+(resized to the engine's input size when it tells it, see `globe.images.open_image`) and scores and appends
 the previous one, so the harness's own work stays off the engine's critical path.
 
 Each row keeps the ground truth flat (`id, lat, lon, country_code, country, city`), the raw
@@ -45,43 +45,8 @@ class RunError(RuntimeError):
     """A run directory that cannot be resumed or written; the message says which file and why."""
 
 
-def open_image(ref: str, fit: Callable[[int, int], tuple[int, int] | None] | None = None):
-    """An upright RGB PIL image from a local path or an `s3://` URI (endpoint from AWS_ENDPOINT_URL).
-
-    EXIF orientation is applied, as a photo viewer (and the data importer) would: phone photos are
-    often stored sideways with a rotate tag, and the model should see them upright.
-
-    `fit(width, height)`, when given, is the size the consumer resizes an upright image to (an
-    engine's `input_size`). An image larger than that is resized to it here; a JPEG is then decoded
-    at 1/2, 1/4 or 1/8 scale inside the decoder, as far as that keeps `DRAFT_MARGIN` times the
-    target size on each side, which makes decoding several times cheaper.
-    """
-    import io
-
-    from PIL import Image, ImageOps
-
-    if ref.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = ref[len("s3://"):].partition("/")
-        img = Image.open(io.BytesIO(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
-    else:
-        img = Image.open(ref)
-    target = None
-    if fit is not None:
-        turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientations that swap the sides
-        stored = img.size
-        target = fit(*(stored[::-1] if turned else stored))
-        if target and target[0] * target[1] < stored[0] * stored[1]:
-            img.draft(None, tuple(DRAFT_MARGIN * side for side in (target[::-1] if turned else target)))
-        else:
-            target = None
-    img.load()
-    img = ImageOps.exif_transpose(img).convert("RGB")
-    return img.resize(target, Image.Resampling.BICUBIC) if target and img.size != tuple(target) else img
-
-
-DRAFT_MARGIN = 2  # decode at least twice the model's input size: the resize then still antialiases
+class PredictionLog:
+    """Resumable JSONL of scored rows, one line per image; the last line for an id wins.
 
 
 class PredictionLog(ResumableJsonl):
@@ -158,10 +123,12 @@ def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
 
 
 def _load_batch(batch: list[Sample], fit=None) -> list[tuple[Any, str | None]]:
+    from globe.images import open_ref  # the one image opener (globe/images.py): same pixels as serving
+
     out = []
     for s in batch:
         try:
-            out.append((open_image(s.image, fit=fit), None))
+            out.append((open_ref(s.image, fit=fit), None))
         except Exception as exc:  # unreadable image: recorded on the row, the run goes on
             out.append((None, f"image {s.image}: {type(exc).__name__}: {exc}"))
     return out

@@ -33,18 +33,10 @@ def _image(value: Any) -> Any:
         value = value[0] if value else None
     if isinstance(value, dict):  # datasets' undecoded Image feature: {"bytes": ..., "path": ...}
         value = value.get("path") or value.get("bytes")
-    if isinstance(value, (str, Path)) and str(value) and "://" not in str(value):
-        from PIL import Image
+    if (isinstance(value, (str, Path)) and str(value) and "://" not in str(value)) or isinstance(value, bytes):
+        from globe.images import open_image  # the one image opener: the judge sees what the policy saw
 
-        with Image.open(value) as img:
-            return img.convert("RGB")
-    if isinstance(value, bytes):
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(value)) as img:
-            return img.convert("RGB")
+        return open_image(value if isinstance(value, bytes) else Path(value), where="judge image")
     return value
 
 

@@ -32,9 +32,7 @@ def resolve_model(uri: str, cache_dir: str | Path | None = None) -> Path:
     """Return a local checkpoint directory for `uri`, downloading it when it is remote."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if uri.startswith("models:/"):
-        from globe.registry import storage_uri
-
-        return resolve_model(storage_uri(uri), cache)
+        return resolve_model(_registry_location(uri), cache)
     if uri.startswith("file://"):  # a local MLflow store's artifact location
         from urllib.parse import unquote, urlparse
 
@@ -47,6 +45,24 @@ def resolve_model(uri: str, cache_dir: str | Path | None = None) -> Path:
     if not path.is_dir():
         raise ModelSourceError(f"model {uri!r}: no such directory (expected a checkpoint dir, s3:// URI or models:/NAME@ALIAS)")
     return _checked(path, uri)
+
+
+def _registry_location(uri: str) -> str:
+    """The storage location of a `models:/` URI, or ModelSourceError in one line (never a traceback)."""
+    from globe.redact import short
+    from globe.registry import RegistryError, storage_uri
+
+    try:
+        return storage_uri(uri)
+    except RegistryError as exc:
+        raise ModelSourceError(f"model {uri!r}: {short(str(exc))}") from exc
+    except Exception as exc:  # mlflow/requests: registry unreachable, model or alias unknown, auth refused
+        import mlflow
+
+        raise ModelSourceError(
+            f"model {uri!r}: cannot resolve it through the MLflow registry at {short(mlflow.get_tracking_uri(), 120)}: "
+            f"{short(getattr(exc, 'message', None) or str(exc))}"
+        ) from exc
 
 
 def s3_client():
@@ -62,6 +78,8 @@ def download_s3(uri: str, cache: Path) -> Path:
     if not bucket:
         raise ModelSourceError(f"model {uri!r}: missing bucket name")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
+    from globe.paths import OutsideFolder, check_s3_key
+
     client = s3_client()
     try:
         objects = [
@@ -84,6 +102,10 @@ def download_s3(uri: str, cache: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
     try:
         for obj in objects:
+            try:  # the listing is the server's word: every key must lie under the prefix, unambiguously
+                check_s3_key(obj["Key"], uri, prefix)
+            except OutsideFolder as exc:
+                raise ModelSourceError(f"model {uri!r}: refusing object key {obj['Key']!r} ({exc})") from None
             rel = obj["Key"][len(prefix) :]
             dest = (tmp / rel).resolve()
             if tmp.resolve() not in dest.parents:  # a key like "../x" must not escape the cache
