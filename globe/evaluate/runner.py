@@ -45,10 +45,6 @@ class RunError(RuntimeError):
     """A run directory that cannot be resumed or written; the message says which file and why."""
 
 
-class PredictionLog:
-    """Resumable JSONL of scored rows, one line per image; the last line for an id wins.
-
-
 class PredictionLog(ResumableJsonl):
     """predictions.jsonl (`globe.jsonl.ResumableJsonl`): one scored row per image, appended a batch
     at a time; the last line for an id wins, so a retried row supersedes its failed one."""
