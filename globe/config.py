@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from globe.images import MAX_SIDE
 
@@ -34,14 +34,44 @@ class BaseGroup(Group):
     preset: str | None = "tiny-cpu"
 
 
+class RenderingGroup(Group):
+    """How GeoScenes photographs a scene (`globe.data.geoscenes.Rendering` documents each knob)."""
+
+    colour_cast: float = Field(0.0, ge=0.0, lt=1.0, description="per-channel colour gain drawn in [1-c, 1+c] per image")
+    flag_occlusion: float = Field(0.0, ge=0.0, le=1.0, description="share of scenes with one flag stripe hidden by foliage")
+    landmark_shift: float = Field(0.04, ge=0.0, le=0.2, description="landmark horizontal jitter, fraction of the side")
+    brightness: float = Field(0.06, ge=0.0, lt=1.0, description="global brightness jitter")
+    noise_sigma: float = Field(6.0, ge=0.0, description="pixel noise standard deviation (0-255)")
+    clutter: tuple[int, int] = Field((2, 6), description="clutter boxes per scene: [low, high) ")
+
+    def look(self):
+        from globe.data.geoscenes import Rendering
+
+        return Rendering(**self.model_dump())
+
+
 class SynthGroup(Group):
     n: int = Field(480, ge=1, description="number of GeoScenes images")
     seed: int = 0
     image_size: int = Field(112, ge=28)
     non_localizable_share: float = Field(0.1, ge=0.0, le=1.0)
     countries: list[str] | None = Field(None, description="ISO alpha-2 codes to draw from; None = the built-in tiny world")
-    test_share: float = Field(0.2, ge=0.0, lt=1.0)
+    test_share: float = Field(0.2, ge=0.0, le=1.0, description="share of images in the test split (1.0 = a held-out set)")
     cities_per_country: int = Field(3, ge=1, le=6, description="largest cities per country; one landmark shape each")
+    rendering: "RenderingGroup" = Field(default_factory=lambda: RenderingGroup())
+
+
+class HeldoutGroup(Group):
+    """The test sets every model is scored on (`globe data heldout`): GeoScenes drawn from a seed that
+    training never sees, all localizable (the filters clean training data, not the test set), in
+    the training world's rendering and in a shifted one (renderings training never saw)."""
+
+    n: int = Field(400, ge=1, description="images in the in-domain held-out set")
+    seed: int = Field(1000, description="must differ from synth.seed")
+    shifted_n: int = Field(400, ge=1, description="images in the shifted set")
+    shifted: RenderingGroup = Field(
+        default_factory=lambda: RenderingGroup(), description="rendering of the shifted set (merged over synth.rendering)"
+    )
 
 
 IMPORT_FORMATS = ("im2gps3k", "yfcc4k", "mp16", "osv5m", "exif-folder")
@@ -110,6 +140,11 @@ class TeacherConfig(Group):
     max_tokens: int = 512
     temperature: float = 0.7
     noise: float = Field(0.0, ge=0.0, le=1.0, description="scene-reader teachers only: share of misread cues")
+    city_bias: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="scene-reader teachers only: share of images whose city is concluded as the country's "
+        "best-known one (a popularity prior shared by all teachers; the cues are still read right)",
+    )
 
 
 class DistillGroup(Group):
@@ -132,13 +167,25 @@ class VerifyGroup(Group):
     )
 
 
+REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic")  # globe.rewards.recipe
+
+
 class RewardsGroup(Group):
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+        default_factory=lambda: {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0},
+        description=f"reward -> weight; rewards: {', '.join(REWARD_NAMES)}",
     )
     max_failure_share: float = Field(0.2, ge=0.0, le=1.0, description="abort when more judge calls than this fail")
     min_judge_calls: int = Field(32, ge=1, description="judge calls before max_failure_share may abort the run")
     geodesic_scale_km: float = Field(750.0, gt=0, description="geodesic reward = exp(-error_km / geodesic_scale_km)")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_rewards(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = [name for name in weights if name not in REWARD_NAMES]
+        if unknown:
+            raise ValueError(f"unknown reward {unknown[0]!r} (known: {', '.join(REWARD_NAMES)})")
+        return weights
 
 
 class TrainGroup(Group):
@@ -186,6 +233,11 @@ class GRPOGroup(TrainGroup):
     beta: float = Field(0.001, ge=0)
     max_completion_length: int = Field(64, ge=1)
     reward_model: str | None = Field(None, description="localizability judge checkpoint; --reward-model overrides")
+    skip_flat_groups: str | None = Field(
+        None, description="a reward (e.g. accuracy): groups in which it is the same for every completion get zero "
+        "advantage, so the other rewards' small differences there cannot steer the policy (DAPO's dynamic sampling, "
+        "as a mask); None = every group trains (the paper)",
+    )
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
@@ -205,7 +257,7 @@ class EvalGroup(Group):
     concurrency: int = Field(8, ge=1, description="requests in flight for the HTTP engines")
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(160, ge=1)
+    max_new_tokens: int = Field(120, ge=1)
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy, as in the paper's evaluation")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0 = none)")
     gallery_size: int = Field(24, ge=0, description="images shown in report.html")
@@ -268,7 +320,7 @@ class ServeGroup(Group):
     header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this (then 408)")
     body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this (then 408)")
     max_connections: int = Field(128, ge=1, description="open connections at once; requests beyond get HTTP 503")
-    max_new_tokens: int = Field(160, ge=1)
+    max_new_tokens: int = Field(120, ge=1)
 
 
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
@@ -278,6 +330,7 @@ class Params(Group):
     base: BaseGroup = Field(default_factory=BaseGroup)
     source: SourceGroup = Field(default_factory=SourceGroup)
     synth: SynthGroup = Field(default_factory=SynthGroup)
+    heldout: HeldoutGroup = Field(default_factory=HeldoutGroup)
     distill: DistillGroup = Field(default_factory=DistillGroup)
     verify: VerifyGroup = Field(default_factory=VerifyGroup)
     rewards: RewardsGroup = Field(default_factory=RewardsGroup)
@@ -289,6 +342,15 @@ class Params(Group):
     register: RegisterGroup = Field(default_factory=RegisterGroup)
     serve: ServeGroup = Field(default_factory=ServeGroup)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _heldout_is_unseen(self) -> "Params":
+        if self.synth.seed in (self.heldout.seed, self.heldout.seed + 1):  # +1: the shifted set
+            raise ValueError(
+                f"heldout.seed ({self.heldout.seed}, and {self.heldout.seed + 1} for the shifted set) must differ from "
+                f"synth.seed ({self.synth.seed}): the held-out images come from a seed that training never sees"
+            )
+        return self
 
 
 class ConfigError(ValueError):
@@ -328,6 +390,9 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
+        if not loc:  # a check across groups: the message names the fields, the input is the whole file
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            continue
         lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
 

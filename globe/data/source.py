@@ -247,6 +247,7 @@ def synthesize_source(synth: Any, out: str | Path) -> dict[str, Any]:
     records = synthesize(
         out, n=synth.n, seed=synth.seed, image_size=synth.image_size, non_localizable_share=synth.non_localizable_share,
         countries=synth.countries, test_share=synth.test_share, cities_per_country=synth.cities_per_country,
+        look=synth.rendering.look(),
     )
     return {"format": "geoscenes", **dataset_summary(records)}
 

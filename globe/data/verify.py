@@ -184,6 +184,12 @@ def kept_record(record: Record, details: dict[str, Any]) -> Record:
     return record.model_copy(update={"reasoning": reasoning, "entities": entities, "localizable": True, "meta": meta})
 
 
+def report_counts(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline of a verify report: images in, kept (and per split), removed per filter."""
+    return {"input": report["input"], "kept": report["kept"], "kept_by_split": report["kept_by_split"],
+            "removed": report["removed"]}
+
+
 def verify(data_dir: str | Path, out_dir: str | Path, cfg) -> dict[str, Any]:
     """Filter `data_dir` (a distilled dataset) into `out_dir`; returns the report (also report.json)."""
     data_dir, out = Path(data_dir), Path(out_dir)
