@@ -196,20 +196,33 @@ def test_localizability_scores_p_yes_and_passes_image_and_reasoning(tmp_path):
 def test_localizability_counts_failures_as_none_then_aborts():
     logged = []
     reward = make_localizability_reward(ScriptedJudge(fail_every=3), max_failure_share=0.3, min_calls=12)
-    batch = [globe("F", "P", think="famous")] * 6
+    batch = [globe("F", "P", think=f"famous {i}") for i in range(6)]
     first = reward(batch, image=[None] * 6, log_metric=lambda k, v: logged.append((k, v)))
     assert first == [0.9, 0.9, None, 0.9, 0.9, None]  # never a silent 0
     assert (reward.calls, reward.failures) == (6, 2)
     assert logged == [("localizability/judge_failure_share", pytest.approx(2 / 6))]
     with pytest.raises(RewardFailure, match=r"failed 4 of 12 calls \(33.3% > max_failure_share 30.0%\).*timeout"):
-        reward(batch, image=[None] * 6)
+        reward([globe("F", "P", think=f"famous {i}") for i in range(6, 12)], image=[None] * 6)
+
+
+def test_localizability_judges_each_distinct_pair_once_and_remembers_it():
+    judge = ScriptedJudge()
+    reward = make_localizability_reward(judge)
+    red, blue = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")
+    group = [globe("F", "P", think="famous")] * 3 + [globe("F", "P", think="a wall")]
+    assert reward(group + group, image=[red] * 4 + [blue] * 4) == [0.9, 0.9, 0.9, 0.1] * 2
+    assert len(judge.seen) == 4  # 2 reasonings x 2 images; the duplicates of a group are not re-judged
+    assert reward(group, image=[Image.new("RGB", (8, 8), "red")] * 4) == [0.9, 0.9, 0.9, 0.1]
+    assert len(judge.seen) == 4  # the same pixels and reasoning a step later: remembered
+    assert reward.metrics()["judge_forward_requests"] == 4.0 and reward.calls == 12
 
 
 def test_localizability_judge_exception_is_counted():
     reward = make_localizability_reward(ScriptedJudge(raise_error=True), max_failure_share=1.0)
     assert reward(["a", "b"], image=None) == [None, None]
     assert reward.failures == 2 and "ConnectionError" in reward.last_error
-    assert reward.metrics() == {"judge_calls": 2.0, "judge_failures": 2.0, "judge_failure_share": 1.0}
+    assert reward.metrics() == {"judge_calls": 2.0, "judge_failures": 2.0, "judge_failure_share": 1.0,
+                                "judge_forward_requests": 2.0}
 
 
 class _JudgeHandler(BaseHTTPRequestHandler):
@@ -280,7 +293,7 @@ def test_build_reward_funcs_geodesic_scale_and_errors():
 
 
 @pytest.mark.parametrize("module", ["globe.rewards.accuracy", "globe.rewards.format", "globe.rewards.grounding",
-                                    "globe.rewards.geodesic", "globe.rewards.localizability", "globe.rewards.registry"])
+                                    "globe.rewards.geodesic", "globe.rewards.localizability", "globe.rewards.recipe"])
 def test_docstring_examples(module):
     import doctest
     import importlib
