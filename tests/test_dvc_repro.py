@@ -1,6 +1,13 @@
-"""`dvc repro` of the tiny world, end to end, in a scratch copy of the project: every stage runs,
-metrics and the lock are written, a second `dvc repro` does nothing, and `dvc exp run -S` reruns
-only what the changed parameter invalidates."""
+"""`dvc repro` of the tiny world, the README's main job with params.yaml as it is, end to end in a
+scratch copy of the project: every stage runs, GRPO beats the SFT checkpoint it started from on
+the held-out images (the paired-bootstrap interval above 0), the results are readable, `git status`
+stays clean, a second `dvc repro` does nothing, and `dvc exp run -S` reruns only what the changed
+parameter invalidates.
+
+The margins below were chosen from `benchmarks/grpo_learning.py` over three seeds (docs/train.md,
+"What the tiny world shows"): the smallest GRPO - SFT delta there was +N pt for country and +M pt
+for acc_25km, so a working recipe clears these by several standard errors on any machine.
+"""
 
 from __future__ import annotations
 
@@ -16,36 +23,24 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["data", "distill", "verify", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
-
-
-def _small(params: dict) -> dict:
-    """A smaller tiny world than params.yaml's, so the chain fits the CI budget on 2 cores."""
-    params["synth"]["n"] = 96
-    params["eval"]["bootstrap"] = 50
-    params["eval"]["gallery_size"] = 4
-    params["register"]["min_value"] = None  # 8 GRPO steps need not clear the real world's floor
-    tiny = params["presets"]["tiny-cpu"]
-    tiny["grpo"]["max_steps"] = 8
-    tiny["sft"]["epochs"] = 2
-    tiny["reward_model"]["epochs"] = 1
-    return params
+STAGES = ["data", "distill", "verify", "heldout", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
+MIN_DELTA = {"country_acc": 0.02, "acc_25km": 0.10}  # GRPO - SFT on the in-domain held-out set (see above)
 
 
 def _run(args: list[str], cwd: Path, env: dict) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
-def test_dvc_repro_tiny_world_then_nothing_then_an_experiment(tmp_path):
+@pytest.mark.timeout(3600)  # the whole main job: ~12 min on 2 idle cores
+def test_dvc_repro_learns_then_nothing_then_an_experiment(tmp_path):
     proj = tmp_path / "proj"
     proj.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, proj / name)
     shutil.copytree(ROOT / "globe", proj / "globe", ignore=shutil.ignore_patterns("__pycache__"))  # code deps
-    params = _small(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # the `globe` CLI
@@ -65,22 +60,47 @@ def test_dvc_repro_tiny_world_then_nothing_then_an_experiment(tmp_path):
         assert f"Running stage '{stage}'" in out, stage
     lock = yaml.safe_load((proj / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
+
+    # GRPO learned: better than its SFT start on the same held-out images, beyond chance
     metrics = json.loads((proj / "results/evaluate/metrics.json").read_text())
-    assert metrics["n"] > 0 and 0.0 <= metrics["acc_25km"] <= 1.0
-    assert json.loads((proj / "results/register/registered.json").read_text())["version"] == "1"
-    assert json.loads((proj / "results/register/promotion.json").read_text())["promoted"] is True
+    inside = metrics["in_domain"]
+    assert inside["sft"]["n"] == inside["grpo"]["n"] == 400
+    for key, margin in MIN_DELTA.items():
+        d = inside["grpo_vs_sft"][key]
+        assert d["lo"] > 0 and d["delta"] >= margin, (key, d, inside)
+    assert inside["base"]["acc_25km"] < 0.05 < inside["sft"]["acc_25km"]  # untrained < SFT < GRPO
+    assert set(metrics["shifted"]) >= {"base", "sft", "grpo", "grpo_vs_sft"}
+    assert "grpo − sft" in (proj / "results/evaluate/summary.md").read_text()
+
+    # readable results: each metrics file holds the headline figures only; plots render offline
     shown = json.loads(_run([*dvc, "metrics", "show", "--json"], proj, env))
-    assert "results/evaluate/metrics.json" in json.dumps(shown)
+    files = next(iter(shown.values()))["data"]
+    for path in ("results/evaluate/metrics.json", "results/grpo/metrics.json", "results/sft/metrics.json",
+                 "results/verify/metrics.json"):
+        assert _numbers(files[path]["data"]) <= 40, path
+    _run([*dvc, "plots", "show", "-o", str(tmp_path / "plots")], proj, env)
+    assert (tmp_path / "plots" / "index.html").is_file()
+    assert json.loads((proj / "results/register/registered.json").read_text())["version"] == "1"
+    assert json.loads((proj / "results/register/promotion.json").read_text())["promoted"] is True  # clears the floor
+
+    # a fresh repro leaves the checkout clean: trained weights differ from machine to machine, so
+    # dvc.lock (which records their hashes) is not committed (docs/orchestration.md, "dvc.lock")
+    assert _run(["git", "status", "--porcelain"], proj, env).strip() == ""
 
     again = _run([*dvc, "repro"], proj, env)
     assert "Running stage" not in again and "up to date" in again.lower()
 
-    _run(["git", "add", "-A"], proj, env)
-    _run(["git", "commit", "-qm", "lock"], proj, env)
     exp = _run([*dvc, "exp", "run", "-S", "register.min_improvement=0.5"], proj, env)
     assert "Running stage 'register'" in exp
-    assert "Running stage 'grpo'" not in exp and "Running stage 'synth'" not in exp
+    assert "Running stage 'grpo'" not in exp and "Running stage 'data'" not in exp
     promotion = json.loads((proj / "results/register/promotion.json").read_text())
     assert promotion["promoted"] is False  # v2 equals v1's metric: not better by 0.5
     print(f"dvc repro of the tiny world: {elapsed:.0f} s")
-    assert elapsed < 600
+
+
+def _numbers(doc) -> int:
+    if isinstance(doc, dict):
+        return sum(_numbers(v) for v in doc.values())
+    if isinstance(doc, list):
+        return sum(_numbers(v) for v in doc)
+    return int(isinstance(doc, (int, float)) and not isinstance(doc, bool))

@@ -20,7 +20,8 @@ from _photo_teacher import photo_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 # A smaller tiny world than params.yaml's, so the chain fits the CI budget on 2 cores.
-SMALL = ["synth.n=96", "sft.epochs=2", "reward_model.epochs=1", "grpo.max_steps=8", "eval.bootstrap=50", "eval.gallery_size=4"]
+SMALL = ["synth.n=96", "heldout.n=16", "heldout.shifted_n=16", "sft.max_steps=40", "reward_model.max_steps=10",
+         "grpo.max_steps=4", "eval.bootstrap=50", "eval.gallery_size=4"]
 
 
 def _run_local(workdir: Path, env: dict, overrides: list[str], arguments: list[str] = ()) -> dict:

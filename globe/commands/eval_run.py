@@ -16,6 +16,7 @@ HEADLINE = ("n", "n_unparsed", "n_errors", "acc_1km", "acc_25km", "acc_200km", "
 def add_commands(eval_app: typer.Typer) -> None:
     """Attach the harness commands to the `eval` group."""
     eval_app.command("run")(run)
+    eval_app.command("models")(models)
     eval_app.command("compare")(compare)
 
 
@@ -55,6 +56,47 @@ def run(
     if metrics.get("mlflow_run_id"):
         summary["mlflow_run_id"] = metrics["mlflow_run_id"]
     print_json(summary)
+
+
+def _named(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            fail(f"--{what} {item!r}: expected NAME=PATH, e.g. --{what} grpo=models/grpo")
+        if name in out:
+            fail(f"--{what}: {name!r} given twice")
+        out[name] = value
+    if not out:
+        fail(f"give at least one --{what} NAME=PATH")
+    return out
+
+
+def models(
+    model: Annotated[list[str], typer.Option("--model", help="NAME=DIR, repeatable (e.g. sft=models/sft)")],
+    split: Annotated[list[str], typer.Option("--split", help="NAME=DIR of a held-out set, repeatable (e.g. in_domain=data/heldout)")],
+    out: Annotated[Path, typer.Option("--out", help="suite directory: OUT/<split>/<model>/ runs + metrics.json, report.html")],
+    compare_: Annotated[list[str] | None, typer.Option("--compare", help="CANDIDATE:BASELINE, repeatable (e.g. grpo:sft)")] = None,
+    benchmark: Annotated[str, typer.Option("--benchmark", help="benchmark of every split")] = "geoscenes",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Every model on the same held-out sets, with paired-bootstrap deltas (the main job's evaluate stage)."""
+    from globe.evaluate.benchmarks import BenchmarkError
+    from globe.evaluate.runner import RunError
+    from globe.evaluate.suite import Split, evaluate_suite, parse_pairs
+
+    cfg = load(params, preset, set_)
+    named_models = _named(model, "model")
+    splits = [Split(name, Path(path), benchmark) for name, path in _named(split, "split").items()]
+    try:
+        pairs = parse_pairs(compare_ or [], list(named_models))
+        metrics = evaluate_suite(cfg, named_models, splits, out, pairs, progress=progress)
+    except (BenchmarkError, RunError, ValueError, OSError) as exc:
+        fail(str(exc))
+    print_json(metrics)
 
 
 def compare(
