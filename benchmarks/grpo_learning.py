@@ -9,8 +9,10 @@ the paired-bootstrap delta GRPO - SFT with its 95% interval, and checks the targ
 - on every seed, GRPO - SFT > 0 for country_acc and acc_25km, the interval above 0;
 - the GRPO model reaches country_acc >= 0.90 and acc_25km >= 0.60 (the mean over seeds).
 
-It exits non-zero when a target is missed. It reuses `globe train ablate`'s machinery (variants
-`sft` and `grpo`), so an interrupted run resumes where it stopped.
+It exits non-zero when a target is missed. It reuses `globe train ablate`'s machinery (variant `sft`
+and the main job's GRPO, which is the ablation's `globe` when params.rewards holds the paper's
+weights), so it resumes where it stopped, and pointed at the directory of a `globe train ablate`
+run it reads those runs instead of training them again.
 
     python benchmarks/grpo_learning.py [--seeds 3] [--out DIR] [--workers 2]
 """
@@ -30,11 +32,11 @@ TARGET_COUNTRY, TARGET_ACC25 = 0.90, 0.60
 
 def main(
     seeds: int = typer.Option(3, min=1, help="training seeds 0..N-1"),
-    out: Path = typer.Option(Path("/tmp/globe-grpo-learning"), help="work directory (resumed if it exists)"),
+    out: Path = typer.Option(Path("/tmp/globe-ablation"), help="work directory (resumed; a `globe train ablate` dir is reused)"),
     workers: int = typer.Option(2, min=1, help="trainings side by side"),
 ) -> None:
     from globe.config import load_params
-    from globe.train.ablation import build_inputs, run_ablation
+    from globe.train.ablation import PAPER_WEIGHTS, build_inputs, run_ablation
 
     params = load_params(ROOT / "params.yaml")
     g = params.grpo
@@ -49,9 +51,10 @@ def main(
         print(f"  {message}", file=sys.stderr, flush=True)
 
     inputs = build_inputs(params, out / "world", say)
-    rows = run_ablation(params, inputs, out, seeds=list(range(seeds)), variants=["sft", "grpo"], workers=workers,
+    main_job = "globe" if dict(params.rewards.weights) == PAPER_WEIGHTS else "grpo"
+    rows = run_ablation(params, inputs, out, seeds=list(range(seeds)), variants=["sft", main_job], workers=workers,
                         on_event=say)
-    by = {(r["variant"], r["seed"]): r["metrics"] for r in rows}
+    by = {(r["variant"] if r["variant"] != main_job else "grpo", r["seed"]): r["metrics"] for r in rows}
     print(f"\n{'seed':>4} | {'SFT country':>11} {'acc_25km':>8} | {'GRPO country':>12} {'acc_25km':>8} | "
           f"{'delta country [95% CI]':>26} | {'delta acc_25km [95% CI]':>26}")
     ok = True

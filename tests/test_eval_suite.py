@@ -39,10 +39,11 @@ def test_every_model_on_every_split_with_the_paired_delta(suite):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"in_domain", "shifted"}
     for split, n in (("in_domain", 10), ("shifted", 6)):
-        assert metrics[split]["a"]["n"] == metrics[split]["b"]["n"] == n
+        assert set(metrics[split]["a"]) == set(metrics[split]["b"]) == {"country_acc", "acc_25km"}
         assert set(metrics[split]["b_vs_a"]) == {"country_acc", "acc_25km"}
         d = metrics[split]["b_vs_a"]["acc_25km"]
-        assert d["lo"] <= d["delta"] <= d["hi"] and isinstance(d["significant"], bool)
+        assert d["lo"] <= d["delta"] <= d["hi"]
+        assert json.loads((out / split / "a" / "metrics.json").read_text())["n"] == n
         for model in ("a", "b"):  # each a full, resumable run of the one harness
             assert (out / split / model / "predictions.jsonl").is_file() and (out / split / model / "report.html").is_file()
     assert _numbers(metrics) <= 40  # `dvc metrics show` stays readable

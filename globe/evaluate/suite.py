@@ -7,8 +7,8 @@ harness (`runner.run_benchmark`, each run resumable in `OUT/<split>/<model>/`), 
 pairs it is asked about with the paired bootstrap of `globe eval compare` (`compare.compare_runs`).
 
 What it writes next to the runs:
-- `metrics.json`: the headline only (a few figures per model and split, and the asked-for deltas
-  with their 95% interval), so `dvc metrics show` stays readable;
+- `metrics.json`: the headline only (country_acc and acc_25km per model and split, and each asked-for
+  delta with its 95% interval), so `dvc metrics show` stays readable;
 - `comparisons.json`: every metric of every comparison, as `globe eval compare --json` prints it;
 - `summary.md` and `report.html` (self-contained): the same tables and the accuracy curves of all
   models on one plot per split.
@@ -23,7 +23,8 @@ from typing import Any, Mapping, Sequence
 
 from globe.io import atomic_write_bytes
 
-HEADLINE = ("country_acc", "city_acc", "acc_25km", "acc_2500km")
+HEADLINE = ("country_acc", "acc_25km")  # metrics.json: what `dvc metrics show` prints, per model and split
+TABLE = ("country_acc", "city_acc", "acc_25km", "acc_2500km")  # summary.md and report.html
 DELTA_KEYS = ("country_acc", "acc_25km")
 
 
@@ -82,20 +83,21 @@ def evaluate_suite(
     metrics = headline(results, compared)
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "comparisons.json", compared)
-    atomic_write_bytes(out / "summary.md", summary_md(metrics, models).encode("utf-8"))
-    atomic_write_bytes(out / "report.html", report_html(metrics, results, out, models).encode("utf-8"))
+    atomic_write_bytes(out / "summary.md", summary_md(results, compared, models).encode("utf-8"))
+    atomic_write_bytes(out / "report.html", report_html(results, compared, out, models).encode("utf-8"))
     return metrics
 
 
 def headline(results: Mapping[str, Mapping[str, Mapping]], compared: Mapping[str, Mapping[str, Mapping]]) -> dict:
-    """{split: {model: {HEADLINE...}, "B_vs_A": {metric: {delta, lo, hi, significant}}}} (DELTA_KEYS only)."""
+    """{split: {model: {HEADLINE...}, "B_vs_A": {metric: {delta, lo, hi}}}} (DELTA_KEYS only): the
+    figures a reader compares, a few per split, so `dvc metrics show` stays one readable row."""
     doc: dict[str, dict] = {}
     for split, runs in results.items():
-        doc[split] = {name: {k: m.get(k) for k in ("n", *HEADLINE)} for name, m in runs.items()}
+        doc[split] = {name: {k: m.get(k) for k in HEADLINE} for name, m in runs.items()}
         for pair, result in compared.get(split, {}).items():
             doc[split][pair] = {
                 k: {"delta": result["metrics"][k]["delta"], "lo": result["metrics"][k]["ci"][0],
-                    "hi": result["metrics"][k]["ci"][1], "significant": result["metrics"][k]["significant"]}
+                    "hi": result["metrics"][k]["ci"][1]}
                 for k in DELTA_KEYS
             }
     return doc
@@ -107,6 +109,11 @@ def _pct(v: Any, signed: bool = False) -> str:
     return f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}%"
 
 
+def _delta(result: Mapping, key: str) -> Mapping:
+    m = result["metrics"][key]
+    return {"delta": m["delta"], "lo": m["ci"][0], "hi": m["ci"][1], "significant": m["significant"]}
+
+
 def _delta_text(d: Mapping) -> str:
     if d.get("delta") is None:
         return "–"
@@ -114,21 +121,23 @@ def _delta_text(d: Mapping) -> str:
     return f"{_pct(d['delta'], True)} pt [{_pct(d['lo'], True)}, {_pct(d['hi'], True)}] ({mark})"
 
 
-def summary_md(metrics: Mapping[str, Mapping], models: Mapping[str, str]) -> str:
-    """One table per split: each model's headline figures, then each comparison with its interval."""
+def summary_md(results: Mapping, compared: Mapping, models: Mapping[str, str]) -> str:
+    """One table per split: each model's figures, then each comparison with its interval."""
     lines = ["### Held-out evaluation", ""]
-    for split, doc in metrics.items():
-        names = [n for n in models if n in doc]
-        lines += [f"**{split}** ({doc[names[0]]['n']} images)" if names else f"**{split}**", "",
-                  "| model | " + " | ".join(HEADLINE) + " |", "|---|" + "---:|" * len(HEADLINE)]
+    for split, runs in results.items():
+        names = [n for n in models if n in runs]
+        n = runs[names[0]].get("n") if names else 0
+        lines += [f"**{split}** ({n} images)", "",
+                  "| model | " + " | ".join(TABLE) + " |", "|---|" + "---:|" * len(TABLE)]
         for name in names:
-            lines.append(f"| {name} | " + " | ".join(_pct(doc[name].get(k)) for k in HEADLINE) + " |")
-        pairs = [k for k in doc if "_vs_" in k]
+            lines.append(f"| {name} | " + " | ".join(_pct(runs[name].get(k)) for k in TABLE) + " |")
+        pairs = compared.get(split, {})
         if pairs:
             lines += ["", "| paired delta (95% bootstrap CI) | " + " | ".join(DELTA_KEYS) + " |",
                       "|---|" + "---|" * len(DELTA_KEYS)]
-            for pair in pairs:
-                lines.append(f"| {pair.replace('_vs_', ' − ')} | " + " | ".join(_delta_text(doc[pair][k]) for k in DELTA_KEYS) + " |")
+            for pair, result in pairs.items():
+                cells = " | ".join(_delta_text(_delta(result, k)) for k in DELTA_KEYS)
+                lines.append(f"| {pair.replace('_vs_', ' − ')} | {cells} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -147,7 +156,7 @@ td{padding:4px 10px;border-bottom:1px solid #e3e3e3} td.num{text-align:right;fon
 <p class="meta">Every model answered the same images; a delta's interval is a paired bootstrap over them
 ({{ n_boot }} resamples). Headline distances geocode the answered place names. Models: {% for n, p in models %}<b>{{ n }}</b> {{ p }}{% if not loop.last %} &middot; {% endif %}{% endfor %}</p>
 {% for split in splits %}<h2>{{ split.name }} ({{ split.n }} images)</h2>
-<table><thead><tr><th>model</th>{% for k in headline %}<th>{{ k }}</th>{% endfor %}</tr></thead><tbody>
+<table><thead><tr><th>model</th>{% for k in table %}<th>{{ k }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in split.rows %}<tr><td>{{ row[0] }}</td>{% for v in row[1:] %}<td class="num">{{ v }}</td>{% endfor %}</tr>{% endfor %}
 </tbody></table>
 {% if split.deltas %}<p></p><table><thead><tr><th>paired delta</th>{% for k in delta_keys %}<th>{{ k }} (95% CI)</th>{% endfor %}</tr></thead><tbody>
@@ -159,7 +168,7 @@ td{padding:4px 10px;border-bottom:1px solid #e3e3e3} td.num{text-align:right;fon
 """
 
 
-def report_html(metrics: Mapping, results: Mapping, out: Path, models: Mapping[str, str]) -> str:
+def report_html(results: Mapping, compared: Mapping, out: Path, models: Mapping[str, str]) -> str:
     """The overview page: tables and one accuracy-curve plot per split (all models), inlined."""
     import jinja2
 
@@ -169,26 +178,27 @@ def report_html(metrics: Mapping, results: Mapping, out: Path, models: Mapping[s
 
     splits = []
     n_boot = 0
-    for split, doc in metrics.items():
-        names = [n for n in models if n in doc]
+    for split, runs in results.items():
+        names = [n for n in models if n in runs]
         curves = {n: [r.get("distance_km") for r in load_run(out / split / n).rows] for n in names}
         png = plot_accuracy_curve(curves, out / split / "accuracy_curves.png", title=f"{split}: accuracy against distance")
         deltas = []
-        for pair in (k for k in doc if "_vs_" in k):
+        for pair, result in compared.get(split, {}).items():
             cells = []
             for k in DELTA_KEYS:
-                d = doc[pair][k]
-                cls = "" if not d.get("significant") else ("up" if (d.get("delta") or 0) > 0 else "down")
+                d = _delta(result, k)
+                cls = "" if not d["significant"] else ("up" if (d["delta"] or 0) > 0 else "down")
                 cells.append((_delta_text(d), cls))
             deltas.append((pair.replace("_vs_", " − "), cells))
-        n_boot = max(n_boot, *(results[split][n].get("bootstrap", {}).get("resamples", 0) for n in names))
+        n_boot = max(n_boot, *(runs[n].get("bootstrap", {}).get("resamples", 0) for n in names))
         splits.append({
-            "name": split, "n": doc[names[0]]["n"] if names else 0, "plot": data_uri(Path(png).read_bytes(), "image/png"),
-            "rows": [[n, *(_pct(doc[n].get(k)) for k in HEADLINE)] for n in names], "deltas": deltas,
+            "name": split, "n": runs[names[0]].get("n") if names else 0,
+            "plot": data_uri(Path(png).read_bytes(), "image/png"),
+            "rows": [[n, *(_pct(runs[n].get(k)) for k in TABLE)] for n in names], "deltas": deltas,
         })
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(REPORT).render(
-        title="Held-out evaluation: every model on the same images", splits=splits, headline=HEADLINE,
+        title="Held-out evaluation: every model on the same images", splits=splits, table=TABLE,
         delta_keys=DELTA_KEYS, models=list(models.items()), n_boot=n_boot,
     )
 

@@ -220,8 +220,20 @@ def run_ablation(
                 f"({time.perf_counter() - t0:.0f} s)")
             rows.append({"variant": name, "seed": s, "metrics": {k: metrics.get(k) for k in ("n", *REPORTED)}})
     _add_deltas(rows, out, params)
-    write_outputs(rows, out, params, variants)
+    rows = _with_earlier(rows, out)
+    write_outputs(rows, out, params, [v for v in (*VARIANTS, MAIN_JOB.name) if any(r["variant"] == v for r in rows)])
     return rows
+
+
+def _with_earlier(rows: list[dict], out: Path) -> list[dict]:
+    """The rows of this call plus those an earlier call into `out` wrote for other (variant, seed)s,
+    so that running a subset (benchmarks/grpo_learning.py) keeps the full table."""
+    path = out / "ablation.json"
+    if not path.is_file():
+        return rows
+    mine = {(r["variant"], r["seed"]) for r in rows}
+    earlier = [r for r in json.loads(path.read_text(encoding="utf-8")) if (r["variant"], r["seed"]) not in mine]
+    return sorted(earlier + rows, key=lambda r: (r["seed"], [*VARIANTS, MAIN_JOB.name].index(r["variant"])))
 
 
 def variant(name: str, params: Params) -> Variant:

@@ -27,6 +27,9 @@ from globe.config import Params
 log = logging.getLogger(__name__)
 
 
+JUDGE_BATCH = 64
+
+
 def load_judge(spec: str):
     """The localizability judge: a model directory (LocalEngine) or an engine spec in YAML/JSON,
     e.g. `{kind: openai, base_url: http://judge:8000/v1, model: globe-rm}` for a served judge."""
@@ -45,7 +48,8 @@ def load_judge(spec: str):
 
     if torch.cuda.is_available():  # one judge per rank, on the rank's own GPU
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    return LocalEngine(spec, device=device, name="reward-model")
+    # one forward pass for a whole generation batch (the judge only reads the first token's logits)
+    return LocalEngine(spec, device=device, name="reward-model", batch_size=JUDGE_BATCH)
 
 
 def reward_functions(params: Params, judge=None):
@@ -200,12 +204,12 @@ def _write_summary(out, plan, trainer, output, monitor, funcs, weights, examples
 
 
 def headline(per_reward: dict[str, dict[str, Any]], diagnostics: dict[str, dict], warnings: int) -> dict[str, Any]:
-    """The few GRPO figures `dvc metrics show` prints: each reward early -> late, how flat the
-    accuracy reward was, the completion length and clipped share, the KL, and the warning count."""
+    """The few GRPO figures `dvc metrics show` prints: the total and the accuracy reward early ->
+    late, how flat the accuracy reward was, the completion length and clipped share, the KL, and the
+    warning count (every reward's figures are in OUT/metrics.json)."""
     out: dict[str, Any] = {}
-    for name, r in per_reward.items():
-        out[f"{name}_first"], out[f"{name}_last"] = r["mean"]["first"], r["mean"]["last"]
     if "accuracy" in per_reward:
+        out["accuracy_first"], out["accuracy_last"] = (per_reward["accuracy"]["mean"][k] for k in ("first", "last"))
         out["accuracy_zero_std_last"] = per_reward["accuracy"]["zero_std_frac"]["last"]
     for key, name in (("reward", "reward"), ("completions/mean_length", "completion_length"),
                       ("completions/clipped_ratio", "clipped_share"), ("kl", "kl")):
