@@ -154,12 +154,12 @@ def test_an_image_resized_to_input_size_is_what_the_processor_makes_of_the_full_
     must see the same patch grid and, pixel for pixel, nearly what the processor makes of the photo."""
     import numpy as np
 
-    from globe.evaluate.runner import open_image
+    from globe.images import open_ref
 
     photos = sorted((shared_data / "im2gps3k_sample" / "images").glob("*.jpg"))[:6]
     proc = engine.processor.image_processor
-    full = [open_image(str(p)) for p in photos]
-    fitted = [open_image(str(p), fit=engine.input_size) for p in photos]
+    full = [open_ref(p) for p in photos]
+    fitted = [open_ref(p, fit=engine.input_size) for p in photos]
     assert all(f.size == engine.input_size(*img.size) and f.width < img.width / 4 for f, img in zip(fitted, full))
     a, b = proc(images=full, return_tensors="pt"), proc(images=fitted, return_tensors="pt")
     assert a["image_grid_thw"].tolist() == b["image_grid_thw"].tolist()

@@ -45,6 +45,17 @@ def test_every_path_sees_identical_upright_pixels(tmp_path):
     assert reference.getpixel((380, 20))[2] > 150  # the blue band is now on top
     for where, img in seen.items():
         assert (img.mode, img.size, img.tobytes()) == (reference.mode, reference.size, reference.tobytes()), where
+    # with a model input size (`LocalEngine.input_size`), the harness and serving decode straight to it
+    fit = lambda w, h: (w // 3, h // 3)  # noqa: E731
+    fitted = {
+        "serve / globe predict": serve_image(data, "instances[0].image_b64", InputLimits(), fit=fit),
+        "opener": open_image(path, fit=fit),
+        "eval": _load_batch([Sample(id="p", image=str(path), lat=1, lon=1)], fit)[0][0],
+    }
+    reference = fitted["opener"]
+    assert reference.size == (256, 341) and reference.getpixel((128, 6))[2] > 150
+    for where, img in fitted.items():
+        assert (img.size, img.tobytes()) == (reference.size, reference.tobytes()), where
 
 
 def test_large_images_decode_straight_to_the_target_size():
