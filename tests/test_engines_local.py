@@ -164,5 +164,6 @@ def test_an_image_resized_to_input_size_is_what_the_processor_makes_of_the_full_
     a, b = proc(images=full, return_tensors="pt"), proc(images=fitted, return_tensors="pt")
     assert a["image_grid_thw"].tolist() == b["image_grid_thw"].tolist()
     levels = np.abs(a["pixel_values"].numpy() - b["pixel_values"].numpy()) * np.mean(proc.image_std) * 255
-    assert levels.mean() < 2.5 and np.quantile(levels, 0.99) < 25  # of 255; JPEG's own noise is larger
+    # of 255; JPEG's own noise is larger. Decoding at 2x the target (DRAFT_MARGIN) halves it: ~1.1 / 9
+    assert levels.mean() < 1.5 and np.quantile(levels, 0.99) < 12
     assert engine.input_size(10_000, 10) is None  # an aspect ratio the processor refuses: left to checked_image

@@ -339,7 +339,7 @@ def test_open_image_fits_an_exif_rotated_jpeg_upright_and_leaves_small_ones_alon
     assert fitted.getpixel((25, 10))[2] < 100 < fitted.getpixel((25, 90))[2]  # yellow on top, navy below
     assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: (2 * w, 2 * h)).size == (200, 400)  # no upscaling here
     assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: None).size == (200, 400)
-    # a large JPEG is decoded at reduced scale (1/8 here), not in full and then shrunk
+    # a large JPEG is decoded at reduced scale (1/4: at least twice the target), not in full and then shrunk
     big = Image.new("RGB", (1600, 800), "navy")
     big.paste((250, 200, 0), (0, 0, 800, 800))
     big.save(tmp_path / "big.jpg", exif=exif, quality=95)
@@ -352,5 +352,5 @@ def test_open_image_fits_an_exif_rotated_jpeg_upright_and_leaves_small_ones_alon
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", record)
     fitted = open_image(str(tmp_path / "big.jpg"), fit=lambda w, h: (w // 8, h // 8))
-    assert fitted.size == (64, 128) and decoded == [(200, 100)]  # capped to 512 x 1024 upright, then fitted
+    assert fitted.size == (64, 128) and decoded == [(400, 200)]  # capped to 512 x 1024 upright, then fitted
     assert fitted.getpixel((32, 10))[2] < 100 < fitted.getpixel((32, 118))[2]
