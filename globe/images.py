@@ -112,13 +112,13 @@ def open_image(source: Source, where: str = "image", limits: ImageLimits = Image
 
 
 def read_source(ref: str | Path, where: str = "image", max_bytes: int | None = None) -> bytes:
-    """The encoded bytes of a local file or an `s3://bucket/key` object (endpoint from AWS_ENDPOINT_URL)."""
+    """The encoded bytes of a local file or an `s3://bucket/key` object (`globe.s3.client`)."""
     ref = str(ref)
     if not ref.startswith("s3://"):
         with _open_source(Path(ref), where, ImageLimits(max_bytes=max_bytes)) as fh:
             return fh.read()
+    from globe import s3
     from globe.paths import OUTSIDE, OutsideFolder, check_s3_key
-    from globe.serve.model_source import s3_client
 
     bucket, _, key = ref[len("s3://") :].partition("/")
     try:
@@ -126,7 +126,7 @@ def read_source(ref: str | Path, where: str = "image", max_bytes: int | None = N
     except OutsideFolder as exc:
         raise ImageError(OUTSIDE, f"{where}: {exc}") from None
     try:
-        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+        body = s3.client().get_object(Bucket=bucket, Key=key)["Body"]
         data = body.read(max_bytes + 1 if max_bytes else None)
     except Exception as exc:  # botocore raises many types; all mean "cannot read this object"
         raise ImageError("missing image", f"{where}: cannot read {ref}: {type(exc).__name__}: {exc}") from None

@@ -92,3 +92,25 @@ def _png(w: int, h: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (w, h)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_s3_images_open_through_the_one_s3_client_with_the_same_pixels(s3_server, tmp_path, monkeypatch):
+    """Eval, distill and training read `s3://` images via `globe.s3.client` (also the served
+    weights' downloader): same pixels as the local file; changed credentials are not cached."""
+    from globe import s3
+
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = s3_server.make_bucket("photos")
+    data = sideways_jpeg(1600, 1200)
+    s3_server.client().put_object(Bucket=bucket, Key="eval/p.jpg", Body=data)
+    (tmp_path / "p.jpg").write_bytes(data)
+    remote, local = open_ref(f"s3://{bucket}/eval/p.jpg"), open_ref(tmp_path / "p.jpg")
+    assert remote.size == (768, MAX_SIDE) and (remote.size, remote.tobytes()) == (local.size, local.tobytes())
+    assert s3.client() is s3.client()  # built once per configuration
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(ImageError, match=rf"cannot read s3://{bucket}/eval/p.jpg") as err:
+        open_ref(f"s3://{bucket}/eval/p.jpg")
+    assert err.value.category == "missing image"
+    with pytest.raises(ImageError, match="refusing an ambiguous key"):
+        open_ref(f"s3://{bucket}/eval/../p.jpg")
