@@ -9,8 +9,10 @@ always does the same steps, ordered from cheap to expensive:
    is inflated, and a per-request `PixelBudget` is charged the source's width x height;
 2. decode at reduced scale where the format allows it (`draft`: JPEG decodes at 1/2, 1/4 or 1/8
    scale directly), then `reduce` + Lanczos straight to the target size: the long side at most
-   `max_side` (1024 by default, the size `globe data import` stores). Only one full-size image is
-   ever decoded per call, and the caller keeps only the small result;
+   `max_side` (1024 by default, the size `globe data import` stores), or the model's own input size
+   when the caller passes `fit` (then decoded at no less than `DRAFT_MARGIN` times it, so the result
+   stays within about a level in 255 of what the model's processor makes of the 1024-px image).
+   Only one full-size image is ever decoded per call, and the caller keeps only the small result;
 3. EXIF orientation applied (phone photos are often stored sideways with a rotate tag), RGB, and
    images smaller than one vision patch-merge unit (28 px) upscaled rather than refused.
 
@@ -36,6 +38,7 @@ MAX_SIDE = 1024  # long side of every image a model sees (and of every image `gl
 MAX_SOURCE_PIXELS = 64_000_000  # offline paths; real benchmark photos are at most ~50 MP
 MAX_ASPECT_RATIO = 200  # Qwen2.5-VL's smart_resize refuses more extreme shapes
 MIN_SIDE = 28  # one vision patch-merge unit
+DRAFT_MARGIN = 2  # fitting to a model's input: decode at least twice that size, so the resize still antialiases
 _ORIENTATION = 0x0112
 # EXIF orientation -> the PIL transpose that shows the image upright (as ImageOps.exif_transpose)
 _TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
@@ -109,13 +112,13 @@ def open_image(source: Source, where: str = "image", limits: ImageLimits = Image
 
 
 def read_source(ref: str | Path, where: str = "image", max_bytes: int | None = None) -> bytes:
-    """The encoded bytes of a local file or an `s3://bucket/key` object (endpoint from AWS_ENDPOINT_URL)."""
+    """The encoded bytes of a local file or an `s3://bucket/key` object (`globe.s3.client`)."""
     ref = str(ref)
     if not ref.startswith("s3://"):
         with _open_source(Path(ref), where, ImageLimits(max_bytes=max_bytes)) as fh:
             return fh.read()
+    from globe import s3
     from globe.paths import OUTSIDE, OutsideFolder, check_s3_key
-    from globe.serve.model_source import s3_client
 
     bucket, _, key = ref[len("s3://") :].partition("/")
     try:
@@ -123,7 +126,7 @@ def read_source(ref: str | Path, where: str = "image", max_bytes: int | None = N
     except OutsideFolder as exc:
         raise ImageError(OUTSIDE, f"{where}: {exc}") from None
     try:
-        body = s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+        body = s3.client().get_object(Bucket=bucket, Key=key)["Body"]
         data = body.read(max_bytes + 1 if max_bytes else None)
     except Exception as exc:  # botocore raises many types; all mean "cannot read this object"
         raise ImageError("missing image", f"{where}: cannot read {ref}: {type(exc).__name__}: {exc}") from None
@@ -191,15 +194,16 @@ def _normalise(img, max_side: int, fit: Fit | None = None) -> "Image":
     from PIL import Image
 
     orientation = img.getexif().get(_ORIENTATION)
-    size = target_size(*img.size, max_side)
+    size = draft = target_size(*img.size, max_side)
     if fit is not None:  # the model's own input size, in stored (not upright) orientation
         turned = orientation in (5, 6, 7, 8)
         upright = size[::-1] if turned else size
         want = fit(*upright)
         if want and want[0] * want[1] < upright[0] * upright[1]:
             size = tuple(want[::-1]) if turned else tuple(want)
+            draft = (DRAFT_MARGIN * size[0], DRAFT_MARGIN * size[1])
     if size != img.size:
-        img.draft("RGB", size)  # JPEG: decode at 1/2, 1/4 or 1/8 scale, still at least `size`
+        img.draft("RGB", draft)  # JPEG: decode at 1/2, 1/4 or 1/8 scale, still at least `draft`
     img.load()
     out = img if img.mode in ("RGB", "RGBA", "L") else img.convert("RGB")  # palettes must not resize as indices
     if out.size != size:

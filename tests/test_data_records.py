@@ -60,6 +60,14 @@ def test_appender_drops_torn_tail_and_resumes(tmp_path):
     assert [r.id for r in read_records(path)] == ["r0", "r1", "r2", "r3"]
 
 
+def test_an_appender_that_writes_nothing_leaves_an_empty_readable_records_file(tmp_path):
+    """Every row skipped (import) or every teacher failed (distill): the reader still finds a file."""
+    path = tmp_path / "new" / "records.jsonl"
+    with JsonlAppender(path) as app:
+        assert not app.done
+    assert path.read_bytes() == b"" and read_records(path) == []
+
+
 def test_appender_refuses_to_truncate_damage_in_the_middle(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text(rec(0).model_dump_json() + "\n{broken\n" + rec(1).model_dump_json() + "\n")

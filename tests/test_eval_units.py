@@ -316,10 +316,14 @@ def test_the_importer_and_the_benchmark_loader_judge_a_coordinate_alike(tmp_path
             load_benchmark("im2gps3k", csv_path=one, images=tmp_path / "img")
 
 
-def test_open_image_fits_an_exif_rotated_jpeg_upright_and_leaves_small_ones_alone(tmp_path):
-    from PIL import Image
+def test_open_image_fits_an_exif_rotated_jpeg_upright_and_leaves_small_ones_alone(tmp_path, monkeypatch):
+    """The harness's loader (`runner._load_batch`) opens through `globe.images.open_ref(fit=...)`."""
+    from PIL import Image, JpegImagePlugin
 
-    from globe.evaluate.runner import open_image
+    from globe.images import open_ref
+
+    def open_image(ref, fit=None):
+        return open_ref(ref, fit=fit)
 
     stored = Image.new("RGB", (400, 200), "navy")
     stored.paste((250, 200, 0), (0, 0, 200, 200))  # left half yellow in storage: top half once upright
@@ -328,10 +332,25 @@ def test_open_image_fits_an_exif_rotated_jpeg_upright_and_leaves_small_ones_alon
     stored.save(tmp_path / "turned.jpg", exif=exif, quality=95)
     seen = []
     upright = open_image(str(tmp_path / "turned.jpg"))
-    fitted = open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: seen.append((w, h)) or (w // 8, h // 8))
-    assert upright.size == (200, 400) and seen == [(200, 400)] and fitted.size == (25, 50)
-    expect = np.asarray(upright.resize((25, 50)), dtype=float)
+    fitted = open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: seen.append((w, h)) or (w // 4, h // 4))
+    assert upright.size == (200, 400) and seen == [(200, 400)] and fitted.size == (50, 100)
+    expect = np.asarray(upright.resize((50, 100)), dtype=float)
     assert np.abs(np.asarray(fitted, dtype=float) - expect).mean() < 4
-    assert fitted.getpixel((12, 5))[2] < 100 < fitted.getpixel((12, 45))[2]  # yellow on top, navy below
+    assert fitted.getpixel((25, 10))[2] < 100 < fitted.getpixel((25, 90))[2]  # yellow on top, navy below
     assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: (2 * w, 2 * h)).size == (200, 400)  # no upscaling here
     assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: None).size == (200, 400)
+    # a large JPEG is decoded at reduced scale (1/4: at least twice the target), not in full and then shrunk
+    big = Image.new("RGB", (1600, 800), "navy")
+    big.paste((250, 200, 0), (0, 0, 800, 800))
+    big.save(tmp_path / "big.jpg", exif=exif, quality=95)
+    decoded, draft = [], JpegImagePlugin.JpegImageFile.draft
+
+    def record(img, mode, size):
+        out = draft(img, mode, size)
+        decoded.append(img.size)
+        return out
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", record)
+    fitted = open_image(str(tmp_path / "big.jpg"), fit=lambda w, h: (w // 8, h // 8))
+    assert fitted.size == (64, 128) and decoded == [(400, 200)]  # capped to 512 x 1024 upright, then fitted
+    assert fitted.getpixel((32, 10))[2] < 100 < fitted.getpixel((32, 118))[2]

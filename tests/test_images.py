@@ -45,6 +45,17 @@ def test_every_path_sees_identical_upright_pixels(tmp_path):
     assert reference.getpixel((380, 20))[2] > 150  # the blue band is now on top
     for where, img in seen.items():
         assert (img.mode, img.size, img.tobytes()) == (reference.mode, reference.size, reference.tobytes()), where
+    # with a model input size (`LocalEngine.input_size`), the harness and serving decode straight to it
+    fit = lambda w, h: (w // 3, h // 3)  # noqa: E731
+    fitted = {
+        "serve / globe predict": serve_image(data, "instances[0].image_b64", InputLimits(), fit=fit),
+        "opener": open_image(path, fit=fit),
+        "eval": _load_batch([Sample(id="p", image=str(path), lat=1, lon=1)], fit)[0][0],
+    }
+    reference = fitted["opener"]
+    assert reference.size == (256, 341) and reference.getpixel((128, 6))[2] > 150
+    for where, img in fitted.items():
+        assert (img.size, img.tobytes()) == (reference.size, reference.tobytes()), where
 
 
 def test_large_images_decode_straight_to_the_target_size():
@@ -81,3 +92,25 @@ def _png(w: int, h: int) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (w, h)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_s3_images_open_through_the_one_s3_client_with_the_same_pixels(s3_server, tmp_path, monkeypatch):
+    """Eval, distill and training read `s3://` images via `globe.s3.client` (also the served
+    weights' downloader): same pixels as the local file; changed credentials are not cached."""
+    from globe import s3
+
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = s3_server.make_bucket("photos")
+    data = sideways_jpeg(1600, 1200)
+    s3_server.client().put_object(Bucket=bucket, Key="eval/p.jpg", Body=data)
+    (tmp_path / "p.jpg").write_bytes(data)
+    remote, local = open_ref(f"s3://{bucket}/eval/p.jpg"), open_ref(tmp_path / "p.jpg")
+    assert remote.size == (768, MAX_SIDE) and (remote.size, remote.tobytes()) == (local.size, local.tobytes())
+    assert s3.client() is s3.client()  # built once per configuration
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(ImageError, match=rf"cannot read s3://{bucket}/eval/p.jpg") as err:
+        open_ref(f"s3://{bucket}/eval/p.jpg")
+    assert err.value.category == "missing image"
+    with pytest.raises(ImageError, match="refusing an ambiguous key"):
+        open_ref(f"s3://{bucket}/eval/../p.jpg")

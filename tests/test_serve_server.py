@@ -144,6 +144,32 @@ def test_predict_command_matches_the_server(server, tiny_model_dir, tmp_path):
     assert {**remote["predictions"][0], "id": str(path)} == local
 
 
+def test_served_images_are_decoded_to_the_engine_input_size_as_the_harness_loads_them(tiny_model_dir, tmp_path):
+    """Serving and the evaluation harness feed the model identical pixels: both decode straight to
+    the engine's input size (`GeoPredictor.fit`, `LocalEngine.input_size`)."""
+    from PIL import Image
+
+    from globe.config import ServeGroup
+    from globe.evaluate.benchmarks import Sample
+    from globe.evaluate.runner import _load_batch
+    from globe.serve.model import GlobeModel
+
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (900, 600), (30, 90, 200)).save(path, quality=90)
+    model = GlobeModel(str(tiny_model_dir), ServeGroup(max_new_tokens=4))
+    model.load()
+    try:
+        decoded = asyncio.run(model.preprocess({"instances": [{"image_b64": b64(path.read_bytes())}]}))
+        model.batcher.withdraw(decoded.token)
+    finally:
+        model.stop()
+    engine = model.predictor.engine
+    harness = _load_batch([Sample(id="p", image=str(path), lat=1, lon=1)], engine.input_size)[0][0]
+    served = decoded.images[0]
+    assert served.size == engine.input_size(900, 600) and served.width < 900 / 4
+    assert (served.size, served.tobytes()) == (harness.size, harness.tobytes())
+
+
 def _binary_v2(header: dict, payload: bytes) -> tuple[bytes, dict]:
     head = json.dumps(header).encode()
     return head + payload, {"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"}

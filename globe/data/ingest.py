@@ -40,6 +40,7 @@ from globe.paths import OUTSIDE, OutsideFolder, inside
 PARTIAL_FILE = "records.partial.jsonl"
 REPORT_FILE = "import_report.json"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+ID_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # tried, in order, for a CSV id without an extension
 
 ID_COLUMNS = ("img_id", "image_id", "id", "image", "filename", "file", "photo_id")
 LABEL_COLUMNS = ("country", "city", "region", "state")
@@ -114,16 +115,20 @@ def _checked_pair(lat_raw: str | None, lon_raw: str | None) -> tuple[float, floa
     return lat, lon
 
 
+def image_names(ident: str) -> list[str]:
+    """The file names a CSV id may stand for: the id itself as a relative path, then, when it has
+    no extension (OSV-5M ids), the id with each of `ID_SUFFIXES`. The importer and the pipeline's
+    S3 stager (`globe.data.source`) look photos up by this one rule."""
+    return [ident] if Path(ident).suffix else [ident, *(ident + suffix for suffix in ID_SUFFIXES)]
+
+
 def _find_image(images_dir: Path, ident: str) -> Path | None:
     """The image file an id names, inside `images_dir` (symlinks followed, never out of it).
 
     A name that resolves outside is a RowError("outside the images folder") whether or not the
     outside file exists: the report must not tell an attacker which files exist.
     """
-    candidates = [ident]
-    if not Path(ident).suffix:  # OSV-5M ids carry no extension
-        candidates += [f"{ident}{suffix}" for suffix in (".jpg", ".jpeg", ".png", ".webp")]
-    for name in candidates:
+    for name in image_names(ident):
         try:
             p = inside(images_dir, name)
         except OutsideFolder as exc:

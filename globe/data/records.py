@@ -141,13 +141,17 @@ class JsonlAppender(ResumableJsonl):
 
     On open, every complete, valid record counts as done and a torn tail is cut off; `done` holds
     the ids already written, so the caller skips them. Each record is written exactly once: an id
-    seen twice on disk, or appended again, is an error.
+    seen twice on disk, or appended again, is an error. Opening creates the file: a job that wrote
+    no record (every row skipped, every teacher failed) still leaves a readable, empty records file
+    for the step that reads it back.
     """
 
     def __init__(self, path: str | Path):
         super().__init__(records_path(path), parse=Record.model_validate_json, key=lambda r: r.id,
                          dump=_json, unique=True, keep=False,
                          what="valid record", error=RecordsError)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch(exist_ok=True)
 
 
 def append_record(path: str | Path, record: Record) -> None:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from kserve.errors import InvalidInput
 
-from globe.images import MAX_SIDE, ImageError, ImageLimits, PixelBudget, open_image
+from globe.images import MAX_SIDE, Fit, ImageError, ImageLimits, PixelBudget, open_image
 
 V1_FIELDS = ("image_b64", "image_url")
 V2_INPUT = "image"
@@ -359,10 +359,12 @@ def _raw_or_b64(item: bytes, where: str) -> bytes:
 # ----------------------------------------------------------------------------- images
 
 
-def load_image(data: bytes, where: str, limits: InputLimits, budget: PixelBudget | None = None):
-    """`globe.images.open_image` with the server's limits, its errors turned into 400 / 413."""
+def load_image(data: bytes, where: str, limits: InputLimits, budget: PixelBudget | None = None, fit: Fit | None = None):
+    """`globe.images.open_image` with the server's limits, its errors turned into 400 / 413.
+
+    `fit` is the served engine's input size (`GeoPredictor.fit`), as the evaluation harness passes it."""
     try:
-        return open_image(data, where, limits.image_limits(), budget)
+        return open_image(data, where, limits.image_limits(), budget, fit=fit)
     except ImageError as exc:
         raise (TooLarge if exc.category in ("over budget", "too large") else BadInput)(str(exc)) from None
 

@@ -20,13 +20,13 @@ def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup) -> l
     from globe.serve.predictor import GeoPredictor
 
     limits = limits_from(cfg)
-    images = []
-    for path in map(Path, paths):
+    for path in map(Path, paths):  # checked before the weights load, so a bad file fails in a second
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        images.append(load_image(path.read_bytes(), str(path), limits))
+        load_image(path.read_bytes(), str(path), limits)
     engine, judge = build_engines(cfg, model)
     predictor = GeoPredictor(engine, Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed), judge=judge)
+    images = [load_image(Path(p).read_bytes(), str(p), limits, fit=predictor.fit) for p in paths]  # as the server decodes
     out: list[dict[str, Any]] = []
     for start in range(0, len(images), cfg.max_batch_size):
         chunk = list(map(Path, paths))[start : start + cfg.max_batch_size]

@@ -183,13 +183,14 @@ class GlobeModel(kserve.Model):
             refs, v2 = parse_v1(payload, self.limits), None
         precheck_budget(refs, self.limits)
         budget = request_budget(self.limits)
+        fit = self.predictor.fit if self.predictor is not None else None
         loop = asyncio.get_running_loop()
         images = []
         try:
             for ref in refs:  # one at a time: a request holds at most one full-size image
                 data = ref.data if ref.url is None else await fetch_url(ref.url, ref.where, self.limits)
                 ref.data = None  # drop the encoded bytes as soon as they are decoded
-                images.append(await loop.run_in_executor(self._decode_pool, load_image, data or b"", ref.where, self.limits, budget))
+                images.append(await loop.run_in_executor(self._decode_pool, load_image, data or b"", ref.where, self.limits, budget, fit))
         except BaseException:
             images.clear()
             await self._release(budget.used)

@@ -2,8 +2,8 @@
 
 All three end as a local Hugging Face checkpoint directory that `LocalEngine` loads:
 - a local directory is used in place;
-- `s3://bucket/prefix` is downloaded with boto3 (endpoint from `AWS_ENDPOINT_URL`, as KServe's
-  storage initializer does, or `MLFLOW_S3_ENDPOINT_URL`) into a cache directory keyed by the URI and
+- `s3://bucket/prefix` is downloaded with boto3 (`globe.s3.client`: endpoint from `AWS_ENDPOINT_URL`,
+  as KServe's storage initializer does, or `MLFLOW_S3_ENDPOINT_URL`) into a cache directory keyed by the URI and
   the objects' ETags, so a restart reuses it and a changed prefix is fetched again. The download goes
   to a temporary directory that is renamed into place only when complete: a crash never leaves a
   half-downloaded model that a later start would trust;
@@ -65,22 +65,16 @@ def _registry_location(uri: str) -> str:
         ) from exc
 
 
-def s3_client():
-    import boto3
-
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint or None)
-
-
 def download_s3(uri: str, cache: Path) -> Path:
     """Download every object under an `s3://bucket/prefix` into the cache; return the local dir."""
     bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
         raise ModelSourceError(f"model {uri!r}: missing bucket name")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
+    from globe import s3
     from globe.paths import OutsideFolder, check_s3_key
 
-    client = s3_client()
+    client = s3.client()
     try:
         objects = [
             obj

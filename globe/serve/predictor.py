@@ -25,6 +25,8 @@ from globe.prompts import GEO_PROMPT, GEO_SYSTEM, localizability_prompt
 if TYPE_CHECKING:
     from PIL.Image import Image
 
+    from globe.images import Fit
+
 
 class GenerationFailed(InferenceError):
     """The engine could not produce text for an image (timeout, upstream error): HTTP 500."""
@@ -35,6 +37,13 @@ class GeoPredictor:
     engine: Engine
     sampling: Sampling
     judge: Engine | None = None
+
+    @property
+    def fit(self) -> "Fit | None":
+        """The size the engine's processor resizes an upright image to (`LocalEngine.input_size`), or
+        None. Serving and `globe predict` decode straight to it, as the evaluation harness does, so
+        the model gets identical pixels from all three (and the processor's resize is a no-op)."""
+        return getattr(self.engine, "input_size", None)
 
     def predict(self, images: Sequence["Image"], ids: Sequence[str] | None = None) -> list[dict[str, Any] | Exception]:
         """One prediction dict (or the exception for that image) per image, in order."""
