@@ -66,7 +66,6 @@ def main() -> None:
             print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures assume an otherwise idle box)")
             print(f"settings: concurrency {args.concurrency}, image size {args.image_size}")
             print(f"{'C':>4} {'samples':>8} {'seconds':>8} {'calls/s':>9} {'bound C/L':>10} {'fraction':>9} {'CPU ms/call':>12} {'teacher CPU ms/call':>20}")
-            fractions = {}
             for c in args.concurrency:
                 n = c * args.rounds // 2
                 cfg = DistillGroup(
