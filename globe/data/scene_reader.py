@@ -23,7 +23,7 @@ import numpy as np
 from globe.data.geoscenes import FLAG_BOTTOM, GROUND_TOP, MAX_SHIFT, describe, landmark_mask
 from globe.data.world import CLIMATES, FLAG_COLOURS, LANDMARKS, World, build_world
 from globe.engines.base import JudgeResult, Request, Result, Sampling
-from globe.engines.registry import register_engine
+from globe.engines.kinds import register_engine
 
 MAX_COLOUR_DISTANCE = 60.0  # RGB distance beyond which a region matches no legend colour
 MIN_LANDMARK_IOU = 0.5

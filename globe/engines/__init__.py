@@ -6,7 +6,7 @@ Importing this package is cheap: torch and transformers load only when a LocalEn
 from globe.engines.base import Engine, JudgeResult, Request, Result, Sampling
 from globe.engines.local import LocalEngine
 from globe.engines.openai_compat import OpenAIEngine
-from globe.engines.registry import engine_kinds, make_engine, register_engine
+from globe.engines.kinds import engine_kinds, make_engine, register_engine
 
 __all__ = [
     "Engine",

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import httpx
 
 from globe.engines.base import JudgeResult, Request, Result, Sampling
-from globe.engines.registry import register_engine
+from globe.engines.kinds import register_engine
 
 KIND = "globe-predictor"
 
