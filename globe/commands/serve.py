@@ -84,7 +84,7 @@ def predict(
     from globe.serve import import_kserve
 
     import_kserve()
-    from globe.serve.local import predict_files
+    from globe.serve.files import predict_files
 
     try:
         print_json(predict_files(images, uri, cfg))
