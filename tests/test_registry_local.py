@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from globe.cli import app
-from globe.registry import RegistryError, clean_checkpoint
+from globe.mlflow_registry import RegistryError, clean_checkpoint
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_the_promotion_floor_holds_for_the_first_model_and_for_a_challenger_that
     from mlflow import MlflowClient
 
     from globe.config import RegisterGroup
-    from globe.registry import promote, register
+    from globe.mlflow_registry import promote, register
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow resolves the versions' models:/ sources through it
@@ -108,7 +108,7 @@ def test_the_promotion_floor_is_validated():
 def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoint, tmp_path, monkeypatch):
     from globe.config import RegisterGroup
     from globe.lineage import build_lineage
-    from globe.registry import attach_evaluation, lineage, register
+    from globe.mlflow_registry import attach_evaluation, lineage, register
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

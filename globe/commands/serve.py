@@ -1,6 +1,6 @@
 """`globe serve`, `globe predict`, `globe register`, `globe promote`, `globe resolve`.
 
-Thin wrappers: the predictor lives in globe.serve, the registry in globe.registry. kserve, torch
+Thin wrappers: the predictor lives in globe.serve, the registry in globe.mlflow_registry. kserve, torch
 and mlflow are imported inside the commands so that `globe --help` stays fast.
 """
 
@@ -110,8 +110,8 @@ def register_model(
 ) -> None:
     """Log the checkpoint to MLflow with params, metrics and report; register it as `challenger`."""
     all_params = load(params, preset, set_)
-    from globe.registry import RegistryError
-    from globe.registry import register as do_register
+    from globe.mlflow_registry import RegistryError
+    from globe.mlflow_registry import register as do_register
 
     metric_values = None
     if metrics is not None:
@@ -147,8 +147,8 @@ def promote(
 ) -> None:
     """Move `champion` to the challenger only if it beats the champion on register.metric."""
     cfg = load(params, preset, set_).register
-    from globe.registry import RegistryError, decision_dict
-    from globe.registry import promote as do_promote
+    from globe.mlflow_registry import RegistryError, decision_dict
+    from globe.mlflow_registry import promote as do_promote
 
     try:
         print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)))
@@ -164,8 +164,8 @@ def resolve(
     lineage: Annotated[bool, typer.Option("--lineage", help="print the version's lineage as JSON: dataset DVC hashes, images, pipeline run, params")] = False,
 ) -> None:
     """Print where a registered model's files are (use it as a KServe/vLLM storageUri)."""
-    from globe.registry import RegistryError, storage_uri
-    from globe.registry import lineage as lineage_of
+    from globe.mlflow_registry import RegistryError, storage_uri
+    from globe.mlflow_registry import lineage as lineage_of
 
     try:
         if lineage:

@@ -8,7 +8,7 @@ All three end as a local Hugging Face checkpoint directory that `LocalEngine` lo
   to a temporary directory that is renamed into place only when complete: a crash never leaves a
   half-downloaded model that a later start would trust;
 - `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) is resolved through the MLflow registry to the
-  version's storage location (see `globe.registry.storage_uri`), then fetched like any other URI.
+  version's storage location (see `globe.mlflow_registry.storage_uri`), then fetched like any other URI.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def resolve_model(uri: str, cache_dir: str | Path | None = None) -> Path:
 def _registry_location(uri: str) -> str:
     """The storage location of a `models:/` URI, or ModelSourceError in one line (never a traceback)."""
     from globe.redact import short
-    from globe.registry import RegistryError, storage_uri
+    from globe.mlflow_registry import RegistryError, storage_uri
 
     try:
         return storage_uri(uri)

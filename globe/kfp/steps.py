@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from globe.config import Params, load_params, params_from_groups
-from globe.pipeline import settings
+from globe.kfp import settings
 
 
 class StepError(RuntimeError):
@@ -235,7 +235,7 @@ def lineage(groups: Mapping[str, Any], dvc_files: Mapping[str, str | Path], run_
     """The run's lineage (globe.lineage) from the datasets' `.dvc` files, the images and the params."""
     from globe.data.versioning import read_dvc_file
     from globe.lineage import build_lineage
-    from globe.pipeline.build import resolved_groups
+    from globe.kfp.build import resolved_groups
 
     datasets = {name: read_dvc_file(path) for name, path in dvc_files.items()}
     return build_lineage(datasets, params=resolved_groups(params_of(groups)), images=images, pipeline_run_id=run_id)
@@ -274,8 +274,8 @@ def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Pat
     `champion`. Returns the registration, the promotion decision and the champion's storage location."""
     from dataclasses import asdict
 
-    from globe.registry import promote, storage_uri
-    from globe.registry import register as do_register
+    from globe.mlflow_registry import promote, storage_uri
+    from globe.mlflow_registry import register as do_register
 
     p = params_of(groups)
     cfg = p.register
@@ -292,7 +292,7 @@ def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Pat
 def attach_benchmark(groups: Mapping[str, Any], version: str, evaluation: str | Path, dvc_file: str | Path) -> dict[str, Any]:
     """Add the benchmark evaluation and the benchmark dataset's DVC hash to the registered version."""
     from globe.data.versioning import read_dvc_file
-    from globe.registry import attach_evaluation
+    from globe.mlflow_registry import attach_evaluation
 
     p = params_of(groups)
     data = read_dvc_file(dvc_file)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from globe.pipeline.build import PipelineError, build
+from globe.kfp.build import PipelineError, build
 
 
 
@@ -52,7 +52,7 @@ def preflight(params: Any, num_shards: int, dvc_remote: str) -> dict[str, Any]:
     """The checks of the pipeline's `check sources` step, here, before any work: a SourceError
     (unreadable spec, missing bucket, refused credentials) becomes a PipelineError."""
     from globe.data.source import SourceError
-    from globe.pipeline.steps import check_sources
+    from globe.kfp.steps import check_sources
 
     groups = {"source": params.source.model_dump(mode="json"), "benchmark": params.benchmark.model_dump(mode="json")}
     try:
