@@ -17,7 +17,8 @@ from globe.config import ConfigError, load_params
 from globe.k8s.manifests import kustomize_build, load_yaml_documents, secret_leaks
 from globe.data.shards import ShardError, merge_datasets, shard_dataset
 from globe.kfp import settings, steps
-from globe.kfp.build import PipelineError, compile_pipeline, resolved_groups
+from globe.kfp.build import PipelineError, compile_pipeline
+from globe.kfp.steps import resolved_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED_IN = ROOT / "pipelines" / "globe_pipeline.yaml"
