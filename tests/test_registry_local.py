@@ -40,12 +40,16 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"acc_25km": 0.2, "n": 10}))
     common = ["--params", "none.yaml"]
-    reg = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common])
+    out = tmp_path / "results" / "register"  # not made beforehand: --out creates it, as dvc repro needs
+    reg = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common,
+                              "--out", str(out / "registered.json")])
     assert reg.exit_code == 0, reg.output
     registered = json.loads(reg.stdout)
     assert (tmp_path / "mlflow.db").is_file() and registered["version"] == "1"
-    decision = json.loads(runner.invoke(app, ["promote", *common]).stdout)
+    assert json.loads((out / "registered.json").read_text()) == registered
+    decision = json.loads(runner.invoke(app, ["promote", *common, "--out", str(out / "promotion.json")]).stdout)
     assert decision["promoted"] is True and decision["challenger_value"] == 0.2
+    assert json.loads((out / "promotion.json").read_text()) == decision
     resolved = runner.invoke(app, ["resolve", "models:/globe@champion"]).stdout.strip()
     assert resolved == registered["storage_uri"]
     assert sorted(p.name for p in __import__("pathlib").Path(resolved).iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]

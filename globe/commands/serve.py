@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
 
 ModelOpt = Annotated[
     str | None,
@@ -104,6 +104,7 @@ def register_model(
     metrics: Annotated[Path | None, typer.Option(help="evaluation metrics.json (from globe eval)")] = None,
     report: Annotated[Path | None, typer.Option(help="evaluation report file or directory, logged as artifacts")] = None,
     tracking_uri: TrackingOpt = None,
+    out: JsonOutOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -136,11 +137,12 @@ def register_model(
         registry_unreachable(exc)
     from dataclasses import asdict
 
-    print_json(asdict(result))
+    print_json(asdict(result), out)
 
 
 def promote(
     tracking_uri: TrackingOpt = None,
+    out: JsonOutOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -151,7 +153,7 @@ def promote(
     from globe.mlflow_registry import promote as do_promote
 
     try:
-        print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)))
+        print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)), out)
     except RegistryError as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
