@@ -57,12 +57,14 @@ def main() -> None:
     from globe.data.geoscenes import synthesize
 
     proc, url = start_teacher(args.latency)
+    fractions: dict[int, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data"
             synthesize(data, n=max(args.concurrency) * args.rounds // 2, seed=0, image_size=args.image_size)
             print(f"teacher latency L = {args.latency:.2f} s, 1 teacher, 2 calls per sample, {args.rounds} waves of C calls")
             print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures assume an otherwise idle box)")
+            print(f"settings: concurrency {args.concurrency}, image size {args.image_size}")
             print(f"{'C':>4} {'samples':>8} {'seconds':>8} {'calls/s':>9} {'bound C/L':>10} {'fraction':>9} {'CPU ms/call':>12} {'teacher CPU ms/call':>20}")
             for c in args.concurrency:
                 n = c * args.rounds // 2
@@ -80,6 +82,7 @@ def main() -> None:
                     raise SystemExit(f"C={c}: {counts['teacher_outputs_failed']} failed calls, e.g. {sorted(errors)[:3]}")
                 calls = 2 * n
                 bound = c / args.latency
+                fractions[c] = calls / elapsed / bound
                 print(
                     f"{c:>4} {n:>8} {elapsed:>8.2f} {calls / elapsed:>9.1f} {bound:>10.1f} "
                     f"{calls / elapsed / bound:>9.2f} {1000 * cpu / calls:>12.1f} {1000 * srv / calls:>20.1f}"
@@ -106,6 +109,11 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    top = max(fractions)
+    met = fractions[top] >= 0.9
+    print(f"target: >= 0.9 of C/L at C={top}: {fractions[top]:.2f}, {'met' if met else 'MISSED'} "
+          f"(load average now {os.getloadavg()[0]:.1f})")
+    raise SystemExit(0 if met else 1)
 
 
 if __name__ == "__main__":

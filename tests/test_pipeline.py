@@ -181,7 +181,7 @@ def test_every_component_directory_has_a_component_and_readme():
 
 def test_steps_call_the_library_in_process():
     """No subprocess, no CLI re-entry, no stdout parsing, no sys.path edits between KFP and globe."""
-    sources = [ROOT / "globe" / "pipeline" / "steps.py", ROOT / "pipelines" / "globe_pipeline.py", ROOT / "globe" / "pipeline" / "build.py"]
+    sources = [ROOT / "globe" / "kfp" / "steps.py", ROOT / "pipelines" / "globe_pipeline.py", ROOT / "globe" / "kfp" / "build.py"]
     sources += sorted((ROOT / "components").glob("*/component.py"))
     banned = {"subprocess", "globe.cli", "globe.commands", "importlib.util"}
     for path in sources:

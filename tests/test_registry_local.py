@@ -118,6 +118,7 @@ def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoi
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     datasets = {"source": {"md5": "aa.dir", "nfiles": 41, "remote": "s3://globe/dvc"},
+                "distilled": {"md5": "dd.dir", "nfiles": 41, "remote": "s3://globe/dvc"},
                 "verified": {"md5": "bb.dir", "nfiles": 30, "meta": {"remote": "s3://globe/dvc"}}}
     params = {"source": {"format": "im2gps3k", "csv": "s3://photos/gt.csv"}, "sft": {"epochs": 2}}
     found = build_lineage(datasets, params=params, images={"train": "ghcr.io/x/globe-train@sha256:abc"}, pipeline_run_id="run-7")
@@ -129,6 +130,7 @@ def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoi
     assert back["version"] == "1" and back["storage_uri"] == registered.storage_uri
     got = back["lineage"]
     assert got["train_data.md5"] == got["eval_data.md5"] == "bb.dir" and got["data.source.md5"] == "aa.dir"
+    assert got["grpo_data.md5"] == "dd.dir"  # GRPO learned from every labelled photo, SFT from the traces
     assert got["benchmark_data.md5"] == "cc.dir" and got["pipeline_run_id"] == "run-7"
     assert got["image.train"] == "ghcr.io/x/globe-train@sha256:abc" and got["dvc_remote"] == "s3://globe/dvc"
     assert got["params"] == params

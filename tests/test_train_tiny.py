@@ -114,8 +114,9 @@ def test_sft_refuses_to_overwrite_checkpoints_and_resumes(world, sft_run, tmp_pa
     assert read_metrics(out) == before  # nothing was touched
 
     steps = before["summary"]["global_step"]
-    summary = train_sft(tiny_params(f"sft.max_steps={steps + 5}"), world.data, out, model=str(world.model), resume=True)
-    assert summary["global_step"] == steps + 5
+    more = tiny_params().sft.logging_steps  # enough for one more logged loss
+    summary = train_sft(tiny_params(f"sft.max_steps={steps + more}"), world.data, out, model=str(world.model), resume=True)
+    assert summary["global_step"] == steps + more
     assert summary["resumed_from"].endswith(f"checkpoint-{steps}")
     logged = [h for h in read_metrics(out)["log_history"] if "loss" in h]
     assert logged[0]["step"] == tiny_params().sft.logging_steps and logged[-1]["step"] > steps  # history carried over

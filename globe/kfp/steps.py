@@ -302,7 +302,10 @@ def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Pat
     registered = do_register(model, cfg, metrics=_metrics_of(evaluation), params=params,
                              report=report if report.is_file() else None, lineage=lineage)
     decision = promote(cfg)
-    location = storage_uri(f"models:/{cfg.model_name}@{cfg.champion_alias}", cfg.tracking_uri)
+    # no champion yet when the first model does not clear the gate (register.min_value): then there
+    # is nothing to serve, and deploy says so instead of this step failing the run
+    has_champion = decision.promoted or decision.champion_version is not None
+    location = storage_uri(f"models:/{cfg.model_name}@{cfg.champion_alias}", cfg.tracking_uri) if has_champion else ""
     return {"registered": asdict(registered), "decision": asdict(decision), "champion_storage_uri": location}
 
 
@@ -389,6 +392,9 @@ def deploy(storage_uri: str, namespace: str, name: str, wait_ready_s: float) -> 
     """Create or patch the InferenceService to serve the champion from its storage location."""
     from globe.k8s.deploy import deploy_inference_service, kserve_storage_uri
 
+    if not storage_uri:
+        raise StepError("deploy: there is no champion to serve (no model has cleared the promotion gate, "
+                        "register.min_value / register.min_improvement); see the register step's summary")
     uri = kserve_storage_uri(storage_uri, os.environ.get("MLFLOW_ARTIFACTS_DESTINATION"))
     outcome = deploy_inference_service(namespace, uri, name=name, wait_ready_s=wait_ready_s)
     return {"action": outcome.action, "storage_uri": outcome.storage_uri, "ready": outcome.ready, "url": outcome.url}
