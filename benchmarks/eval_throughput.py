@@ -69,7 +69,7 @@ def load() -> str:
 
 def start_teacher() -> tuple[subprocess.Popen, str]:
     """The loopback OpenAI-compatible teacher (scene reader) in its own process."""
-    cmd = [sys.executable, "-m", "globe.data.teacher_server", "--port", "0"]
+    cmd = [sys.executable, "-m", "globe.testing.teacher_server", "--port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "NO_PROXY": "127.0.0.1"})
     line = proc.stdout.readline().strip()  # "teacher at http://127.0.0.1:PORT/v1"
     if not line.startswith("teacher at "):

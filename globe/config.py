@@ -20,7 +20,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from globe.engines.base import MAX_NEW_TOKENS
+from globe.engines.kinds import ENGINE_KINDS, EVAL_KINDS
 from globe.images import MAX_SIDE
+
+# The kinds come from the one table of engines (globe/engines/kinds.py), not from a copy here.
+EngineKind = Literal[tuple(ENGINE_KINDS)]  # type: ignore[valid-type]
+EvalKind = Literal[EVAL_KINDS]  # type: ignore[valid-type]  # the engines, plus a served globe predictor
 
 
 class Group(BaseModel):
@@ -133,7 +139,7 @@ class BenchmarkGroup(Group):
 
 class TeacherConfig(Group):
     name: str
-    kind: Literal["openai", "local", "scene-reader"] = "openai"
+    kind: EngineKind = "openai"
     base_url: str | None = None
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
@@ -249,7 +255,7 @@ class GRPOGroup(TrainGroup):
 
 class EvalGroup(Group):
     benchmark: str = Field("geoscenes", description="im2gps3k | yfcc4k | mp16 | osv5m | geoscenes")
-    engine: Literal["local", "openai", "globe-predictor", "scene-reader"] = Field(
+    engine: EvalKind = Field(
         "local", description="local model dir, OpenAI-compatible endpoint, a served globe predictor (V1), "
         "or the GeoScenes cue reader (a reference ceiling in the tiny world)"
     )
@@ -257,7 +263,10 @@ class EvalGroup(Group):
     concurrency: int = Field(8, ge=1, description="requests in flight for the HTTP engines")
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(120, ge=1)
+    max_new_tokens: int = Field(
+        MAX_NEW_TOKENS, ge=1, description="for the engines; a served globe predictor decodes with its own serve group "
+        "(run.json records what it reports)",
+    )
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy, as in the paper's evaluation")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0 = none)")
     gallery_size: int = Field(24, ge=0, description="images shown in report.html")
@@ -320,7 +329,7 @@ class ServeGroup(Group):
     header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this (then 408)")
     body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this (then 408)")
     max_connections: int = Field(128, ge=1, description="open connections at once; requests beyond get HTTP 503")
-    max_new_tokens: int = Field(120, ge=1)
+    max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, description="every answer is decoded greedily up to this")
 
 
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)

@@ -38,7 +38,7 @@ from components.reward_model.component import reward_model as reward_model_compo
 from components.sft.component import sft as sft_component
 from components.verify.component import verify as verify_component
 from components.version_dataset.component import version_dataset
-from globe.pipeline import settings as s
+from globe.kfp import settings as s
 
 CONFIG_KEYS = ["AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACTS_DESTINATION"]
 

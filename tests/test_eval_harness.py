@@ -114,7 +114,7 @@ def test_sigkill_loses_at_most_the_batches_in_flight_and_the_restart_asks_only_f
     """A real SIGKILL of `globe eval run` against an HTTP engine: what was answered but not yet on
     disk is at most the batch being generated and the one being scored; the restart asks for every
     image that has no whole line, and only for those."""
-    from globe.data.teacher_server import TeacherServer
+    from globe.testing.teacher_server import TeacherServer
 
     batch, out = 3, tmp_path / "run"
     n = len(load_benchmark("geoscenes", path=geoscenes))
@@ -214,7 +214,7 @@ def test_cli_run_and_its_errors(geoscenes, tmp_path):
 
 
 def test_an_openai_compatible_endpoint_with_5xx_answers_gives_the_in_process_results(geoscenes, tmp_path):
-    from globe.data.teacher_server import TeacherServer
+    from globe.testing.teacher_server import TeacherServer
 
     with TeacherServer(name="reader", faults=lambda i, body: "500" if i in (2, 3) else None) as server:
         res = CliRunner().invoke(app, ["eval", "run", "--model", "scene-reader", "--engine", "openai", "--base-url",

@@ -134,7 +134,7 @@ def test_v1_and_v2_clients_get_the_same_prediction(server):
 
 def test_predict_command_matches_the_server(server, tiny_model_dir, tmp_path):
     from globe.config import load_params
-    from globe.serve.local import predict_files
+    from globe.serve.files import predict_files
 
     path = tmp_path / "photo.png"
     path.write_bytes(png_bytes(64, 48, (90, 160, 40)))

@@ -245,14 +245,14 @@ def test_grpo_without_a_judge_stops_before_loading_anything(world, tmp_path):
 
 
 def test_deepspeed_zero2_grpo_runs_single_process_on_cpu(world, sft_run, tmp_path):
-    """`python -m globe.train.grpo` (what torchrun runs on each rank) with DeepSpeed ZeRO-2 on CPU."""
+    """`python -m globe train grpo` (what torchrun runs on each rank) with DeepSpeed ZeRO-2 on CPU."""
     out = tmp_path / "grpo_ds"
     env = {
         **os.environ,
         "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
     }  # fmt: skip
     cmd = [
-        sys.executable, "-m", "globe.train.grpo", "--params", str(PARAMS), "--preset", "tiny-cpu",
+        sys.executable, "-m", "globe", "train", "grpo", "--params", str(PARAMS), "--preset", "tiny-cpu",
         "--model", str(sft_run.out), "--data", str(world.data), "--out", str(out),
         "--set", "grpo.deepspeed=zero2", "--set", "grpo.use_cpu=false", "--set", "grpo.max_steps=2",
         "--set", "grpo.logging_steps=1", "--set", "rewards.weights.localizability=0",

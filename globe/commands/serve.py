@@ -1,6 +1,6 @@
 """`globe serve`, `globe predict`, `globe register`, `globe promote`, `globe resolve`.
 
-Thin wrappers: the predictor lives in globe.serve, the registry in globe.registry. kserve, torch
+Thin wrappers: the predictor lives in globe.serve, the registry in globe.mlflow_registry. kserve, torch
 and mlflow are imported inside the commands so that `globe --help` stays fast.
 """
 
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
 
 ModelOpt = Annotated[
     str | None,
@@ -84,7 +84,7 @@ def predict(
     from globe.serve import import_kserve
 
     import_kserve()
-    from globe.serve.local import predict_files
+    from globe.serve.files import predict_files
 
     try:
         print_json(predict_files(images, uri, cfg))
@@ -104,14 +104,15 @@ def register_model(
     metrics: Annotated[Path | None, typer.Option(help="evaluation metrics.json (from globe eval)")] = None,
     report: Annotated[Path | None, typer.Option(help="evaluation report file or directory, logged as artifacts")] = None,
     tracking_uri: TrackingOpt = None,
+    out: JsonOutOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Log the checkpoint to MLflow with params, metrics and report; register it as `challenger`."""
     all_params = load(params, preset, set_)
-    from globe.registry import RegistryError
-    from globe.registry import register as do_register
+    from globe.mlflow_registry import RegistryError
+    from globe.mlflow_registry import register as do_register
 
     metric_values = None
     if metrics is not None:
@@ -136,22 +137,23 @@ def register_model(
         registry_unreachable(exc)
     from dataclasses import asdict
 
-    print_json(asdict(result))
+    print_json(asdict(result), out)
 
 
 def promote(
     tracking_uri: TrackingOpt = None,
+    out: JsonOutOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Move `champion` to the challenger only if it beats the champion on register.metric."""
     cfg = load(params, preset, set_).register
-    from globe.registry import RegistryError, decision_dict
-    from globe.registry import promote as do_promote
+    from globe.mlflow_registry import RegistryError, decision_dict
+    from globe.mlflow_registry import promote as do_promote
 
     try:
-        print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)))
+        print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)), out)
     except RegistryError as exc:
         fail(str(exc))
     except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
@@ -164,8 +166,8 @@ def resolve(
     lineage: Annotated[bool, typer.Option("--lineage", help="print the version's lineage as JSON: dataset DVC hashes, images, pipeline run, params")] = False,
 ) -> None:
     """Print where a registered model's files are (use it as a KServe/vLLM storageUri)."""
-    from globe.registry import RegistryError, storage_uri
-    from globe.registry import lineage as lineage_of
+    from globe.mlflow_registry import RegistryError, storage_uri
+    from globe.mlflow_registry import lineage as lineage_of
 
     try:
         if lineage:

@@ -112,7 +112,7 @@ def grpo_command(
     dry_run: DryRunOpt = False,
     results: ResultsOpt = None,
 ) -> None:
-    """GRPO with GLOBE's rewards (TRL GRPOTrainer); also `torchrun -m globe.train.grpo` for multi-GPU."""
+    """GRPO with GLOBE's rewards (TRL GRPOTrainer); also `torchrun -m globe train grpo` for multi-GPU."""
     _run("grpo", params, preset, set_, model, data, out, resume, dry_run, reward_model=reward_model, results=results)
 
 

@@ -51,12 +51,11 @@ class DistillError(ValueError):
 
 
 def build_teacher(cfg, data_dir: Path | None = None, concurrency: int = 16, timeout_s: float = 120.0, retries: int = 3):
-    """An Engine for one `distill.teachers` entry, through the engines' `make_engine` registry.
+    """An Engine for one `distill.teachers` entry, from the table of kinds (`globe.engines.kinds`).
 
     Scene readers get the dataset's own `world.json` when there is one, so they decode a dataset
     with the legend that drew it.
     """
-    import globe.data.scene_reader  # noqa: F401  (registers the "scene-reader" kind)
     from globe.data.world import WORLD_FILE
     from globe.engines import make_engine
 

@@ -23,7 +23,6 @@ import numpy as np
 from globe.data.geoscenes import FLAG_BOTTOM, GROUND_TOP, MAX_SHIFT, describe, landmark_mask
 from globe.data.world import CLIMATES, FLAG_COLOURS, LANDMARKS, World, build_world
 from globe.engines.base import JudgeResult, Request, Result, Sampling
-from globe.engines.registry import register_engine
 
 MAX_COLOUR_DISTANCE = 60.0  # RGB distance beyond which a region matches no legend colour
 MIN_LANDMARK_IOU = 0.5
@@ -214,10 +213,10 @@ class SceneReaderEngine:
         return out
 
 
-@register_engine("scene-reader")
-def _scene_reader(spec: dict) -> SceneReaderEngine:
-    """`make_engine({"kind": "scene-reader", "name": ..., "noise": 0.1, "world": "data/world.json"})`."""
+def scene_reader_engine(spec: dict) -> SceneReaderEngine:
+    """Kind "scene-reader" (`globe.engines.kinds`):
+    `make_engine({"kind": "scene-reader", "name": ..., "noise": 0.1, "world": "data/world.json"})`."""
     return SceneReaderEngine(
-        name=spec.get("name", "scene-reader"), noise=float(spec.get("noise", 0.0)), world=spec.get("world"),
+        name=spec.get("name") or spec.get("model") or "scene-reader", noise=float(spec.get("noise", 0.0)), world=spec.get("world"),
         city_bias=float(spec.get("city_bias", 0.0)),
     )

@@ -88,7 +88,7 @@ def _agree(a: Located, b: Located, max_km: float) -> bool:
 
 def _grounding_check(cfg, data_dir: Path, records: list[Record]):
     """The check for this dataset: exact cues for GeoScenes, a judge engine for real photos."""
-    from globe.data.grounding import JudgeGrounding, SceneCueGrounding
+    from globe.data.grounding_check import JudgeGrounding, SceneCueGrounding
 
     if records and all(r.meta.get("generator") == "geoscenes" for r in records):
         return SceneCueGrounding(), "geoscenes cues"

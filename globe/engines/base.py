@@ -26,11 +26,17 @@ class Request:
     id: str = ""
 
 
+MAX_NEW_TOKENS = 120
+"""The one default answer length: `Sampling`, `eval.max_new_tokens`, `serve.max_new_tokens` and
+`globe model generate` all start from it. A GLOBE answer (reasoning plus the answer block) fits:
+GeoScenes reference completions are 76-80 tokens with the tiny tokenizer."""
+
+
 @dataclass
 class Sampling:
     """Decoding settings. temperature 0 means greedy."""
 
-    max_new_tokens: int = 128
+    max_new_tokens: int = MAX_NEW_TOKENS
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None

@@ -1,8 +1,13 @@
 """The evaluation harness: run an Engine over a benchmark, score every answer, write the run.
 
+Besides an Engine (text from a model) the harness evaluates a served `globe` predictor through
+its client (`globe.serve.client.PredictorClient`: documents from the server); `ask` is the one
+place that tells them apart, and both become the same `Answer`s for scoring.
+
 A run directory holds:
-- `run.json`: what was evaluated (model, engine, benchmark, prompt, decoding). A restart with a
-  different model into the same directory is refused instead of mixing two models' answers.
+- `run.json`: what was evaluated (model, engine, benchmark, prompt, decoding: for a served
+  predictor the decoding the server reports). A restart with a different model or decoding into
+  the same directory is refused instead of mixing two runs' answers.
 - `predictions.jsonl`: one scored row per image, appended one batch at a time (one write, fsync).
   A killed run leaves at most a torn last line, which is cut off on restart; images already
   answered are skipped, and rows whose engine call failed are tried again.
@@ -26,10 +31,11 @@ the file without the harness.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -39,6 +45,7 @@ from globe.jsonl import ResumableJsonl, json_line
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"
+log = logging.getLogger("globe.evaluate")
 
 
 class RunError(RuntimeError):
@@ -130,46 +137,87 @@ def _load_batch(batch: list[Sample], fit=None) -> list[tuple[Any, str | None]]:
     return out
 
 
+def served_decoding(answerer, spec: RunSpec) -> RunSpec:
+    """`spec` with the decoding the answers are really made with. An engine decodes with the
+    spec's settings; a served globe predictor with its own (`serve.max_new_tokens`, greedy), which
+    it reports, so run.json records those and a restart against a server that changed them is
+    refused like any other change of run."""
+    from globe.serve.client import PredictorClient, PredictorError
+
+    if not isinstance(answerer, PredictorClient) or spec.extra.get("decoding") == "server":
+        return spec  # an engine, or already asked (evaluate asks before predict)
+    try:
+        used = answerer.decoding()
+    except PredictorError as exc:
+        raise RunError(str(exc)) from None
+    if (used["max_new_tokens"], used.get("temperature", 0.0)) != (spec.max_new_tokens, spec.temperature):
+        log.warning("the served predictor decodes with max_new_tokens=%s, temperature=%s (its serve group); "
+                    "recording those, not the eval group's %s, %s", used["max_new_tokens"], used.get("temperature", 0.0),
+                    spec.max_new_tokens, spec.temperature)
+    return replace(spec, max_new_tokens=used["max_new_tokens"], temperature=float(used.get("temperature", 0.0)),
+                   extra={**spec.extra, "seed": used.get("seed"), "decoding": "server", "server_decoding": used})
+
+
+def ask(answerer, images: Sequence[Any], ids: Sequence[str], spec: RunSpec, sampling) -> list:
+    """One `Answer` per image: an Engine generates text from the spec's prompt; a served globe
+    predictor (`globe.serve.client.PredictorClient`) answers with its documents."""
+    from globe.engines.base import Request
+    from globe.evaluate.scoring import Answer
+    from globe.serve.client import PredictorClient
+
+    if not images:
+        return []
+    if isinstance(answerer, PredictorClient):
+        return [Answer.from_prediction(p) for p in answerer.predict(images, ids)]
+    requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=i) for img, i in zip(images, ids)]
+    results = answerer.generate(requests, sampling)
+    if len(results) != len(requests):
+        raise RunError(f"engine {getattr(answerer, 'name', answerer)!r} returned {len(results)} results "
+                       f"for {len(requests)} requests; an Engine must answer every request, in order")
+    return [Answer.from_result(r) for r in results]
+
+
 def predict(
-    engine,
+    answerer,
     samples: Sequence[Sample],
     out_dir: Path,
     spec: RunSpec,
     *,
     progress: bool = True,
 ) -> list[dict]:
-    """Generate and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order.
+    """Answer and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order.
 
-    The harness's own work runs on one background thread, in order, while the engine generates:
-    decoding (and, for an engine with `input_size`, resizing) the next batch's images, then
-    scoring the batch just generated and appending it to the log. At most one generated batch
-    waits there, so a kill loses at most the batch being generated and the one being written.
+    `answerer` is an Engine or a served predictor's client (see `ask`). The harness's own work
+    runs on one background thread, in order, while the answerer works: decoding (and, for an
+    engine with `input_size`, resizing) the next batch's images, then scoring the batch just
+    answered and appending it to the log. At most one answered batch waits there, so a kill loses
+    at most the batch being answered and the one being written.
     """
-    from globe.engines.base import Request, Sampling
-    from globe.evaluate.scoring import score_batch
+    from globe.engines.base import Sampling
+    from globe.evaluate.scoring import Answer, score_batch
 
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise RunError(f"benchmark {spec.benchmark!r}: duplicate sample id {dup!r}; ids must be unique to resume")
+    spec = served_decoding(answerer, spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec.check_resume(out_dir / RUN_INFO)
     spec.save(out_dir / RUN_INFO)
-    log = PredictionLog(out_dir / PREDICTIONS)
-    have = log.answered()
+    log_file = PredictionLog(out_dir / PREDICTIONS)
+    have = log_file.answered()
     todo = [s for s in samples if s.id not in have]
     sampling = Sampling(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, seed=spec.extra.get("seed"))
-    returns_json = getattr(engine, "kind", "") == "globe-predictor"
-    fit = getattr(engine, "input_size", None)  # optional: engines that know their model's image size
+    fit = getattr(answerer, "input_size", None)  # optional: engines that know their model's image size
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="img", desc=f"eval {spec.benchmark}",
                disable=not progress, dynamic_ncols=True)
 
-    def write(batch: list[Sample], texts, errors, latencies) -> None:
-        log.extend(score_batch(batch, texts, errors, latencies, returns_json=returns_json))
+    def write(batch: list[Sample], answers: list) -> None:
+        log_file.extend(score_batch(batch, answers))
         bar.update(len(batch))
 
     batches = list(_batches(todo, max(1, spec.batch_size)))
@@ -182,23 +230,13 @@ def predict(
                 writes[-2].result()
             pending = worker.submit(_load_batch, batches[i + 1], fit) if i + 1 < len(batches) else None
             live = [(s, img) for s, (img, err) in zip(batch, loaded) if err is None]
-            requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=s.id) for s, img in live]
-            answered = engine.generate(requests, sampling) if requests else []
-            if len(answered) != len(requests):
-                raise RunError(f"engine {getattr(engine, 'name', engine)!r} returned {len(answered)} results "
-                               f"for {len(requests)} requests; an Engine must answer every request, in order")
-            results = iter(answered)
-            texts, errors, latencies = [], [], []
-            for img, err in loaded:
-                res = next(results) if err is None else None
-                texts.append(res.text if res else None)
-                errors.append(err if res is None else res.error)
-                latencies.append(res.latency_s if res else 0.0)
-            writes.append(worker.submit(write, batch, texts, errors, latencies))
+            answered = iter(ask(answerer, [img for _, img in live], [s.id for s, _ in live], spec, sampling))
+            answers = [next(answered) if err is None else Answer(error=err) for _, err in loaded]
+            writes.append(worker.submit(write, batch, answers))
         for w in writes[-2:]:
             w.result()
     bar.close()
-    return [log.rows[i] for i in ids]
+    return [log_file.rows[i] for i in ids]
 
 
 def finalize(
@@ -276,25 +314,26 @@ def log_to_mlflow(out_dir: Path, metrics: dict, params: dict[str, Any]) -> str |
 
 def build_engine(kind: str, model: str, *, base_url: str | None = None, batch_size: int = 8,
                  concurrency: int = 8, seed: int = 0):
-    """An Engine for `globe eval run`: a local model directory, an OpenAI-compatible endpoint
-    (`model` is then the served model's name) or a served globe predictor (`model` its KServe name)."""
-    from globe.engines import make_engine
+    """What `globe eval run --engine KIND` evaluates: an engine from the table of kinds
+    (`globe.engines.kinds`: a local model directory, an OpenAI-compatible endpoint where `model`
+    is the served model's name, the tiny world's scene reader named `model`), or the client of a
+    served globe predictor (`model` its KServe name)."""
+    from globe.engines.kinds import SERVED_PREDICTOR, make_engine
 
-    if kind == "local":
-        return make_engine({"kind": "local", "model": model, "batch_size": batch_size, "seed": seed})
-    if kind == "scene-reader":  # the tiny world's cue reader: a reference ceiling on GeoScenes
-        import globe.data.scene_reader  # noqa: F401  (registers the kind)
+    if kind == SERVED_PREDICTOR:
+        from globe.serve.client import PredictorClient
 
-        return make_engine({"kind": kind, "name": model})
-    if not base_url:
-        raise RunError(f"engine {kind!r} needs --base-url (e.g. http://127.0.0.1:8080{'/v1' if kind == 'openai' else ''})")
-    if kind == "openai":
-        return make_engine({"kind": "openai", "base_url": base_url, "model": model, "concurrency": concurrency})
-    if kind == "globe-predictor":
-        import globe.evaluate.predictor_engine  # noqa: F401  (registers the kind)
-
-        return make_engine({"kind": kind, "base_url": base_url, "model": model, "concurrency": concurrency})
-    raise RunError(f"unknown engine kind {kind!r}; expected local, openai, globe-predictor or scene-reader")
+        if not base_url:
+            raise RunError(f"engine {kind!r} needs --base-url (e.g. http://127.0.0.1:8080)")
+        return PredictorClient(base_url, model, concurrency=concurrency)
+    if kind == "openai" and not base_url:
+        raise RunError("engine 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    spec = {"kind": kind, "model": model, "base_url": base_url, "batch_size": batch_size, "concurrency": concurrency,
+            "seed": seed}
+    try:
+        return make_engine(spec)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
 
 
 def compact(out_dir: Path, rows: Sequence[dict]) -> None:
@@ -320,6 +359,7 @@ def evaluate(
 ) -> dict:
     """The whole run: predict (resumable), compact, finalize the reports, log to MLflow if configured."""
     t0 = time.perf_counter()
+    spec = served_decoding(engine, spec)
     rows = predict(engine, samples, out_dir, spec, progress=progress)
     predict_s = time.perf_counter() - t0
     compact(out_dir, rows)

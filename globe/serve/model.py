@@ -7,6 +7,8 @@ shapes the protocol's response.
 
 - V1 `POST /v1/models/globe:predict` with `{"instances": [{"image_b64": "..."} | {"image_url": "..."}]}`
   answers `{"predictions": [...]}`. A raw image body with an image content type also works.
+- `GET /v1/models/globe/decoding` answers the decoding settings every prediction uses
+  (`max_new_tokens`, `temperature`, `top_p`, `seed`), so an evaluation can record them.
 - V2 `POST /v2/models/globe/infer` with a BYTES input `image` (base64 strings, or raw file bytes via
   the binary-data extension or gRPC) answers BYTES output `prediction` (one JSON document per image)
   plus `country_code`, `city` (BYTES) and `lat`, `lon` (FP64, NaN when unknown).
@@ -30,10 +32,11 @@ import math
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import kserve
+from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Histogram
 
@@ -84,6 +87,12 @@ def limits_from(cfg: ServeGroup) -> InputLimits:
         url_allowlist=tuple(cfg.url_allowlist),
         url_timeout_s=cfg.url_timeout_s,
     )
+
+
+def build_predictor(cfg: ServeGroup, engine: Engine, judge: Engine | None = None) -> GeoPredictor:
+    """The predictor with the `serve` group's decoding (greedy, `serve.max_new_tokens`): the one
+    place it is built, for the KServe model and for `globe predict` alike."""
+    return GeoPredictor(engine, Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed), judge=judge)
 
 
 def build_engines(cfg: ServeGroup, model: str, cache_dir: str | None = None) -> tuple[Engine, Engine | None]:
@@ -147,8 +156,7 @@ class GlobeModel(kserve.Model):
     def load(self) -> bool:
         if self._engine is None:
             self._engine, self._judge = build_engines(self.cfg, self.model_uri, self.cache_dir)
-        sampling = Sampling(max_new_tokens=self.cfg.max_new_tokens, temperature=0.0, seed=self.cfg.seed)
-        self.predictor = GeoPredictor(self._engine, sampling, judge=self._judge)
+        self.predictor = build_predictor(self.cfg, self._engine, self._judge)
         self.batcher = DynamicBatcher(self._run_batch, self.cfg.max_batch_size, self.cfg.max_latency_ms)
         self._decode_pool = ThreadPoolExecutor(max_workers=self.cfg.decode_threads, thread_name_prefix="globe-decode")
         self.ready = True
@@ -156,6 +164,13 @@ class GlobeModel(kserve.Model):
 
     def stop(self) -> None:
         self.ready = False
+
+    def decoding(self) -> dict[str, Any]:
+        """The decoding settings of every answer (`GET /v1/models/globe/decoding`): a client that
+        evaluates this server records these, not its own (`globe.serve.client.PredictorClient`)."""
+        if self.predictor is None:
+            raise ModelNotReady(self.name)
+        return asdict(self.predictor.sampling)
 
     def _run_batch(self, items: list[tuple[Any, str]]) -> list:
         assert self.predictor is not None

@@ -1,6 +1,6 @@
 """The geo-reasoning predictor: image in, reasoning + country + city + coordinates out.
 
-This is the serving half of the KServe split described in DESIGN.md: the engine produces tokens
+This is the serving half of the KServe split (docs/architecture.md, "Real parts and how they start"): the engine produces tokens
 (in-process, or a vLLM / KServe Hugging Face runtime behind `OpenAIEngine`), and the predictor does
 everything around them — the shared prompt, the shared parser (`globe.answer.parse`), country
 normalisation, and coordinates. Coordinates come from the model's own `lat:`/`lon:` lines when it

@@ -453,6 +453,7 @@ def run_server(
 
     cfg = model.cfg
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s)
+    app.add_api_route(f"/v1/models/{model.name}/decoding", model.decoding, methods=["GET"])  # see GlobeModel.decoding
     model.load()
     server = GlobeModelServer(host=host, cfg=cfg, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc, workers=1, **server_kwargs)
     server.start([model])

@@ -11,8 +11,8 @@ dropping a reward the paper trains with: pass `--reward-model DIR`, or say so ex
 Order matters for DeepSpeed ZeRO-3: the judge is loaded first (it must stay whole), then the TRL
 config (which switches on ZeRO-3-partitioned loading), then the policy.
 
-Multi-GPU / multi-node: `torchrun --nproc_per_node 8 -m globe.train.grpo --model ... --data ...
---out ...` runs this module's command on every rank (same options as `globe train grpo`).
+Multi-GPU / multi-node: `torchrun --nproc_per_node 8 -m globe train grpo --model ... --data ...
+--out ...` runs the `globe train grpo` command on every rank (`globe/__main__.py`).
 """
 
 from __future__ import annotations
@@ -248,9 +248,6 @@ def learning_warnings(total: dict[str, float | None], per_reward: dict[str, dict
     return out
 
 
-if __name__ == "__main__":  # torchrun -m globe.train.grpo ... (every rank runs the same command)
-    import typer
-
-    from globe.commands.train import grpo_command
-
-    typer.run(grpo_command)
+if __name__ == "__main__":  # the old torchrun entry point: say where it went instead of doing nothing
+    raise SystemExit("globe.train.grpo is a library module; run `torchrun ... -m globe train grpo ...` "
+                     "(the globe command on every rank, same options)")

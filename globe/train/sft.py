@@ -2,7 +2,7 @@
 
 GRPO learns only from differences in reward between completions of the same prompt; a random
 policy never writes a parsable answer, so every reward is 0 and there is nothing to learn from
-(DESIGN.md section 5). A short SFT on the reference reasonings teaches the format and the cues
+(docs/architecture.md, "The tiny world"). A short SFT on the reference reasonings teaches the format and the cues
 first. The data are prompt/completion pairs, so the loss covers only the completion (TRL's
 `completion_only_loss`), and the prompt is the one evaluation and serving use.
 

@@ -1,8 +1,8 @@
 """`globe predict`: the server's answer for local files, with no server in between.
 
 It uses the same input checks (`load_image`), the same engine construction and the same
-`GeoPredictor` as the KServe model, so `globe predict photo.jpg` and a V1 request with the same
-photo return the same JSON document.
+predictor (`build_predictor`) as the KServe model, so `globe predict photo.jpg` and a V1 request
+with the same photo return the same JSON document.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ from globe.config import ServeGroup
 
 
 def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup) -> list[dict[str, Any]]:
-    from globe.engines.base import Sampling
     from globe.serve.inputs import load_image
-    from globe.serve.model import build_engines, limits_from
-    from globe.serve.predictor import GeoPredictor
+    from globe.serve.model import build_engines, build_predictor, limits_from
 
     limits = limits_from(cfg)
     for path in map(Path, paths):  # checked before the weights load, so a bad file fails in a second
@@ -25,7 +23,7 @@ def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup) -> l
             raise FileNotFoundError(f"{path}: no such file")
         load_image(path.read_bytes(), str(path), limits)
     engine, judge = build_engines(cfg, model)
-    predictor = GeoPredictor(engine, Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed), judge=judge)
+    predictor = build_predictor(cfg, engine, judge)
     images = [load_image(Path(p).read_bytes(), str(p), limits, fit=predictor.fit) for p in paths]  # as the server decodes
     out: list[dict[str, Any]] = []
     for start in range(0, len(images), cfg.max_batch_size):
