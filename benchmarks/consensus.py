@@ -166,7 +166,7 @@ def bench_accuracy(model: Path, data: Path, out: Path, samples: int, temperature
 def bench_sweep(model: Path, dev: Path, out: Path, samples: int, temps: list[float], limit: int | None,
                 temperature: float) -> Path:
     """The dev sweep; returns the calibration fitted on the dev consensus at `temperature`."""
-    from globe.evaluate.calibration import fit_run
+    from globe.evaluate.calibrate import fit_run
     from globe.evaluate.compare import compare_runs
 
     g, g_rows = run_eval([], model, dev, out / "dev-greedy", limit)

@@ -6,7 +6,7 @@ at C = 64), for several C side by side in one run. Each sample costs two calls p
 localizability judgment and the reasoning), so samples/s = calls/s / 2. The last column is this process's CPU time per call: when
 CPU ms/call x C/L approaches the cores available, the client, not the teacher, is the bound.
 
-The teacher runs in its own process (`python -m globe.data.teacher_server --canned ...`), so its
+The teacher runs in its own process (`python -m globe.testing.teacher_server --canned ...`), so its
 work does not share this interpreter's GIL; it answers every call with a fixed text after L s.
 
     .venv/bin/python benchmarks/distill_throughput.py [--latency 2.0] [--rounds 6] [--concurrency 4 16 64]
@@ -26,7 +26,7 @@ CANNED = "<think>A blue-white-red flag band.</think>\n<answer>country: France\nc
 
 
 def start_teacher(latency: float) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "globe.data.teacher_server", "--port", "0", "--latency", str(latency), "--canned", CANNED]
+    cmd = [sys.executable, "-m", "globe.testing.teacher_server", "--port", "0", "--latency", str(latency), "--canned", CANNED]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()  # "teacher at http://127.0.0.1:PORT/v1"
     if not line.startswith("teacher at "):
@@ -57,12 +57,14 @@ def main() -> None:
     from globe.data.geoscenes import synthesize
 
     proc, url = start_teacher(args.latency)
+    fractions: dict[int, float] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:
             data = Path(tmp) / "data"
             synthesize(data, n=max(args.concurrency) * args.rounds // 2, seed=0, image_size=args.image_size)
             print(f"teacher latency L = {args.latency:.2f} s, 1 teacher, 2 calls per sample, {args.rounds} waves of C calls")
             print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (figures assume an otherwise idle box)")
+            print(f"settings: concurrency {args.concurrency}, image size {args.image_size}")
             print(f"{'C':>4} {'samples':>8} {'seconds':>8} {'calls/s':>9} {'bound C/L':>10} {'fraction':>9} {'CPU ms/call':>12} {'teacher CPU ms/call':>20}")
             for c in args.concurrency:
                 n = c * args.rounds // 2
@@ -80,6 +82,7 @@ def main() -> None:
                     raise SystemExit(f"C={c}: {counts['teacher_outputs_failed']} failed calls, e.g. {sorted(errors)[:3]}")
                 calls = 2 * n
                 bound = c / args.latency
+                fractions[c] = calls / elapsed / bound
                 print(
                     f"{c:>4} {n:>8} {elapsed:>8.2f} {calls / elapsed:>9.1f} {bound:>10.1f} "
                     f"{calls / elapsed / bound:>9.2f} {1000 * cpu / calls:>12.1f} {1000 * srv / calls:>20.1f}"
@@ -106,6 +109,11 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    top = max(fractions)
+    met = fractions[top] >= 0.9
+    print(f"target: >= 0.9 of C/L at C={top}: {fractions[top]:.2f}, {'met' if met else 'MISSED'} "
+          f"(load average now {os.getloadavg()[0]:.1f})")
+    raise SystemExit(0 if met else 1)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,11 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    import os
+
+    print(f"settings: {args.requests} requests, {args.new_tokens} new tokens, upstream latency {args.latency} s, "
+          f"best of {args.repeat}; machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+          " (no target: this prints figures for docs/model_engines.md)")
     bench_local(args.requests, args.new_tokens, args.repeat)
     bench_openai(args.requests * 2, args.latency, args.repeat)
 

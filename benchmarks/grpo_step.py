@@ -6,12 +6,14 @@ tiny policy and data:
 
 - rules: accuracy + grounding + format (parsing and string matching only);
 - rules + judge: the same plus the localizability reward, scored by a tiny-model `LocalEngine`
-  judge (one batched forward pass per step).
+  judge (one batched forward pass per step over the distinct (image, reasoning) pairs).
 
 The policy is a freshly built tiny model (it never stops early, so every completion runs to
 `max_completion_length`: the worst case for generation). Step 1 is warm-up and left out.
 
     python benchmarks/grpo_step.py [--steps 12] [--completion-length N]
+
+It prints its settings and the machine's load and exits non-zero when a target is missed.
 """
 
 from __future__ import annotations
@@ -55,8 +57,12 @@ def main(
     steps: int = typer.Option(12, help="GRPO steps per configuration (the first is warm-up)"),
     completion_length: int | None = typer.Option(None, help="max_completion_length (default: the tiny-cpu preset's)"),
 ) -> None:
+    import os
+
     from globe.data import synthesize
     from globe.model.tiny import build_tiny
+
+    print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
     with tempfile.TemporaryDirectory(prefix="grpo_step_") as tmp:
         work = Path(tmp)
@@ -70,14 +76,19 @@ def main(
         }
     from globe.config import load_params
 
-    length = completion_length or load_params(ROOT / "params.yaml", preset="tiny-cpu").grpo.max_completion_length
-    print(f"\ntiny GRPO step, batch 8 = 2 prompts x 4 generations, <= {length} new tokens, "
-          f"mean of {steps - 1} steps (step 1 is warm-up)")
+    g = load_params(ROOT / "params.yaml", preset="tiny-cpu").grpo
+    length = completion_length or g.max_completion_length
+    print(f"\ntiny GRPO step, batch {g.per_device_train_batch_size} = {g.per_device_train_batch_size // g.num_generations} "
+          f"prompts x {g.num_generations} generations, <= {length} new tokens, mean of {steps - 1} steps "
+          f"(step 1 is warm-up); load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"{'rewards':<14} {'step s':>8} {'generation':>17} {'reward scoring':>17} {'optimisation':>17}  target <1%")
+    met = True
     for name, t in rows.items():
         cells = [f"{t[k + '_s']:.3f} ({t[k + '_share']:6.2%})" for k in ("generation", "reward", "optimisation")]
-        verdict = "met" if t["reward_share"] < 0.01 else "MISSED"
-        print(f"{name:<14} {t['step_s']:>8.3f} {cells[0]:>17} {cells[1]:>17} {cells[2]:>17}  {verdict}")
+        ok = t["reward_share"] < 0.01
+        met &= ok
+        print(f"{name:<14} {t['step_s']:>8.3f} {cells[0]:>17} {cells[1]:>17} {cells[2]:>17}  {'met' if ok else 'MISSED'}")
+    raise typer.Exit(0 if met else 1)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,1 @@
-"""The KFP components: one directory each (component.py, README.md, tests/), thin over globe.pipeline.steps."""
+"""The KFP components: one directory each (component.py, README.md, tests/), thin over globe.kfp.steps."""

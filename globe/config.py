@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from globe.engines.base import MAX_NEW_TOKENS
+from globe.engines.kinds import ENGINE_KINDS, EVAL_KINDS
+from globe.images import MAX_SIDE
+
+# The kinds come from the one table of engines (globe/engines/kinds.py), not from a copy here.
+EngineKind = Literal[tuple(ENGINE_KINDS)]  # type: ignore[valid-type]
+EvalKind = Literal[EVAL_KINDS]  # type: ignore[valid-type]  # the engines, plus a served globe predictor
 
 
 class Group(BaseModel):
@@ -32,14 +40,44 @@ class BaseGroup(Group):
     preset: str | None = "tiny-cpu"
 
 
+class RenderingGroup(Group):
+    """How GeoScenes photographs a scene (`globe.data.geoscenes.Rendering` documents each knob)."""
+
+    colour_cast: float = Field(0.0, ge=0.0, lt=1.0, description="per-channel colour gain drawn in [1-c, 1+c] per image")
+    flag_occlusion: float = Field(0.0, ge=0.0, le=1.0, description="share of scenes with one flag stripe hidden by foliage")
+    landmark_shift: float = Field(0.04, ge=0.0, le=0.2, description="landmark horizontal jitter, fraction of the side")
+    brightness: float = Field(0.06, ge=0.0, lt=1.0, description="global brightness jitter")
+    noise_sigma: float = Field(6.0, ge=0.0, description="pixel noise standard deviation (0-255)")
+    clutter: tuple[int, int] = Field((2, 6), description="clutter boxes per scene: [low, high) ")
+
+    def look(self):
+        from globe.data.geoscenes import Rendering
+
+        return Rendering(**self.model_dump())
+
+
 class SynthGroup(Group):
     n: int = Field(480, ge=1, description="number of GeoScenes images")
     seed: int = 0
     image_size: int = Field(112, ge=28)
     non_localizable_share: float = Field(0.1, ge=0.0, le=1.0)
     countries: list[str] | None = Field(None, description="ISO alpha-2 codes to draw from; None = the built-in tiny world")
-    test_share: float = Field(0.2, ge=0.0, lt=1.0)
+    test_share: float = Field(0.2, ge=0.0, le=1.0, description="share of images in the test split (1.0 = a held-out set)")
     cities_per_country: int = Field(3, ge=1, le=6, description="largest cities per country; one landmark shape each")
+    rendering: "RenderingGroup" = Field(default_factory=lambda: RenderingGroup())
+
+
+class HeldoutGroup(Group):
+    """The test sets every model is scored on (`globe data heldout`): GeoScenes drawn from a seed that
+    training never sees, all localizable (the filters clean training data, not the test set), in
+    the training world's rendering and in a shifted one (renderings training never saw)."""
+
+    n: int = Field(400, ge=1, description="images in the in-domain held-out set")
+    seed: int = Field(1000, description="must differ from synth.seed")
+    shifted_n: int = Field(400, ge=1, description="images in the shifted set")
+    shifted: RenderingGroup = Field(
+        default_factory=lambda: RenderingGroup(), description="rendering of the shifted set (merged over synth.rendering)"
+    )
 
 
 IMPORT_FORMATS = ("im2gps3k", "yfcc4k", "mp16", "osv5m", "exif-folder")
@@ -101,13 +139,18 @@ class BenchmarkGroup(Group):
 
 class TeacherConfig(Group):
     name: str
-    kind: Literal["openai", "local", "scene-reader"] = "openai"
+    kind: EngineKind = "openai"
     base_url: str | None = None
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     max_tokens: int = 512
     temperature: float = 0.7
     noise: float = Field(0.0, ge=0.0, le=1.0, description="scene-reader teachers only: share of misread cues")
+    city_bias: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="scene-reader teachers only: share of images whose city is concluded as the country's "
+        "best-known one (a popularity prior shared by all teachers; the cues are still read right)",
+    )
 
 
 class DistillGroup(Group):
@@ -130,13 +173,25 @@ class VerifyGroup(Group):
     )
 
 
+REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic")  # globe.rewards.recipe
+
+
 class RewardsGroup(Group):
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+        default_factory=lambda: {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0},
+        description=f"reward -> weight; rewards: {', '.join(REWARD_NAMES)}",
     )
     max_failure_share: float = Field(0.2, ge=0.0, le=1.0, description="abort when more judge calls than this fail")
     min_judge_calls: int = Field(32, ge=1, description="judge calls before max_failure_share may abort the run")
     geodesic_scale_km: float = Field(750.0, gt=0, description="geodesic reward = exp(-error_km / geodesic_scale_km)")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_rewards(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = [name for name in weights if name not in REWARD_NAMES]
+        if unknown:
+            raise ValueError(f"unknown reward {unknown[0]!r} (known: {', '.join(REWARD_NAMES)})")
+        return weights
 
 
 class TrainGroup(Group):
@@ -184,6 +239,11 @@ class GRPOGroup(TrainGroup):
     beta: float = Field(0.001, ge=0)
     max_completion_length: int = Field(64, ge=1)
     reward_model: str | None = Field(None, description="localizability judge checkpoint; --reward-model overrides")
+    skip_flat_groups: str | None = Field(
+        None, description="a reward (e.g. accuracy): groups in which it is the same for every completion get zero "
+        "advantage, so the other rewards' small differences there cannot steer the policy (DAPO's dynamic sampling, "
+        "as a mask); None = every group trains (the paper)",
+    )
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
@@ -208,7 +268,7 @@ MAX_SAMPLES = 64  # the most samples any setting may ask for (cost grows linearl
 
 class EvalGroup(Group):
     benchmark: str = Field("geoscenes", description="im2gps3k | yfcc4k | mp16 | osv5m | geoscenes")
-    engine: Literal["local", "openai", "globe-predictor", "scene-reader"] = Field(
+    engine: EvalKind = Field(
         "local", description="local model dir, OpenAI-compatible endpoint, a served globe predictor (V1), "
         "or the GeoScenes cue reader (a reference ceiling in the tiny world)"
     )
@@ -216,7 +276,10 @@ class EvalGroup(Group):
     concurrency: int = Field(8, ge=1, description="requests in flight for the HTTP engines")
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
-    max_new_tokens: int = Field(160, ge=1)
+    max_new_tokens: int = Field(
+        MAX_NEW_TOKENS, ge=1, description="for the engines; a served globe predictor decodes with its own serve group "
+        "(run.json records what it reports)",
+    )
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy, as in the paper's evaluation")
     bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the 95% intervals (0 = none)")
     gallery_size: int = Field(24, ge=0, description="images shown in report.html")
@@ -271,11 +334,21 @@ class ServeGroup(Group):
     max_batch_size: int = Field(8, ge=1)
     max_latency_ms: float = Field(10.0, ge=0)
     max_instances: int = Field(64, ge=1, description="images in one request")
-    max_image_pixels: int = Field(40_000_000, ge=1)
-    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1, description="width x height of one image, read from its header")
+    max_request_pixels: int = Field(
+        256_000_000, ge=1, description="width x height of all images of one request together (HTTP 413 above)"
+    )
+    image_max_side: int = Field(
+        MAX_SIDE, ge=28, description="long side images are reduced to before the model sees them (as `globe data import` stores them)"
+    )
+    decode_threads: int = Field(2, ge=1, description="images decoded at once across all requests (each holds one full-size image)")
+    max_body_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="request body, and each fetched image_url (HTTP 413 above)")
     url_allowlist: list[str] = Field(default_factory=list, description="URL prefixes image_url may point to; empty = URLs off")
-    url_timeout_s: float = Field(10.0, gt=0)
-    max_new_tokens: int = Field(160, ge=1)
+    url_timeout_s: float = Field(10.0, gt=0, description="deadline for one whole image_url fetch")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this (then 408)")
+    body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this (then 408)")
+    max_connections: int = Field(128, ge=1, description="open connections at once; requests beyond get HTTP 503")
+    max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, description="every answer (greedy, and each consensus sample) is decoded up to this")
     max_samples: int = Field(8, ge=1, le=MAX_SAMPLES, description="largest `samples` a request may ask for "
                              "(consensus answers; 1 = off); a batch of B images costs up to B x max_samples sequences")
     sample_temperature: float = Field(SAMPLE_TEMPERATURE, gt=0.0, le=2.0, description="temperature of consensus samples")
@@ -291,6 +364,7 @@ class Params(Group):
     base: BaseGroup = Field(default_factory=BaseGroup)
     source: SourceGroup = Field(default_factory=SourceGroup)
     synth: SynthGroup = Field(default_factory=SynthGroup)
+    heldout: HeldoutGroup = Field(default_factory=HeldoutGroup)
     distill: DistillGroup = Field(default_factory=DistillGroup)
     verify: VerifyGroup = Field(default_factory=VerifyGroup)
     rewards: RewardsGroup = Field(default_factory=RewardsGroup)
@@ -302,6 +376,15 @@ class Params(Group):
     register: RegisterGroup = Field(default_factory=RegisterGroup)
     serve: ServeGroup = Field(default_factory=ServeGroup)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _heldout_is_unseen(self) -> "Params":
+        if self.synth.seed in (self.heldout.seed, self.heldout.seed + 1):  # +1: the shifted set
+            raise ValueError(
+                f"heldout.seed ({self.heldout.seed}, and {self.heldout.seed + 1} for the shifted set) must differ from "
+                f"synth.seed ({self.synth.seed}): the held-out images come from a seed that training never sees"
+            )
+        return self
 
 
 class ConfigError(ValueError):
@@ -341,6 +424,9 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid configuration"]
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"])
+        if not loc:  # a check across groups: the message names the fields, the input is the whole file
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            continue
         lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
 

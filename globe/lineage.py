@@ -4,8 +4,10 @@ A lineage is a flat mapping of short keys to strings, so that it is stored as ML
 version tags (`globe.lineage.<key>`, written with the version in one call), printed by
 `globe resolve models:/NAME@ALIAS --lineage` and shown as a table in report.html:
 
-    train_data.md5         DVC md5 of the verified dataset's `.dir` manifest (SFT and GRPO read
-                           its train split)
+    train_data.md5         DVC md5 of the verified dataset's `.dir` manifest (SFT reads its train
+                           split: the traces that passed the four filters)
+    grpo_data.md5          DVC md5 of the distilled dataset (GRPO reads every localizable labelled
+                           photo of its train split, traces or not; docs/train.md)
     eval_data.md5          DVC md5 of the dataset the gate metric was measured on (its test split)
     data.<name>.md5        every dataset versioned in the run: source, distilled, verified,
     data.<name>.nfiles     benchmark; with the DVC remote in `dvc_remote`
@@ -26,7 +28,8 @@ from collections.abc import Mapping
 from typing import Any
 
 TAG_PREFIX = "globe.lineage."
-TRAIN_DATASET = "verified"  # SFT and GRPO train on the verified train split, evaluation uses its test split
+TRAIN_DATASET = "verified"  # SFT trains on the verified train split, evaluation uses its test split
+GRPO_DATASET = "distilled"  # GRPO trains on every localizable labelled photo of the distilled train split
 
 
 def local_runtime() -> str:
@@ -44,13 +47,14 @@ def build_lineage(
     pipeline_run_id: str | None = None,
     train: str = TRAIN_DATASET,
     evaluated: str = TRAIN_DATASET,
+    grpo: str | None = GRPO_DATASET,
 ) -> dict[str, str]:
     """The lineage of a model trained on `datasets[train]` and gated on `datasets[evaluated]`.
 
     `datasets` maps a dataset name to its DVC record (`md5`, `nfiles`, `remote`: a
     `DatasetVersion.to_dict()` or a `.dvc` file's output)."""
-    for role, name in (("train", train), ("evaluation", evaluated)):
-        if name not in datasets:
+    for role, name in (("train", train), ("evaluation", evaluated), ("GRPO", grpo)):
+        if name is not None and name not in datasets:
             raise ValueError(f"lineage: no version of the {role} dataset {name!r} (have {sorted(datasets)})")
     out: dict[str, str] = {
         "train_data.md5": str(datasets[train]["md5"]),
@@ -58,6 +62,8 @@ def build_lineage(
         "eval_data.md5": str(datasets[evaluated]["md5"]),
         "eval_data": f"{evaluated} (split=test)",
     }
+    if grpo is not None:
+        out["grpo_data.md5"], out["grpo_data"] = str(datasets[grpo]["md5"]), f"{grpo} (split=train)"
     remotes = {str(v.get("remote") or v.get("meta", {}).get("remote") or "") for v in datasets.values()} - {""}
     if remotes:
         out["dvc_remote"] = ", ".join(sorted(remotes))

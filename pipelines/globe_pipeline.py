@@ -38,7 +38,7 @@ from components.reward_model.component import reward_model as reward_model_compo
 from components.sft.component import sft as sft_component
 from components.verify.component import verify as verify_component
 from components.version_dataset.component import version_dataset
-from globe.pipeline import settings as s
+from globe.kfp import settings as s
 
 CONFIG_KEYS = ["AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL", "AWS_DEFAULT_REGION", "MLFLOW_TRACKING_URI", "MLFLOW_ARTIFACTS_DESTINATION"]
 
@@ -141,7 +141,7 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
 
         if multi_node_grpo:
             trained = grpo_trainjob(
-                base=base, grpo=grpo, rewards=rewards, dataset=dataset, sft_model=policy.outputs["model"],
+                base=base, grpo=grpo, rewards=rewards, dataset=merged.outputs["dataset"], sft_model=policy.outputs["model"],
                 judge_model=judge.outputs["model"], run_id=run_id, namespace=namespace, image=grpo_image,
                 num_nodes=grpo_num_nodes, gpus_per_node=gpus_per_node, gpu_resource=gpu_resource,
                 gpu_node_selector=gpu_node_selector, gpu_tolerations=gpu_tolerations, timeout_s=trainjob_timeout_s,
@@ -150,7 +150,8 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
             trained.set_env_variable("GLOBE_WORKSPACE", s.WORKSPACE_PATH)
             with_cluster_env(trained, s.TRAINJOB_TIMEOUT_S + 600).set_display_name("grpo (TrainJob)")
         else:
-            trained = grpo_local(base=base, grpo=grpo, rewards=rewards, dataset=dataset, sft_model=policy.outputs["model"],
+            trained = grpo_local(base=base, grpo=grpo, rewards=rewards, dataset=merged.outputs["dataset"],
+                                 sft_model=policy.outputs["model"],
                                  judge_model=judge.outputs["model"], run_id=run_id)
             on_gpu(trained, **gpu).set_display_name("grpo")
 

@@ -10,7 +10,7 @@
 # daemon). Missing buildah/mmdebstrap are installed with apt-get when run as root, as
 # scripts/setup.sh installs chromium.
 # Environment:
-#   REGISTRY          default ghcr.io/globe-platform (what manifests/ and globe/pipeline/settings.py name)
+#   REGISTRY          default ghcr.io/globe-platform (what manifests/ and globe/kfp/settings.py name)
 #   VERSION           default: pyproject.toml's version
 #   BASE_IMAGE        build arg of every image. Unset: the Dockerfiles' defaults (official python
 #                     slim / CUDA devel) with docker; with buildah the local bookworm base (mmdebstrap

@@ -22,7 +22,7 @@ from globe.config import DistillGroup, TeacherConfig
 from globe.data.distill import DistillError, distill
 from globe.data.records import read_records, write_records
 from globe.data.scene_reader import SceneReaderEngine
-from globe.data.teacher_server import TeacherServer
+from globe.testing.teacher_server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -98,3 +98,59 @@ def test_cli_synth(tmp_path):
     bad = CliRunner().invoke(app, ["data", "synth", "--out", str(tmp_path / "x"), "--params", str(tmp_path / "n.yaml"),
                                    "--set", "synth.countries=[XX]"])  # fmt: skip
     assert bad.exit_code == 2 and "XX" in bad.output
+
+
+def test_occluded_flags_keep_their_colours_only_where_the_leaves_end(tmp_path):
+    from globe.data.geoscenes import FLAG_BOTTOM, Rendering
+    from globe.data.world import FLAG_COLOURS
+
+    look = Rendering(flag_occlusion=1.0)
+    records = synthesize(tmp_path / "a", n=24, seed=5, non_localizable_share=0.0, look=look)
+    synthesize(tmp_path / "b", n=24, seed=5, non_localizable_share=0.0, look=look)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")  # still the same bytes for a seed
+    world = World.load(tmp_path / "a")
+    unread = 0
+    for r in records:
+        pixels = np.asarray(Image.open(tmp_path / "a" / r.image).convert("RGB")).astype(float)
+        unread += read_cues(pixels.astype(np.uint8)).palette != world.by_code(r.country_code).palette
+        stripe_h = int(112 * FLAG_BOTTOM / 3)
+        for k, colour in enumerate(world.by_code(r.country_code).palette):  # every stripe still shows its colour
+            rows = pixels[k * stripe_h + 2:(k + 1) * stripe_h - 2].reshape(-1, 3)
+            near = np.linalg.norm(rows - np.asarray(FLAG_COLOURS[colour]), axis=1) < 40
+            assert near.mean() > 0.05, (r.id, k)
+    assert unread >= 0.9 * len(records)  # the teachers' median colour reads the leaves: no trace for these
+
+
+def test_teachers_share_a_popularity_prior_that_keeps_the_cues_right(geoscenes_data):
+    records = [r for r in read_records(geoscenes_data) if r.localizable]
+    world = World.load(geoscenes_data)
+    reqs = [Request(image=Image.open(geoscenes_data / r.image), prompt="where?") for r in records]
+    a = SceneReaderEngine("a", city_bias=0.5, world=geoscenes_data).generate(reqs, Sampling())
+    b = SceneReaderEngine("b", city_bias=0.5, world=geoscenes_data).generate(reqs, Sampling())
+    biased = []
+    for r, x, y in zip(records, a, b):
+        first = world.by_code(r.country_code).cities[0].name
+        pa, pb = parse(x.text), parse(y.text)
+        assert pa.city == pb.city  # one prior, shared by every teacher
+        assert f"{r.meta['landmark']} landmark" in pa.think  # the cue is read right...
+        if r.city != first:
+            biased.append(pa.city == first)  # ...the conclusion is the best-known city
+    assert 0.25 <= sum(biased) / len(biased) <= 0.75
+
+
+def test_the_heldout_sets_come_from_an_unseen_seed_all_localizable(tmp_path):
+    import pytest
+
+    from globe.config import ConfigError, load_params
+    from globe.data.geoscenes import synthesize_heldout
+
+    params = load_params(None, overrides=["heldout.n=10", "heldout.shifted_n=10", "heldout.shifted.noise_sigma=20"])
+    inside = synthesize_heldout(tmp_path / "in", params)
+    shifted = synthesize_heldout(tmp_path / "shifted", params, shifted=True)
+    train_ids = {r.id for r in synthesize(tmp_path / "train", n=10, seed=params.synth.seed)}
+    for records in (inside, shifted):
+        assert len(records) == 10 and all(r.split == "test" and r.localizable for r in records)
+        assert not {r.id for r in records} & train_ids
+    assert {r.image_sha256 for r in inside}.isdisjoint({r.image_sha256 for r in shifted})
+    with pytest.raises(ConfigError, match="must differ from synth.seed"):
+        load_params(None, overrides=["heldout.seed=0"])

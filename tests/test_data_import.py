@@ -141,3 +141,33 @@ def test_unknown_layout_is_a_clear_error(tmp_path):
     res = CliRunner().invoke(app, ["data", "import", "--csv", str(tmp_path / "x.csv"), "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])  # fmt: skip
     assert res.exit_code == 2 and "no such image folder" in res.output
     shutil.rmtree(tmp_path / "ds", ignore_errors=True)
+
+
+def test_names_outside_the_images_folder_are_skipped_without_being_opened(tmp_path):
+    """`../x`, absolute paths and symlinks out of --images are refused by name, whether or not the
+    target exists (the report must not tell an attacker which files exist); links inside are fine."""
+    imgs, outside = tmp_path / "images", tmp_path / "outside"
+    (imgs / "sub").mkdir(parents=True)
+    outside.mkdir()
+    Image.new("RGB", (40, 30), "red").save(outside / "s.jpg")
+    Image.new("RGB", (40, 30), "blue").save(imgs / "sub" / "in.jpg")
+    (imgs / "link_out.jpg").symlink_to(outside / "s.jpg")
+    (imgs / "dir_out").symlink_to(outside, target_is_directory=True)
+    (imgs / "link_in.jpg").symlink_to(imgs / "sub" / "in.jpg")
+    names = ["../outside/s.jpg", "../outside/missing.jpg", "/etc/shadow", str(outside / "s.jpg"), "link_out.jpg",
+             "dir_out/s.jpg", "sub/../../outside/s.jpg"]  # fmt: skip
+    rows = ["IMG_ID,LAT,LON", *(f"{n},48.8,2.3" for n in names), "link_in.jpg,48.8,2.3", "sub/in.jpg,48.8,2.3"]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    rep = import_dataset(tmp_path / "out", imgs, tmp_path / "t.csv", progress=False)
+    assert dict(rep.skipped) == {"outside the images folder": len(names)}
+    assert [r.id for r in read_records(tmp_path / "out")] == ["link_in.jpg", "sub/in.jpg"]
+    for r in read_records(tmp_path / "out"):
+        with Image.open(tmp_path / "out" / r.image) as im:
+            assert im.convert("RGB").getpixel((5, 5))[2] > 200  # blue, from inside; never the red outside photo
+    # EXIF mode: a symlink out of the folder is skipped the same way
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (48, 51, 24.0), 3: "E", 4: (2, 21, 7.0)}
+    Image.new("RGB", (50, 50), "green").save(outside / "gps.jpg", exif=exif)
+    (imgs / "gps_link.jpg").symlink_to(outside / "gps.jpg")
+    rep = import_dataset(tmp_path / "exif", imgs, progress=False)
+    assert rep.imported == 0 and rep.skipped["outside the images folder"] >= 2  # gps_link.jpg, link_out.jpg

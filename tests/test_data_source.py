@@ -76,6 +76,24 @@ def test_import_from_s3_downloads_only_each_shards_photos(s3_server, sample_with
     assert uris == {f"s3://{bucket}/gt/images/{p.name}" for p in Path(sample_with_bad_rows.images).iterdir()}
 
 
+def test_s3_staging_finds_ids_without_an_extension_as_the_importer_does(s3_server, shared_data, tmp_path, monkeypatch):
+    """OSV-5M ids carry no extension: the shard stager and the importer share one lookup rule
+    (`globe.data.ingest.image_names`), so every photo the importer would find is downloaded."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket, client = s3_server.make_bucket("osv"), s3_server.client()
+    photos = sorted((shared_data / "im2gps3k_sample" / "images").glob("*.jpg"))[:4]
+    for k, photo in enumerate(photos):
+        client.upload_file(str(photo), bucket, f"imgs/p{k}{'.jpg' if k % 2 else '.png'}")  # one suffix per id
+    rows = ["id,latitude,longitude", *(f"p{k},{40 + k},{10 + k}" for k in range(4)), "gone,1,1"]
+    client.put_object(Bucket=bucket, Key="gt.csv", Body=("\n".join(rows) + "\n").encode())
+    spec = SourceGroup(format="osv5m", csv=f"s3://{bucket}/gt.csv", images=f"s3://{bucket}/imgs", max_side=64)
+    merged, summary = _sharded(spec, tmp_path, 2)
+    assert summary["imported"] == 4 and summary["skipped_by_reason"] == {"missing image": 1}
+    assert sorted(r.meta["source_image"] for r in read_records(merged)) == sorted(
+        f"s3://{bucket}/imgs/p{k}{'.jpg' if k % 2 else '.png'}" for k in range(4))
+
+
 def _exif_photo(path: Path, lat: tuple, lon: tuple, refs=("N", "E")) -> None:
     exif = Image.Exif()
     exif[0x8825] = {1: refs[0], 2: lat, 3: refs[1], 4: lon}

@@ -12,7 +12,7 @@ from globe.answer import parse
 from globe.cli import app
 from globe.config import DistillGroup, TeacherConfig, VerifyGroup
 from globe.data.distill import distill
-from globe.data.grounding import JudgeGrounding, parse_entity_list
+from globe.data.grounding_check import JudgeGrounding, parse_entity_list
 from globe.data.records import Record, TeacherOutput, read_records, write_records
 from globe.data.verify import judge_sample, verify
 from globe.engines.base import JudgeResult, Result
@@ -51,7 +51,7 @@ def sample(*teachers, **kw):
     ],
 )  # fmt: skip
 def test_each_filter(rec, failed, reason):
-    from globe.data.grounding import SceneCueGrounding
+    from globe.data.grounding_check import SceneCueGrounding
 
     got_failed, got_reason, _ = judge_sample(rec, VerifyGroup(), SceneCueGrounding(), None)
     assert (got_failed, got_reason) == (failed, reason)

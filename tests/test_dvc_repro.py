@@ -1,6 +1,18 @@
-"""`dvc repro` of the tiny world, end to end, in a scratch copy of the project: every stage runs,
-metrics and the lock are written, a second `dvc repro` does nothing, and `dvc exp run -S` reruns
-only what the changed parameter invalidates."""
+"""`dvc repro` of the tiny world, the README's main job with params.yaml as it is, end to end in a
+scratch copy of the project: every stage runs, GRPO beats the SFT checkpoint it started from on
+the held-out images (the paired-bootstrap interval above 0), the results are readable, the only new
+file beside the ignored outputs is dvc.lock, a second `dvc repro` does nothing, and `dvc exp run -S` reruns only what the changed
+parameter invalidates.
+
+The margins come from four measured trainings (`benchmarks/grpo_learning.py` seeds 0-2 and this
+job's seed 42; docs/train.md, "What the tiny world shows"). GRPO - SFT on acc_25km, the paper's
+headline, was +26.7, +23.8, +18.2 and +20.0 pt (each interval ~ +-4.5 pt): asserting the interval
+above 0 and at least +10 pt sits ~3 standard deviations of that spread below its mean. On country
+accuracy the gain is smaller (+6.5, +5.5, +3.0, +1.8 pt, the last not significant): a weight that
+moves by chance from one CPU to another would make "significant" a coin flip on this seed, so the
+test asserts only that GRPO is not worse than SFT beyond 2 pt; the benchmark holds the
+significance target over its seeds.
+"""
 
 from __future__ import annotations
 
@@ -16,36 +28,25 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["data", "distill", "verify", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
-
-
-def _small(params: dict) -> dict:
-    """A smaller tiny world than params.yaml's, so the chain fits the CI budget on 2 cores."""
-    params["synth"]["n"] = 96
-    params["eval"]["bootstrap"] = 50
-    params["eval"]["gallery_size"] = 4
-    params["register"]["min_value"] = None  # 8 GRPO steps need not clear the real world's floor
-    tiny = params["presets"]["tiny-cpu"]
-    tiny["grpo"]["max_steps"] = 8
-    tiny["sft"]["epochs"] = 2
-    tiny["reward_model"]["epochs"] = 1
-    return params
+STAGES = ["data", "distill", "verify", "heldout", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
+MIN_ACC25_GAIN = 0.10  # GRPO - SFT acc_25km on the in-domain held-out set, interval above 0 (see above)
+MAX_COUNTRY_LOSS = 0.02  # GRPO - SFT country_acc may not fall below -2 pt (see above)
 
 
 def _run(args: list[str], cwd: Path, env: dict) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
-def test_dvc_repro_tiny_world_then_nothing_then_an_experiment(tmp_path):
+@pytest.mark.timeout(3600)  # the whole main job: ~12 min on 2 idle cores
+def test_dvc_repro_learns_then_nothing_then_an_experiment(tmp_path):
     proj = tmp_path / "proj"
     proj.mkdir()
-    shutil.copy(ROOT / "dvc.yaml", proj / "dvc.yaml")
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, proj / name)
     shutil.copytree(ROOT / "globe", proj / "globe", ignore=shutil.ignore_patterns("__pycache__"))  # code deps
-    params = _small(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # the `globe` CLI
@@ -65,22 +66,50 @@ def test_dvc_repro_tiny_world_then_nothing_then_an_experiment(tmp_path):
         assert f"Running stage '{stage}'" in out, stage
     lock = yaml.safe_load((proj / "dvc.lock").read_text())
     assert set(lock["stages"]) == set(STAGES)
+
+    # GRPO learned: better than its SFT start on the same held-out images, beyond chance
     metrics = json.loads((proj / "results/evaluate/metrics.json").read_text())
-    assert metrics["n"] > 0 and 0.0 <= metrics["acc_25km"] <= 1.0
-    assert json.loads((proj / "results/register/registered.json").read_text())["version"] == "1"
-    assert json.loads((proj / "results/register/promotion.json").read_text())["promoted"] is True
+    inside = metrics["in_domain"]
+    assert json.loads((proj / "results/evaluate/in_domain/grpo/metrics.json").read_text())["n"] == 400
+    acc25, country = inside["grpo_vs_sft"]["acc_25km"], inside["grpo_vs_sft"]["country_acc"]
+    assert acc25["lo"] > 0 and acc25["delta"] >= MIN_ACC25_GAIN, inside
+    assert country["delta"] >= -MAX_COUNTRY_LOSS, inside
+    assert inside["base"]["acc_25km"] < 0.05 < inside["sft"]["acc_25km"]  # untrained < SFT < GRPO
+    assert set(metrics["shifted"]) >= {"base", "sft", "grpo", "grpo_vs_sft"}
+    assert "grpo − sft" in (proj / "results/evaluate/summary.md").read_text()
+
+    # readable results: each metrics file holds the headline figures only; plots render offline
     shown = json.loads(_run([*dvc, "metrics", "show", "--json"], proj, env))
-    assert "results/evaluate/metrics.json" in json.dumps(shown)
+    files = next(iter(shown.values()))["data"]
+    for path in ("results/evaluate/metrics.json", "results/grpo/metrics.json", "results/sft/metrics.json",
+                 "results/verify/metrics.json"):
+        assert _numbers(files[path]["data"]) <= 40, path
+    _run([*dvc, "plots", "show", "-o", str(tmp_path / "plots")], proj, env)
+    assert (tmp_path / "plots" / "index.html").is_file()
+    assert json.loads((proj / "results/register/registered.json").read_text())["version"] == "1"
+    assert json.loads((proj / "results/register/promotion.json").read_text())["promoted"] is True  # clears the floor
+
+    # a fresh repro changes nothing tracked: the project ships no dvc.lock (trained weights differ
+    # from machine to machine, docs/orchestration.md), so the run's lock is the one new file, and
+    # the user commits it as DVC intends
+    assert _run(["git", "status", "--porcelain"], proj, env).strip() == "?? dvc.lock"
+    _run(["git", "add", "dvc.lock"], proj, env)
+    _run(["git", "commit", "-qm", "tiny world: trained"], proj, env)
 
     again = _run([*dvc, "repro"], proj, env)
     assert "Running stage" not in again and "up to date" in again.lower()
 
-    _run(["git", "add", "-A"], proj, env)
-    _run(["git", "commit", "-qm", "lock"], proj, env)
     exp = _run([*dvc, "exp", "run", "-S", "register.min_improvement=0.5"], proj, env)
     assert "Running stage 'register'" in exp
-    assert "Running stage 'grpo'" not in exp and "Running stage 'synth'" not in exp
+    assert "Running stage 'grpo'" not in exp and "Running stage 'data'" not in exp
     promotion = json.loads((proj / "results/register/promotion.json").read_text())
     assert promotion["promoted"] is False  # v2 equals v1's metric: not better by 0.5
     print(f"dvc repro of the tiny world: {elapsed:.0f} s")
-    assert elapsed < 600
+
+
+def _numbers(doc) -> int:
+    if isinstance(doc, dict):
+        return sum(_numbers(v) for v in doc.values())
+    if isinstance(doc, list):
+        return sum(_numbers(v) for v in doc)
+    return int(isinstance(doc, (int, float)) and not isinstance(doc, bool))

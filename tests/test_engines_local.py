@@ -170,3 +170,23 @@ def test_cli_generate_and_judge(tiny_model_dir, tmp_path):
     out = runner.invoke(app, [*args, "--judge"])
     body = json.loads(out.stdout[out.stdout.index("{") :])
     assert out.exit_code == 0 and 0 < body["p_yes"] < 1 and body["source"] == "logits"
+
+
+def test_an_image_resized_to_input_size_is_what_the_processor_makes_of_the_full_photo(engine, shared_data):
+    """The harness's loader resizes (and decodes JPEGs at reduced scale) to `input_size`: the model
+    must see the same patch grid and, pixel for pixel, nearly what the processor makes of the photo."""
+    import numpy as np
+
+    from globe.images import open_ref
+
+    photos = sorted((shared_data / "im2gps3k_sample" / "images").glob("*.jpg"))[:6]
+    proc = engine.processor.image_processor
+    full = [open_ref(p) for p in photos]
+    fitted = [open_ref(p, fit=engine.input_size) for p in photos]
+    assert all(f.size == engine.input_size(*img.size) and f.width < img.width / 4 for f, img in zip(fitted, full))
+    a, b = proc(images=full, return_tensors="pt"), proc(images=fitted, return_tensors="pt")
+    assert a["image_grid_thw"].tolist() == b["image_grid_thw"].tolist()
+    levels = np.abs(a["pixel_values"].numpy() - b["pixel_values"].numpy()) * np.mean(proc.image_std) * 255
+    # of 255; JPEG's own noise is larger. Decoding at 2x the target (DRAFT_MARGIN) halves it: ~1.1 / 9
+    assert levels.mean() < 1.5 and np.quantile(levels, 0.99) < 12
+    assert engine.input_size(10_000, 10) is None  # an aspect ratio the processor refuses: left to checked_image

@@ -259,16 +259,28 @@ def test_key_and_endpoint_from_environment(srv, monkeypatch):
         OpenAIEngine(model="tiny")
 
 
-def test_registry_accepts_new_kinds():
-    from globe.engines import register_engine
+def test_kinds_are_one_table_that_the_config_validates_against():
+    """Every kind builds with nothing imported first (no registration by import side effect), and
+    the config's kinds are the table's: a teacher can be any engine, `eval.engine` also the served
+    predictor, which is not an engine."""
+    import subprocess
+    import sys
+    import typing
 
-    @register_engine("test-echo")
-    def _factory(spec):
-        return ("built", spec["name"], spec["concurrency"])
+    from globe.config import EvalGroup, TeacherConfig
+    from globe.engines.kinds import ENGINE_KINDS, SERVED_PREDICTOR
 
-    assert make_engine({"kind": "test-echo", "name": "e"}, concurrency=2) == ("built", "e", 2)
-    with pytest.raises(ValueError, match="unknown kind 'nope'"):
+    code = ("from globe.engines import make_engine; import sys; "
+            "e = make_engine({'kind': 'scene-reader', 'name': 'r'}); "
+            "print(type(e).__name__, 'globe.engines.local' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["SceneReaderEngine", "False"], proc.stderr[-2000:]
+    assert set(typing.get_args(TeacherConfig.model_fields["kind"].annotation)) == set(ENGINE_KINDS)
+    assert set(typing.get_args(EvalGroup.model_fields["engine"].annotation)) == {*ENGINE_KINDS, SERVED_PREDICTOR}
+    with pytest.raises(ValueError, match="unknown kind 'nope' \\(known: local, openai, scene-reader\\)"):
         make_engine({"kind": "nope"})
+    with pytest.raises(ValueError, match="not an engine"):
+        make_engine({"kind": SERVED_PREDICTOR})
 
 
 def test_retry_after_and_judge_parsing_units():

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +108,45 @@ def test_killed_run_resumes_without_repeating_or_duplicating(geoscenes, tmp_path
     ids = [json.loads(x)["id"] for x in (out / PREDICTIONS).read_text().splitlines()]
     assert len(ids) == len(set(ids)) == len(lines)
     assert {k: second[k] for k in ("acc_25km", "median_km", "ci95")} == {k: first[k] for k in ("acc_25km", "median_km", "ci95")}
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_the_batches_in_flight_and_the_restart_asks_only_for_the_rest(geoscenes, tmp_path):
+    """A real SIGKILL of `globe eval run` against an HTTP engine: what was answered but not yet on
+    disk is at most the batch being generated and the one being scored; the restart asks for every
+    image that has no whole line, and only for those."""
+    from globe.testing.teacher_server import TeacherServer
+
+    batch, out = 3, tmp_path / "run"
+    n = len(load_benchmark("geoscenes", path=geoscenes))
+    with TeacherServer(name="reader", latency_s=0.25) as server:
+        cmd = [sys.executable, "-m", "globe.cli", "eval", "run", "--model", "scene-reader", "--engine", "openai",
+               "--base-url", server.base_url, "--data", str(geoscenes), "--out", str(out), "--no-progress",
+               "--params", str(tmp_path / "none.yaml"), "--set", f"eval.batch_size={batch}",
+               "--set", f"eval.concurrency={batch}", "--set", "eval.bootstrap=50"]  # fmt: skip
+        env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "NO_PROXY": "127.0.0.1"}
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and _whole_lines(out / PREDICTIONS) < 2 * batch and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run finished before it could be killed: make the teacher slower"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        time.sleep(0.3)  # let the server finish the requests the dead client had sent
+        asked, kept = server.requests, _whole_lines(out / PREDICTIONS)
+        assert 2 * batch <= kept < n and asked - kept <= 2 * batch
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert server.requests - asked == n - kept
+    ids = [json.loads(x)["id"] for x in (out / PREDICTIONS).read_text().splitlines()]
+    assert sorted(ids) == sorted(s.id for s in load_benchmark("geoscenes", path=geoscenes))
+
+
+def _whole_lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def test_engine_failures_count_as_misses_and_are_retried_on_restart(geoscenes, tmp_path):
@@ -251,7 +295,7 @@ def test_a_calibration_fitted_on_one_run_gives_the_confidence_of_the_next(geosce
 
 
 def test_cli_samples_over_an_openai_endpoint_are_concurrent_requests(geoscenes, tmp_path):
-    from globe.data.teacher_server import TeacherServer
+    from globe.testing.teacher_server import TeacherServer
 
     with TeacherServer(name="reader") as server:
         res = CliRunner().invoke(app, ["eval", "run", "--model", "scene-reader", "--engine", "openai", "--base-url",
@@ -270,7 +314,7 @@ def test_cli_samples_over_an_openai_endpoint_are_concurrent_requests(geoscenes, 
 
 
 def test_an_openai_compatible_endpoint_with_5xx_answers_gives_the_in_process_results(geoscenes, tmp_path):
-    from globe.data.teacher_server import TeacherServer
+    from globe.testing.teacher_server import TeacherServer
 
     with TeacherServer(name="reader", faults=lambda i, body: "500" if i in (2, 3) else None) as server:
         res = CliRunner().invoke(app, ["eval", "run", "--model", "scene-reader", "--engine", "openai", "--base-url",

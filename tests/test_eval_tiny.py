@@ -164,17 +164,24 @@ def test_served_predictor_is_evaluated_through_its_v1_endpoint(predictor_url, ti
     from globe.engines import LocalEngine
     from globe.engines.base import Request, Sampling
     from globe.evaluate.benchmarks import load_benchmark
-    from globe.evaluate.runner import RunSpec, build_engine, evaluate, open_image
+    from globe.evaluate.runner import RunError, RunSpec, build_engine, evaluate
+    from globe.images import open_ref as open_image
     from globe.prompts import GEO_PROMPT, GEO_SYSTEM
 
     base = shared_data / "im2gps3k_sample"
     samples = load_benchmark("im2gps3k", csv_path=base / "im2gps3k_sample40.csv", images=base / "images", limit=4)
-    engine = build_engine("globe-predictor", "globe", base_url=predictor_url, concurrency=4)
+    client = build_engine("globe-predictor", "globe", base_url=predictor_url, concurrency=4)
+    # the harness's own decoding (eval.max_new_tokens 120) is not what the server decodes with
     spec = RunSpec(benchmark="im2gps3k", model="globe", engine="globe-predictor", prompt=GEO_PROMPT, system=GEO_SYSTEM,
-                   max_new_tokens=TOKENS)
-    m = evaluate(engine, samples, tmp_path / "served", spec, n_boot=50, gallery_size=4, progress=False)
+                   max_new_tokens=120, temperature=0.0)
+    m = evaluate(client, samples, tmp_path / "served", spec, n_boot=50, gallery_size=4, progress=False)
     rows = [json.loads(x) for x in (tmp_path / "served" / "predictions.jsonl").read_text().splitlines()]
     assert m["n"] == 4 and m["n_errors"] == 0 and [r["id"] for r in rows] == [s.id for s in samples]
+    run = json.loads((tmp_path / "served" / "run.json").read_text())
+    assert run["max_new_tokens"] == TOKENS and run["temperature"] == 0.0 and run["extra"]["decoding"] == "server"
+    assert run["extra"]["server_decoding"] == client.decoding()
+    assert {k: v for k, v in client.decoding().items() if k != "consensus"} == {"max_new_tokens": TOKENS, "temperature": 0.0,
+                                                                                  "top_p": 1.0, "seed": 0}
     # the server's raw text is what the same model writes in-process on the same pixels (PNG, lossless)
     local = LocalEngine(tiny_model_dir).generate(
         [Request(image=open_image(s.image), prompt=GEO_PROMPT, system=GEO_SYSTEM) for s in samples],
@@ -191,8 +198,13 @@ def test_served_predictor_is_evaluated_through_its_v1_endpoint(predictor_url, ti
                      progress=False)
     rows = [json.loads(x) for x in (tmp_path / "voted" / "predictions.jsonl").read_text().splitlines()]
     assert all(r["samples"] == 2 and 0 <= r["confidence"] <= 1 and isinstance(r["candidates"], list) for r in rows)
+    served = client.decoding()["consensus"]  # the server's consensus decoding, not the spec's greedy one
+    assert json.loads((tmp_path / "voted" / "run.json").read_text())["temperature"] == served["temperature"] > 0
     assert voted["ece"] is not None and (tmp_path / "voted" / "calibration.png").is_file()  # the server's vote, calibrated
     down = build_engine("globe-predictor", "globe", base_url=f"http://127.0.0.1:{free_port()}")
     down.retries, down.backoff_s = 1, 0.01
-    result = down.generate([Request(image=open_image(samples[0].image), prompt="")], Sampling())[0]
+    result = down.predict([open_image(samples[0].image)], ["x"])[0]
     assert not result.ok and "ConnectError" in result.error and result.attempts == 2
+    with pytest.raises(RunError, match="ConnectError"):  # nothing to record: refused before anything is written
+        evaluate(down, samples, tmp_path / "down", spec, n_boot=0, progress=False)
+    assert not (tmp_path / "down").exists()

@@ -16,7 +16,7 @@ from globe.evaluate import breakdown, metrics
 from globe.evaluate.benchmarks import BenchmarkError, Sample, load_benchmark
 from globe.evaluate.plots import accuracy_curve, great_circle_paths, plot_accuracy_curve, plot_world_map
 from globe.evaluate.report import render_report, select_gallery
-from globe.evaluate.runner import PredictionLog, RunError, RunSpec
+from globe.evaluate.runner import RunError, RunSpec
 
 
 def _jpg(path: Path, color=(120, 80, 40)) -> Path:
@@ -264,21 +264,6 @@ def test_report_is_self_contained_escaped_and_spans_the_error_range(tmp_path):
 # ----------------------------------------------------------------------------- run log and resume
 
 
-def test_prediction_log_cuts_a_torn_tail_and_refuses_foreign_files(tmp_path):
-    path = tmp_path / "predictions.jsonl"
-    log = PredictionLog(path)
-    log.append([{"id": "a", "error": None}, {"id": "b", "error": "timeout"}])
-    with path.open("ab") as fh:
-        fh.write(b'{"id": "c", "err')  # SIGKILL in the middle of a write
-    again = PredictionLog(path)
-    assert again.dropped_tail_bytes == 16 and again.done() == {"a"}  # b failed: it is retried
-    again.append([{"id": "b", "error": None}])
-    assert PredictionLog(path).done() == {"a", "b"}
-    path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
-    with pytest.raises(RunError, match="not a prediction row and more data follows"):
-        PredictionLog(path)
-
-
 def test_resume_into_a_directory_of_another_model_is_refused(tmp_path):
     spec = RunSpec(benchmark="geoscenes", model="m1", engine="local", prompt="p", system=None, max_new_tokens=8)
     spec.save(tmp_path / "run.json")
@@ -329,3 +314,43 @@ def test_the_importer_and_the_benchmark_loader_judge_a_coordinate_alike(tmp_path
         one.write_text(f"IMG_ID,LAT,LON\nr{i}.jpg,{raw},2.0\n")
         with pytest.raises(BenchmarkError, match="field 'LAT' must"):
             load_benchmark("im2gps3k", csv_path=one, images=tmp_path / "img")
+
+
+def test_open_image_fits_an_exif_rotated_jpeg_upright_and_leaves_small_ones_alone(tmp_path, monkeypatch):
+    """The harness's loader (`runner._load_batch`) opens through `globe.images.open_ref(fit=...)`."""
+    from PIL import Image, JpegImagePlugin
+
+    from globe.images import open_ref
+
+    def open_image(ref, fit=None):
+        return open_ref(ref, fit=fit)
+
+    stored = Image.new("RGB", (400, 200), "navy")
+    stored.paste((250, 200, 0), (0, 0, 200, 200))  # left half yellow in storage: top half once upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait (rotated 90 degrees clockwise)
+    stored.save(tmp_path / "turned.jpg", exif=exif, quality=95)
+    seen = []
+    upright = open_image(str(tmp_path / "turned.jpg"))
+    fitted = open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: seen.append((w, h)) or (w // 4, h // 4))
+    assert upright.size == (200, 400) and seen == [(200, 400)] and fitted.size == (50, 100)
+    expect = np.asarray(upright.resize((50, 100)), dtype=float)
+    assert np.abs(np.asarray(fitted, dtype=float) - expect).mean() < 4
+    assert fitted.getpixel((25, 10))[2] < 100 < fitted.getpixel((25, 90))[2]  # yellow on top, navy below
+    assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: (2 * w, 2 * h)).size == (200, 400)  # no upscaling here
+    assert open_image(str(tmp_path / "turned.jpg"), fit=lambda w, h: None).size == (200, 400)
+    # a large JPEG is decoded at reduced scale (1/4: at least twice the target), not in full and then shrunk
+    big = Image.new("RGB", (1600, 800), "navy")
+    big.paste((250, 200, 0), (0, 0, 800, 800))
+    big.save(tmp_path / "big.jpg", exif=exif, quality=95)
+    decoded, draft = [], JpegImagePlugin.JpegImageFile.draft
+
+    def record(img, mode, size):
+        out = draft(img, mode, size)
+        decoded.append(img.size)
+        return out
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", record)
+    fitted = open_image(str(tmp_path / "big.jpg"), fit=lambda w, h: (w // 8, h // 8))
+    assert fitted.size == (64, 128) and decoded == [(400, 200)]  # capped to 512 x 1024 upright, then fitted
+    assert fitted.getpixel((32, 10))[2] < 100 < fitted.getpixel((32, 118))[2]

@@ -16,8 +16,9 @@ import yaml
 from globe.config import ConfigError, load_params
 from globe.k8s.manifests import kustomize_build, load_yaml_documents, secret_leaks
 from globe.data.shards import ShardError, merge_datasets, shard_dataset
-from globe.pipeline import settings, steps
-from globe.pipeline.build import PipelineError, compile_pipeline, resolved_groups
+from globe.kfp import settings, steps
+from globe.kfp.build import PipelineError, compile_pipeline
+from globe.kfp.steps import resolved_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED_IN = ROOT / "pipelines" / "globe_pipeline.yaml"
@@ -175,12 +176,12 @@ def test_every_component_directory_has_a_component_and_readme():
     for d in dirs:
         assert (d / "component.py").is_file() and (d / "README.md").is_file() and (d / "__init__.py").is_file(), d.name
         text = (d / "component.py").read_text()
-        assert "install_kfp_package=False" in text and "from globe.pipeline import steps" in text, d.name
+        assert "install_kfp_package=False" in text and "from globe.kfp import steps" in text, d.name
 
 
 def test_steps_call_the_library_in_process():
     """No subprocess, no CLI re-entry, no stdout parsing, no sys.path edits between KFP and globe."""
-    sources = [ROOT / "globe" / "pipeline" / "steps.py", ROOT / "pipelines" / "globe_pipeline.py", ROOT / "globe" / "pipeline" / "build.py"]
+    sources = [ROOT / "globe" / "kfp" / "steps.py", ROOT / "pipelines" / "globe_pipeline.py", ROOT / "globe" / "kfp" / "build.py"]
     sources += sorted((ROOT / "components").glob("*/component.py"))
     banned = {"subprocess", "globe.cli", "globe.commands", "importlib.util"}
     for path in sources:
@@ -244,7 +245,7 @@ def test_step_params_are_validated_and_preset_free(tmp_path):
 
 
 def test_submit_to_an_unreachable_host_is_a_clear_error():
-    from globe.pipeline.submit import submit
+    from globe.kfp.submit import submit
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,7 +20,9 @@ from _photo_teacher import photo_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 # A smaller tiny world than params.yaml's, so the chain fits the CI budget on 2 cores.
-SMALL = ["synth.n=96", "sft.epochs=2", "reward_model.epochs=1", "grpo.max_steps=8", "eval.bootstrap=50", "eval.gallery_size=4"]
+SMALL = ["synth.n=96", "heldout.n=16", "heldout.shifted_n=16", "sft.max_steps=40", "reward_model.max_steps=10",
+         "grpo.max_steps=4", "eval.bootstrap=50", "eval.gallery_size=4",
+         "register.min_value=0"]  # a 40-step model is not the floor's business (tests/test_registry_local.py is)
 
 
 def _run_local(workdir: Path, env: dict, overrides: list[str], arguments: list[str] = ()) -> dict:
@@ -148,7 +150,7 @@ def test_run_local_on_real_photos_from_s3_with_dvc_versions_and_lineage(s3_serve
     assert lineage["data.source.md5"] == datasets["source"]["md5"]
     assert lineage["benchmark_data.md5"] == datasets["benchmark"]["md5"]
     assert lineage["pipeline_run_id"] and lineage["image.train"].startswith("none (local process")
-    assert lineage["params"]["source"]["csv"] == uris["train"] and lineage["params"]["sft"]["epochs"] == 2
+    assert lineage["params"]["source"]["csv"] == uris["train"] and lineage["params"]["sft"]["max_steps"] == 40  # SMALL
     assert lineage["dvc_remote"] == f"s3://{dvc_bucket}/dvc"
     report = (run_dir / "evaluate" / "report").read_text()
     assert "<h2>Lineage</h2>" in report and datasets["verified"]["md5"] in report

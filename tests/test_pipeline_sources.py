@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from globe.cli import app
 from globe.config import load_params
 from globe.data.source import SourceError
-from globe.pipeline import steps
+from globe.kfp import steps
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from globe.cli import app
-from globe.registry import RegistryError, clean_checkpoint
+from globe.mlflow_registry import RegistryError, clean_checkpoint
 
 
 @pytest.fixture
@@ -40,12 +40,16 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"acc_25km": 0.2, "n": 10}))
     common = ["--params", "none.yaml"]
-    reg = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common])
+    out = tmp_path / "results" / "register"  # not made beforehand: --out creates it, as dvc repro needs
+    reg = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common,
+                              "--out", str(out / "registered.json")])
     assert reg.exit_code == 0, reg.output
     registered = json.loads(reg.stdout)
     assert (tmp_path / "mlflow.db").is_file() and registered["version"] == "1"
-    decision = json.loads(runner.invoke(app, ["promote", *common]).stdout)
+    assert json.loads((out / "registered.json").read_text()) == registered
+    decision = json.loads(runner.invoke(app, ["promote", *common, "--out", str(out / "promotion.json")]).stdout)
     assert decision["promoted"] is True and decision["challenger_value"] == 0.2
+    assert json.loads((out / "promotion.json").read_text()) == decision
     resolved = runner.invoke(app, ["resolve", "models:/globe@champion"]).stdout.strip()
     assert resolved == registered["storage_uri"]
     assert sorted(p.name for p in __import__("pathlib").Path(resolved).iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
@@ -63,7 +67,7 @@ def test_the_promotion_floor_holds_for_the_first_model_and_for_a_challenger_that
     from mlflow import MlflowClient
 
     from globe.config import RegisterGroup
-    from globe.registry import promote, register
+    from globe.mlflow_registry import promote, register
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # MLflow resolves the versions' models:/ sources through it
@@ -108,12 +112,13 @@ def test_the_promotion_floor_is_validated():
 def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoint, tmp_path, monkeypatch):
     from globe.config import RegisterGroup
     from globe.lineage import build_lineage
-    from globe.registry import attach_evaluation, lineage, register
+    from globe.mlflow_registry import attach_evaluation, lineage, register
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     datasets = {"source": {"md5": "aa.dir", "nfiles": 41, "remote": "s3://globe/dvc"},
+                "distilled": {"md5": "dd.dir", "nfiles": 41, "remote": "s3://globe/dvc"},
                 "verified": {"md5": "bb.dir", "nfiles": 30, "meta": {"remote": "s3://globe/dvc"}}}
     params = {"source": {"format": "im2gps3k", "csv": "s3://photos/gt.csv"}, "sft": {"epochs": 2}}
     found = build_lineage(datasets, params=params, images={"train": "ghcr.io/x/globe-train@sha256:abc"}, pipeline_run_id="run-7")
@@ -125,6 +130,7 @@ def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoi
     assert back["version"] == "1" and back["storage_uri"] == registered.storage_uri
     got = back["lineage"]
     assert got["train_data.md5"] == got["eval_data.md5"] == "bb.dir" and got["data.source.md5"] == "aa.dir"
+    assert got["grpo_data.md5"] == "dd.dir"  # GRPO learned from every labelled photo, SFT from the traces
     assert got["benchmark_data.md5"] == "cc.dir" and got["pipeline_run_id"] == "run-7"
     assert got["image.train"] == "ghcr.io/x/globe-train@sha256:abc" and got["dvc_remote"] == "s3://globe/dvc"
     assert got["params"] == params

@@ -78,7 +78,7 @@ def cfg(**kw) -> RegisterGroup:
 def test_register_logs_a_clean_checkpoint_with_evidence(mlflow_server, checkpoint, s3_server, tmp_path):
     from mlflow import MlflowClient
 
-    from globe.registry import register, storage_uri
+    from globe.mlflow_registry import register, storage_uri
 
     report = tmp_path / "report.md"
     report.write_text("# eval\nacc_25km 0.30\n")
@@ -122,7 +122,7 @@ def test_promote_gates_on_the_metric_and_records_the_decision(mlflow_server, che
 
     from mlflow import MlflowClient
 
-    from globe.registry import RegistryError, promote, register
+    from globe.mlflow_registry import RegistryError, promote, register
 
     c = MlflowClient()
     name = "globe-gate"

@@ -80,12 +80,14 @@ def test_accuracy_length_ratio_boundary():
     assert not string_match("", "Paris") and not string_match(None, "Paris")
 
 
-def test_accuracy_aliases_fold_city_names_and_evaluation_asks_the_gazetteer():
+def test_accuracy_aliases_fold_city_names_and_ask_the_gazetteer_as_evaluation_does():
     assert score("Switzerland", "Zurich", "Switzerland", "Zürich") == 1.0
     assert score("Switzerland", "Zurich", "Switzerland", "Zürich", aliases=False) == 0.2
-    assert score("Ukraine", "Kiev", "Ukraine", "Kyiv") == 0.2  # the training reward does no lookups
+    assert score("Ukraine", "Kiev", "Ukraine", "Kyiv") == 0.2  # without the gazetteer: two names
     assert score("Ukraine", "Kiev", "Ukraine", "Kyiv", gazetteer=True) == 1.0
     assert score("Ukraine", "Odesa", "Ukraine", "Kyiv", gazetteer=True) == 0.2
+    # the training reward scores the pair as evaluation's city_acc does
+    assert accuracy_reward([globe("Ukraine", "Kiev")], country=["Ukraine"], city=["Kyiv"]) == [1.0]
 
 
 def test_accuracy_missing_ground_truth_and_columns():
@@ -181,14 +183,14 @@ class ScriptedJudge:
 
 def test_localizability_scores_p_yes_and_passes_image_and_reasoning(tmp_path):
     path = tmp_path / "img.png"
-    Image.new("RGB", (8, 8), "red").save(path)
+    Image.new("RGB", (64, 48), "red").save(path)  # above globe.images.MIN_SIDE, so opened as is
     judge = ScriptedJudge()
     reward = make_localizability_reward(judge, max_failure_share=0.5, min_calls=4)
     assert reward.__name__ == "localizability"
     rewards = reward([globe("F", "P", think="A famous landmark."), chat(globe("F", "P", think="A wall."))],
                      image=[str(path), Image.new("RGB", (4, 4))], **TRL_EXTRAS)
     assert rewards == [0.9, 0.1]
-    assert isinstance(judge.seen[0].image, Image.Image) and judge.seen[0].image.size == (8, 8)
+    assert isinstance(judge.seen[0].image, Image.Image) and judge.seen[0].image.size == (64, 48)
     assert "A famous landmark." in judge.seen[0].prompt and "yes or no" in judge.seen[0].prompt
     assert (reward.calls, reward.failures, reward.failure_share) == (2, 0, 0.0)
 
@@ -196,20 +198,33 @@ def test_localizability_scores_p_yes_and_passes_image_and_reasoning(tmp_path):
 def test_localizability_counts_failures_as_none_then_aborts():
     logged = []
     reward = make_localizability_reward(ScriptedJudge(fail_every=3), max_failure_share=0.3, min_calls=12)
-    batch = [globe("F", "P", think="famous")] * 6
+    batch = [globe("F", "P", think=f"famous {i}") for i in range(6)]
     first = reward(batch, image=[None] * 6, log_metric=lambda k, v: logged.append((k, v)))
     assert first == [0.9, 0.9, None, 0.9, 0.9, None]  # never a silent 0
     assert (reward.calls, reward.failures) == (6, 2)
     assert logged == [("localizability/judge_failure_share", pytest.approx(2 / 6))]
     with pytest.raises(RewardFailure, match=r"failed 4 of 12 calls \(33.3% > max_failure_share 30.0%\).*timeout"):
-        reward(batch, image=[None] * 6)
+        reward([globe("F", "P", think=f"famous {i}") for i in range(6, 12)], image=[None] * 6)
+
+
+def test_localizability_judges_each_distinct_pair_once_and_remembers_it():
+    judge = ScriptedJudge()
+    reward = make_localizability_reward(judge)
+    red, blue = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")
+    group = [globe("F", "P", think="famous")] * 3 + [globe("F", "P", think="a wall")]
+    assert reward(group + group, image=[red] * 4 + [blue] * 4) == [0.9, 0.9, 0.9, 0.1] * 2
+    assert len(judge.seen) == 4  # 2 reasonings x 2 images; the duplicates of a group are not re-judged
+    assert reward(group, image=[Image.new("RGB", (8, 8), "red")] * 4) == [0.9, 0.9, 0.9, 0.1]
+    assert len(judge.seen) == 4  # the same pixels and reasoning a step later: remembered
+    assert reward.metrics()["judge_forward_requests"] == 4.0 and reward.calls == 12
 
 
 def test_localizability_judge_exception_is_counted():
     reward = make_localizability_reward(ScriptedJudge(raise_error=True), max_failure_share=1.0)
     assert reward(["a", "b"], image=None) == [None, None]
     assert reward.failures == 2 and "ConnectionError" in reward.last_error
-    assert reward.metrics() == {"judge_calls": 2.0, "judge_failures": 2.0, "judge_failure_share": 1.0}
+    assert reward.metrics() == {"judge_calls": 2.0, "judge_failures": 2.0, "judge_failure_share": 1.0,
+                                "judge_forward_requests": 2.0}
 
 
 class _JudgeHandler(BaseHTTPRequestHandler):
@@ -280,7 +295,7 @@ def test_build_reward_funcs_geodesic_scale_and_errors():
 
 
 @pytest.mark.parametrize("module", ["globe.rewards.accuracy", "globe.rewards.format", "globe.rewards.grounding",
-                                    "globe.rewards.geodesic", "globe.rewards.localizability", "globe.rewards.registry"])
+                                    "globe.rewards.geodesic", "globe.rewards.localizability", "globe.rewards.recipe"])
 def test_docstring_examples(module):
     import doctest
     import importlib

@@ -43,20 +43,83 @@ def test_concurrent_requests_are_gathered_up_to_max_batch_size():
     assert len(fn.threads) == 1 and threading.main_thread().name not in fn.threads  # one engine thread, off the loop
 
 
-def test_lone_request_waits_at_most_max_latency():
+def test_lone_request_starts_at_once():
+    """Nothing else in flight: the batch runs without waiting its window (a minute here, so a wait
+    would hit the 20 s guard instead of passing)."""
     fn = Recorder()
 
     async def main():
-        batcher = DynamicBatcher(fn, max_batch_size=8, max_latency_ms=50)
-        t0 = time.perf_counter()
-        out = await batcher.submit(3)
-        elapsed = time.perf_counter() - t0
+        batcher = DynamicBatcher(fn, max_batch_size=8, max_latency_ms=60_000)
+        token = batcher.announce()
+        out = await asyncio.wait_for(batcher.submit_many([3], token), 20)
+        again = await asyncio.wait_for(batcher.submit(4), 20)  # tokenless callers too
         await batcher.close()
-        return out, elapsed
+        return out, again
 
-    out, elapsed = asyncio.run(main())
-    assert out == 30 and fn.batches == [[3]]
-    assert 0.04 <= elapsed < 0.5
+    assert asyncio.run(main()) == ([30], 40)
+    assert fn.batches == [[3], [4]]
+
+
+def test_requests_being_answered_keep_the_window_open_for_their_next_call():
+    """Steady state with 8 clients: while batch [B1..B7] is answered, client A (queued meanwhile)
+    must not run alone; the Bs' next requests join it, so batches stay full instead of 1 + 7."""
+    release = threading.Event()
+    batches: list[list[str]] = []
+
+    def fn(items):
+        batches.append(list(items))
+        if len(batches) == 1:
+            release.wait(10)
+        return [x.upper() for x in items]
+
+    async def main():
+        batcher = DynamicBatcher(fn, max_batch_size=8, max_latency_ms=60_000)
+
+        async def client(name: str, rounds: int):
+            out = []
+            for k in range(rounds):
+                out += await batcher.submit_many([f"{name}{k}"], batcher.announce())
+            return out
+
+        bs = [asyncio.create_task(client(f"b{i}", 2)) for i in range(7)]
+        while not batches:  # the first batch (the seven Bs, nobody else in flight) is running
+            await asyncio.sleep(0.01)
+        a = asyncio.create_task(client("a", 1))
+        await asyncio.sleep(0.05)  # A is queued behind the running batch
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(*bs, a), 20)
+        await batcher.close()
+        return results
+
+    results = asyncio.run(main())
+    assert results[-1] == ["A0"] and results[0] == ["B00", "B01"]
+    assert [len(b) for b in batches] == [7, 8]
+    assert sorted(batches[1]) == sorted(["a0"] + [f"b{i}1" for i in range(7)])
+
+
+def test_the_first_client_back_waits_for_the_others_answered_with_it():
+    """8 clients answered together come back one by one (a round trip later): the first one back
+    must not find an 'idle' predictor and run alone, or the clients split into 1 + 7 for good."""
+    batches: list[list[str]] = []
+
+    async def main():
+        batcher = DynamicBatcher(lambda items: (batches.append(list(items)), items)[1], max_batch_size=8, max_latency_ms=60_000)
+        back = asyncio.Event()
+
+        async def client(name: str, first: bool):
+            await batcher.submit_many([f"{name}0"], batcher.announce())
+            if not first:
+                await back.wait()  # still on its way back when the first client resubmits
+            return await batcher.submit_many([f"{name}1"], batcher.announce())
+
+        tasks = [asyncio.create_task(client(f"c{i}", i == 0)) for i in range(8)]
+        await asyncio.sleep(0.2)  # c0 is back and queued; with nobody counted in flight it would run alone now
+        back.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        await batcher.close()
+
+    asyncio.run(main())
+    assert [len(b) for b in batches] == [8, 8]
 
 
 def test_max_batch_size_one_disables_batching():

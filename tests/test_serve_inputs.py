@@ -141,6 +141,54 @@ def test_url_allowlist_refuses_everything_not_listed(url):
 
 
 def test_url_allowlist_accepts_listed_prefix_and_empty_list_disables_urls():
-    assert check_url("https://IMG.example.com/geo/x/y.jpg", LIMITS.url_allowlist, "u") == "https://IMG.example.com/geo/x/y.jpg"
+    assert check_url("https://IMG.example.com/geo/x/y.jpg", LIMITS.url_allowlist, "u") == "https://img.example.com/geo/x/y.jpg"
     with pytest.raises(BadInput, match="image URLs are disabled"):
         check_url("https://img.example.com/geo/a.png", (), "u")
+
+
+@pytest.mark.parametrize(
+    "url, normal",
+    [
+        ("HTTPS://Img.Example.COM:443/geo/a.png", "https://img.example.com/geo/a.png"),
+        ("https://img.example.com/geo/./x/../a.png#frag", "https://img.example.com/geo/a.png"),
+        ("https://img.example.com/geo/%61%7e.png?q=%2a", "https://img.example.com/geo/a~.png?q=%2A"),
+        ("https://img.example.com/geo/caf\u00e9.png", "https://img.example.com/geo/caf%C3%A9.png"),
+        ("http://[::1]:8080/geo/a.png", "http://[::1]:8080/geo/a.png"),
+    ],
+)
+def test_urls_are_normalised_before_the_allowlist_check(url, normal):
+    from globe.serve.inputs import normalise_url
+
+    assert normalise_url(url, "u") == normal
+
+
+@pytest.mark.parametrize(
+    "url, fragment",
+    [
+        ("https://img.example.com/geo/../other/a.png", "not on this server's allowlist"),
+        ("https://img.example.com/geo/%2e%2e/other/a.png", "encodes '.' as %2E"),
+        ("https://img.example.com/geo%2fa.png", "encodes '/' as %2F"),
+        ("https://img.example.com/geo/..%5Ca.png", "encodes '\\\\' as %5C"),
+        ("https://img.example.com/geo\\..\\a.png", "backslashes"),
+        ("https://img.example.com/geography/a.png", "not on this server's allowlist"),  # /geo/ is a folder, not a prefix
+        ("https://img_example.com/geo/a.png", "not a plain DNS name"),
+        ("https://img.example.com/geo/a b.png", "spaces are not accepted"),
+    ],
+)
+def test_allowlist_escapes_are_refused(url, fragment):
+    with pytest.raises(BadInput) as err:
+        check_url(url, LIMITS.url_allowlist, "instances[0].image_url")
+    assert fragment in str(err.value)
+
+
+def test_v2_shapes_must_match_the_data_and_unknown_inputs_are_refused():
+    image = InferInput("image", [2, 2], "BYTES", [b64(png_bytes())])
+    with pytest.raises(BadInput, match=r"inputs\['image'\]: shape \[2, 2\] holds 4 element\(s\), but the data has 1"):
+        parse_v2(InferRequest("globe", [image]), LIMITS)
+    good = InferInput("image", [1], "BYTES", [b64(png_bytes())])
+    with pytest.raises(BadInput, match=r"inputs\['mask'\]: unknown input"):
+        parse_v2(InferRequest("globe", [good, InferInput("mask", [2], "FP32", [1.0, 2.0])]), LIMITS)
+    raw = InferInput("image", [1], "BYTES")
+    raw._raw_data = b"\x09\x00\x00\x00abc"  # a length prefix promising more bytes than follow
+    with pytest.raises(BadInput, match="malformed BYTES tensor"):
+        parse_v2(InferRequest("globe", [raw]), LIMITS)

@@ -70,7 +70,7 @@ def test_openai_engine_split_with_judge(tmp_path):
     """Generation on an OpenAI-compatible endpoint (the tiny world's teacher server, standing in for
     vLLM); the predictor does prompt, parse, coordinates and the localizability judgment."""
     from globe.data.geoscenes import synthesize
-    from globe.data.teacher_server import TeacherServer
+    from globe.testing.teacher_server import TeacherServer
     from globe.serve.model import GlobeModel
 
     records = [r for r in synthesize(tmp_path / "gs", n=6, seed=3, non_localizable_share=0.0)][:4]

@@ -135,7 +135,7 @@ def test_v1_and_v2_clients_get_the_same_prediction(server):
 
 def test_predict_command_matches_the_server(server, tiny_model_dir, tmp_path):
     from globe.config import load_params
-    from globe.serve.local import predict_files
+    from globe.serve.files import predict_files
 
     path = tmp_path / "photo.png"
     path.write_bytes(png_bytes(64, 48, (90, 160, 40)))
@@ -143,6 +143,32 @@ def test_predict_command_matches_the_server(server, tiny_model_dir, tmp_path):
     local = predict_files([path], str(tiny_model_dir), cfg)[0]
     remote = post(server, "/v1/models/globe:predict", json={"instances": [{"image_b64": b64(path.read_bytes())}]}).json()
     assert {**remote["predictions"][0], "id": str(path)} == local
+
+
+def test_served_images_are_decoded_to_the_engine_input_size_as_the_harness_loads_them(tiny_model_dir, tmp_path):
+    """Serving and the evaluation harness feed the model identical pixels: both decode straight to
+    the engine's input size (`GeoPredictor.fit`, `LocalEngine.input_size`)."""
+    from PIL import Image
+
+    from globe.config import ServeGroup
+    from globe.evaluate.benchmarks import Sample
+    from globe.evaluate.runner import _load_batch
+    from globe.serve.model import GlobeModel
+
+    path = tmp_path / "photo.jpg"
+    Image.new("RGB", (900, 600), (30, 90, 200)).save(path, quality=90)
+    model = GlobeModel(str(tiny_model_dir), ServeGroup(max_new_tokens=4))
+    model.load()
+    try:
+        decoded = asyncio.run(model.preprocess({"instances": [{"image_b64": b64(path.read_bytes())}]}))
+        model.batcher.withdraw(decoded.token)
+    finally:
+        model.stop()
+    engine = model.predictor.engine
+    harness = _load_batch([Sample(id="p", image=str(path), lat=1, lon=1)], engine.input_size)[0][0]
+    served = decoded.images[0]
+    assert served.size == engine.input_size(900, 600) and served.width < 900 / 4
+    assert (served.size, served.tobytes()) == (harness.size, harness.tobytes())
 
 
 def _binary_v2(header: dict, payload: bytes) -> tuple[bytes, dict]:

@@ -1,8 +1,9 @@
 """The three trainers, run for real on the tiny world (tiny Qwen2.5-VL + GeoScenes, CPU, fp32).
 
-One SFT run is shared: its final checkpoint is where the DeepSpeed run starts, and one of its
-intermediate checkpoints (a *short* warm start, so there is something left to learn) starts GRPO,
-judged by the reward model (tuned from the base model, as the dvc pipeline does). Everything uses the `tiny-cpu` preset of
+One SFT run is shared: its final checkpoint is where GRPO and the DeepSpeed run start; GRPO is
+judged by the reward model (tuned from the base model, as the dvc pipeline does). These tests check
+the mechanics; whether GRPO *learns* is asserted on held-out images by tests/test_dvc_repro.py,
+which runs the main job's full recipe. Everything uses the `tiny-cpu` preset of
 params.yaml, i.e. the settings a user gets.
 """
 
@@ -44,11 +45,12 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def sft_run(world):
-    """The tiny-cpu SFT (5 epochs), keeping every checkpoint so GRPO can start from a short one."""
+    """The tiny-cpu SFT, shortened to 400 steps (reading flags is learned by ~300; the landmarks,
+    which need the preset's 1,200, are the main job's business)."""
     from globe.train.sft import train_sft
 
     out = world.root / "sft"
-    summary = train_sft(tiny_params("sft.save_total_limit=null"), world.data, out, model=str(world.model))
+    summary = train_sft(tiny_params("sft.max_steps=400", "sft.save_steps=200"), world.data, out, model=str(world.model))
     return SimpleNamespace(out=out, summary=summary)
 
 
@@ -91,7 +93,7 @@ def test_sft_learns_to_read_the_country_off_the_image(world, sft_run):
     held_out = [r for r in world.records if r.split == "test" and r.localizable]
     engine = LocalEngine(sft_run.out, device="cpu", batch_size=16)
     requests = [Request(image=load_image(world.data, r), prompt=GEO_PROMPT, system=GEO_SYSTEM) for r in held_out]
-    results = engine.generate(requests, Sampling(max_new_tokens=160, temperature=0.0))
+    results = engine.generate(requests, Sampling(max_new_tokens=tiny_params().eval.max_new_tokens, temperature=0.0))
     assert all(r.ok for r in results)
     answers = [parse(r.text) for r in results]
     hits = [normalize_country(a.country or "") == rec.country_code for a, rec in zip(answers, held_out)]
@@ -112,11 +114,12 @@ def test_sft_refuses_to_overwrite_checkpoints_and_resumes(world, sft_run, tmp_pa
     assert read_metrics(out) == before  # nothing was touched
 
     steps = before["summary"]["global_step"]
-    summary = train_sft(tiny_params(f"sft.max_steps={steps + 5}"), world.data, out, model=str(world.model), resume=True)
-    assert summary["global_step"] == steps + 5
+    more = tiny_params().sft.logging_steps  # enough for one more logged loss
+    summary = train_sft(tiny_params(f"sft.max_steps={steps + more}"), world.data, out, model=str(world.model), resume=True)
+    assert summary["global_step"] == steps + more
     assert summary["resumed_from"].endswith(f"checkpoint-{steps}")
     logged = [h for h in read_metrics(out)["log_history"] if "loss" in h]
-    assert logged[0]["step"] == 10 and logged[-1]["step"] > steps  # history carried over from the checkpoint
+    assert logged[0]["step"] == tiny_params().sft.logging_steps and logged[-1]["step"] > steps  # history carried over
     assert logged[-1]["loss"] < 2 * logged[-2]["loss"]  # it went on from the trained weights, not from scratch
 
 
@@ -179,33 +182,57 @@ def test_freeze_vision_freezes_exactly_the_vision_tower(world):
     assert any(p.requires_grad for n, p in model.named_parameters() if "visual" not in n)
 
 
+GRPO_STEPS = 12
+
+
 @pytest.fixture(scope="session")
 def grpo_run(world, sft_run, reward_model_run):
-    """GRPO from a short warm start (SFT step 100 of 225) with all four of the paper's rewards."""
+    """A few GRPO steps from the SFT start with all four of the paper's rewards: mechanics only
+    (learning is asserted on held-out images by tests/test_dvc_repro.py, with the full recipe)."""
     from globe.train.grpo import train_grpo
 
     out = world.root / "grpo"
+    results = world.root / "results_grpo"
     summary = train_grpo(
-        tiny_params(), world.data, out, model=str(sft_run.out / "checkpoint-100"), reward_model=str(reward_model_run.out)
+        tiny_params(f"grpo.max_steps={GRPO_STEPS}", "grpo.logging_steps=4", "grpo.skip_flat_groups=accuracy"),
+        world.data, out, model=str(sft_run.out), reward_model=str(reward_model_run.out), results=results,
     )
-    return SimpleNamespace(out=out, summary=summary)
+    return SimpleNamespace(out=out, summary=summary, results=results)
 
 
-def test_grpo_raises_the_total_reward(grpo_run):
+def test_grpo_logs_what_explains_the_run(grpo_run):
     summary = grpo_run.summary
-    assert summary["global_step"] == tiny_params().grpo.max_steps
-    assert summary["reward_last_window"] > summary["reward_first_window"] + 0.05, summary
+    params = tiny_params()
+    assert summary["global_step"] == GRPO_STEPS
     history = read_metrics(grpo_run.out)["log_history"]
+    logged = [h for h in history if "reward" in h]
+    assert logged
     for name in ("accuracy", "localizability", "grounding", "format"):
-        assert all(f"rewards/{name}/mean" in h and f"rewards/{name}/std" in h for h in history if "reward" in h)
-    # the judge scored every completion; failures are counted, not hidden
+        for h in logged:  # each reward's mean on the sampled completions and its share of flat groups
+            assert {f"rewards/{name}/mean", f"rewards/{name}/std", f"rewards/{name}/zero_std_frac"} <= set(h)
+            assert 0.0 <= h[f"rewards/{name}/zero_std_frac"] <= 1.0
+        assert set(summary["rewards"][name]) == {"weight", "mean", "zero_std_frac"}
+    assert all(0.0 <= h["flat_groups_skipped"] <= 1.0 for h in logged)  # grpo.skip_flat_groups=accuracy
+    for key in ("completions/mean_length", "completions/clipped_ratio", "kl"):
+        assert summary["diagnostics"][key]["last"] is not None
+    head = summary["headline"]
+    assert head["completion_length_last"] > 0 and 0.0 <= head["clipped_share_last"] <= 1.0
+    assert isinstance(summary["warnings"], list) and head["warnings"] == len(summary["warnings"])
+    # the judge scored every completion; failures are counted, not hidden; duplicates judged once
     failures = summary["reward_failures"]
+    per_step = params.grpo.per_device_train_batch_size
     assert failures["localizability"]["failures"] == 0
-    assert failures["localizability"]["calls"] == failures["accuracy"]["calls"] == 80 * 8
+    assert failures["localizability"]["calls"] == failures["accuracy"]["calls"] == GRPO_STEPS * per_step
+    assert 0 < failures["localizability"]["judge_forward_requests"] <= GRPO_STEPS * per_step
     assert summary["reward_weights"] == {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
     timing = summary["timing"]
-    assert timing["steps_timed"] == 80 - 1 and 0 < timing["reward_s"] < timing["step_s"]  # step 1 is warm-up
+    assert timing["steps_timed"] == GRPO_STEPS - 1 and 0 < timing["reward_s"] < timing["step_s"]  # step 1 is warm-up
     assert (grpo_run.out / "model.safetensors").is_file() and (grpo_run.out / "processor_config.json").is_file()
+    # --results: the headline alone (what `dvc metrics show` prints) and the curves for `dvc plots`
+    shown = json.loads((grpo_run.results / "metrics.json").read_text())
+    assert shown["global_step"] == GRPO_STEPS and "accuracy_last" in shown and len(shown) <= 40
+    curves = (grpo_run.results / "curves.csv").read_text().splitlines()
+    assert curves[0].startswith("step,loss,reward,rewards/accuracy/mean") and len(curves) == 1 + len(logged)
 
 
 def test_grpo_without_a_judge_stops_before_loading_anything(world, tmp_path):
@@ -218,14 +245,14 @@ def test_grpo_without_a_judge_stops_before_loading_anything(world, tmp_path):
 
 
 def test_deepspeed_zero2_grpo_runs_single_process_on_cpu(world, sft_run, tmp_path):
-    """`python -m globe.train.grpo` (what torchrun runs on each rank) with DeepSpeed ZeRO-2 on CPU."""
+    """`python -m globe train grpo` (what torchrun runs on each rank) with DeepSpeed ZeRO-2 on CPU."""
     out = tmp_path / "grpo_ds"
     env = {
         **os.environ,
         "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
     }  # fmt: skip
     cmd = [
-        sys.executable, "-m", "globe.train.grpo", "--params", str(PARAMS), "--preset", "tiny-cpu",
+        sys.executable, "-m", "globe", "train", "grpo", "--params", str(PARAMS), "--preset", "tiny-cpu",
         "--model", str(sft_run.out), "--data", str(world.data), "--out", str(out),
         "--set", "grpo.deepspeed=zero2", "--set", "grpo.use_cpu=false", "--set", "grpo.max_steps=2",
         "--set", "grpo.logging_steps=1", "--set", "rewards.weights.localizability=0",

@@ -9,7 +9,7 @@ from typing import List
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
-from globe.pipeline.settings import CPU_IMAGE
+from globe.kfp.settings import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -23,7 +23,7 @@ def shard_plan(num_shards: int) -> List[int]:
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def distill_shard(base: dict, distill: dict, dataset: Input[Dataset], shard: int, num_shards: int, distilled: Output[Dataset]):
     """Ask every teacher about one shard of the dataset (resumable within the shard)."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     steps.distill_shard({"base": base, "distill": distill}, dataset.path, shard, num_shards, distilled.path)
 
@@ -31,6 +31,6 @@ def distill_shard(base: dict, distill: dict, dataset: Input[Dataset], shard: int
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def merge_shards(shards: Input[List[Dataset]], dataset: Output[Dataset], metrics: Output[Metrics], summary: Output[Markdown]):
     """Join the distilled shards into one dataset (records ordered by id)."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     steps.publish(steps.merge_distilled([s.path for s in shards], dataset.path), metrics, summary, "Distilled dataset")

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from globe.pipeline.settings import TRAIN_IMAGE
+from globe.kfp.settings import TRAIN_IMAGE
 
 
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
@@ -16,7 +16,7 @@ def evaluate(base: dict, source: dict, benchmark: dict, eval: dict, on: str, mod
     import shutil
     from pathlib import Path
 
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     groups = {"base": base, "source": source, "benchmark": benchmark, "eval": eval}
     found = json.loads(Path(lineage.path).read_text(encoding="utf-8"))

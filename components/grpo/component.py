@@ -8,14 +8,14 @@ its own pod needs no GPU, it forwards the GPU settings to the job.
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
-from globe.pipeline.settings import CPU_IMAGE, TRAIN_IMAGE
+from globe.kfp.settings import CPU_IMAGE, TRAIN_IMAGE
 
 
 @dsl.component(base_image=TRAIN_IMAGE, install_kfp_package=False)
 def grpo(base: dict, grpo: dict, rewards: dict, dataset: Input[Dataset], sft_model: Input[Model],
          judge_model: Input[Model], run_id: str, model: Output[Model], metrics: Output[Metrics], summary: Output[Markdown]):
     """GRPO with the accuracy, localizability, grounding and format rewards, in this pod."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     groups = {"base": base, "grpo": grpo, "rewards": rewards}
     result = steps.train("grpo", groups, dataset.path, sft_model.path, model.path, reward_model=judge_model.path, run_id=run_id)
@@ -28,7 +28,7 @@ def grpo_trainjob(base: dict, grpo: dict, rewards: dict, dataset: Input[Dataset]
                   gpus_per_node: int, gpu_resource: str, gpu_node_selector: dict, gpu_tolerations: list,
                   timeout_s: int, model: Output[Model], metrics: Output[Metrics], summary: Output[Markdown]):
     """GRPO as a multi-node TrainJob (torchrun on the globe-grpo runtime); waits with a timeout."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     groups = {"base": base, "grpo": grpo, "rewards": rewards}
     result = steps.grpo_trainjob(

@@ -13,13 +13,13 @@ from typing import List
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
-from globe.pipeline.settings import CPU_IMAGE
+from globe.kfp.settings import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def check_sources(source: dict, benchmark: dict, num_shards: int, dvc_remote: str) -> List[int]:
     """Probe the source/benchmark CSVs and images and the DVC remote; the import's shard indices."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     return steps.check_sources({"source": source, "benchmark": benchmark}, num_shards, dvc_remote)["shards"]
 
@@ -27,7 +27,7 @@ def check_sources(source: dict, benchmark: dict, num_shards: int, dvc_remote: st
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def benchmark_given(benchmark: dict) -> bool:
     """Whether the `benchmark` spec names one (its format is not null): the benchmark branch's condition."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     return steps.benchmark_given({"benchmark": benchmark})
 
@@ -35,7 +35,7 @@ def benchmark_given(benchmark: dict) -> bool:
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def import_shard(base: dict, source: dict, synth: dict, shard: int, num_shards: int, dataset: Output[Dataset]):
     """Import every `num_shards`-th row from `shard` on (only its photos are downloaded)."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     steps.import_shard({"base": base, "source": source, "synth": synth}, shard, num_shards, dataset.path)
 
@@ -46,7 +46,7 @@ def merge_imports(shards: Input[List[Dataset]], dataset: Output[Dataset], metric
     from pathlib import Path
 
     from globe.data.source import report_markdown
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     summary = steps.merge_imports([s.path for s in shards], dataset.path)
     steps.publish(summary, metrics, None)
@@ -59,7 +59,7 @@ def import_benchmark(benchmark: dict, dataset: Output[Dataset], metrics: Output[
     from pathlib import Path
 
     from globe.data.source import report_markdown
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     summary = steps.import_benchmark({"benchmark": benchmark}, dataset.path)
     steps.publish(summary, metrics, None)

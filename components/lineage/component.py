@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
 
-from globe.pipeline.settings import CPU_IMAGE
+from globe.kfp.settings import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -16,7 +16,7 @@ def lineage(base: dict, source: dict, synth: dict, distill: dict, verify: dict, 
     import json
     from pathlib import Path
 
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     groups = {"base": base, "source": source, "synth": synth, "distill": distill, "verify": verify, "rewards": rewards,
               "sft": sft, "reward_model": reward_model, "grpo": grpo, "eval": eval, "benchmark": benchmark, "register": register}

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Model, Output
 
-from globe.pipeline.settings import CPU_IMAGE
+from globe.kfp.settings import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -20,7 +20,7 @@ def register(base: dict, register: dict, model: Input[Model], evaluation: Input[
     from collections import namedtuple
     from pathlib import Path
 
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     found = json.loads(Path(lineage.path).read_text(encoding="utf-8"))
     result = steps.register({"base": base, "register": register}, model.path, evaluation.path, lineage=found)
@@ -37,7 +37,7 @@ def register(base: dict, register: dict, model: Input[Model], evaluation: Input[
 def attach_benchmark(base: dict, benchmark: dict, register: dict, version: str, evaluation: Input[Artifact],
                      dvc_file: Input[Artifact], summary: Output[Markdown]):
     """The benchmark's metrics and its dataset's DVC hash onto the registered version."""
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     result = steps.attach_benchmark({"base": base, "benchmark": benchmark, "register": register}, version,
                                     evaluation.path, dvc_file.path)

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Output
 
-from globe.pipeline.settings import CPU_IMAGE
+from globe.kfp.settings import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
@@ -13,7 +13,7 @@ def version_dataset(dataset: Input[Dataset], name: str, remote: str, run_id: str
     from pathlib import Path
 
     from globe.data.versioning import fetch_commands
-    from globe.pipeline import steps
+    from globe.kfp import steps
 
     version = steps.version_dataset(dataset.path, name, remote, dvc_file.path, run_id)
     dvc_file.metadata.update({k: version[k] for k in ("md5", "nfiles", "size", "remote")})

@@ -28,10 +28,28 @@ def load(params: Path, preset: str | None, overrides: list[str] | None):
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error to stderr and exit non-zero (no traceback for user errors)."""
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """Print an error to stderr and exit non-zero (no traceback for user errors).
+
+    Credentials in URLs (`http://user:pass@host`) are redacted: library errors quote the URLs of
+    `AWS_ENDPOINT_URL` and `MLFLOW_TRACKING_URI`, user info included.
+    """
+    from globe.redact import redact
+
+    typer.secho(f"error: {redact(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
-def print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+JsonOutOpt = Annotated[
+    Path | None, typer.Option("--out", help="also write the printed JSON to this file (atomically; parents created)")
+]
+
+
+def print_json(obj: Any, out: Path | None = None) -> None:
+    """Print `obj` as JSON; with `out`, write the same text there too, so a dvc stage names its
+    output file instead of redirecting stdout into a directory it made with `mkdir -p`."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+    if out is not None:
+        from globe.io import atomic_write_text
+
+        atomic_write_text(out, text)
+    sys.stdout.write(text)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.images import MAX_SIDE
 
 data_app = typer.Typer(help="Datasets: import geotagged photos, synthesize GeoScenes.", no_args_is_help=True)
 
@@ -55,6 +57,26 @@ def source_cmd(
     print_json({"out": str(out), **summary})
 
 
+@data_app.command("heldout")
+def heldout_cmd(
+    out: OutOpt,
+    shifted: Annotated[bool, typer.Option("--shifted", help="render with heldout.shifted (renderings training never saw)")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Write the GeoScenes held-out test set (heldout.n images from heldout.seed, all localizable, not verified)."""
+    from globe.data.geoscenes import synthesize_heldout
+
+    try:
+        records = synthesize_heldout(out, load(params, preset, set_), shifted=shifted)
+    except ValueError as exc:
+        fail(str(exc))
+    print_json({"out": str(out), "records": len(records), "shifted": shifted,
+                "countries": len({r.country_code for r in records}),
+                "cities": len({(r.country_code, r.city) for r in records})})
+
+
 @data_app.command("import")
 def import_cmd(
     out: OutOpt,
@@ -62,7 +84,7 @@ def import_cmd(
     csv: Annotated[
         Path | None, typer.Option("--csv", help="IM2GPS3K / YFCC4K / MP16 / OSV-5M csv; absent: read EXIF GPS")
     ] = None,
-    max_side: Annotated[int, typer.Option("--max-side", help="cap the long side of stored images")] = 1024,
+    max_side: Annotated[int, typer.Option("--max-side", help="cap the long side of stored images")] = MAX_SIDE,
     split: Annotated[str, typer.Option("--split", help="split of the imported records")] = "test",
     limit: Annotated[int | None, typer.Option("--limit", help="import only the first N rows")] = None,
 ) -> None:
@@ -101,18 +123,22 @@ def distill_cmd(
 def verify_cmd(
     data: DataOpt,
     out: OutOpt,
+    metrics: Annotated[Path | None, typer.Option("--metrics", help="also write the counts alone here (dvc metrics)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Apply the four filters and write the kept dataset plus report.json."""
-    from globe.data.verify import VerifyError, verify
+    from globe.data.verify import VerifyError, report_counts, verify
+    from globe.io import atomic_write_bytes
 
     cfg = load(params, preset, set_).verify
     try:
         report = verify(data, out, cfg)
     except VerifyError as exc:
         fail(str(exc))
+    if metrics is not None:
+        atomic_write_bytes(metrics, (json.dumps(report_counts(report), indent=2) + "\n").encode("utf-8"))
     print_json(report)
 
 

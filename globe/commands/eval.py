@@ -1,4 +1,6 @@
-"""`globe eval ...`: scoring predictions (`score`) and running/comparing benchmarks (`run`, `compare`)."""
+"""`globe eval score | run | models | compare | calibrate`: score predictions, run the harness over a
+benchmark, evaluate every model on the held-out sets, compare two runs, fit a consensus run's
+confidence. Thin: each calls one `globe.evaluate` function."""
 
 from __future__ import annotations
 
@@ -7,7 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from globe.commands.common import fail
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+
+HEADLINE = ("n", "n_unparsed", "n_errors", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km",
+            "median_km", "country_acc", "city_acc", "mean_confidence", "ece")
 
 eval_app = typer.Typer(help="Evaluate: score predictions, run benchmarks, compare runs.", no_args_is_help=True)
 
@@ -78,8 +83,133 @@ def _print_table(metrics: dict, source: Path, out: Path) -> None:
                   f"stated: the answers' own coordinates, else their places (coordinates from: {sources})\nwrote {out}")
 
 
-def register(app: typer.Typer) -> None:
-    from globe.commands import eval_run
+@eval_app.command("run")
+def run(
+    model: Annotated[str, typer.Option("--model", help="local model dir; or the served model name with --engine openai/globe-predictor")],
+    out: Annotated[Path, typer.Option("--out", help="run directory (resumed if it exists)")],
+    benchmark: Annotated[str | None, typer.Option("--benchmark", help="im2gps3k | yfcc4k | mp16 | osv5m | geoscenes")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="benchmark CSV (im2gps3k, yfcc4k, osv5m)")] = None,
+    images: Annotated[Path | None, typer.Option("--images", help="image folder (CSV benchmarks; optional for mp16)")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="MP16-Reason-style JSONL, or a GeoScenes dataset dir")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="evaluate the first N images only")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", help="local | openai | globe-predictor | scene-reader")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="endpoint for --engine openai/globe-predictor")] = None,
+    samples: Annotated[int | None, typer.Option(
+        "--samples", min=1, help="reasonings per image (default eval.samples, 1 = greedy); N > 1 answers "
+        "with the great-circle consensus of N samples and a confidence (metrics.json: ece, selective_accuracy)")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run a model over a benchmark: predictions.jsonl, metrics.json, plots and report.html in --out."""
+    cfg = load(params, preset, [*(set_ or []), *([f"eval.samples={samples}"] if samples is not None else [])])
+    from globe.evaluate.benchmarks import BenchmarkError, load_benchmark
+    from globe.evaluate.runner import RunError, run_benchmark
 
-    eval_run.add_commands(eval_app)
+    name = benchmark or cfg.eval.benchmark
+    try:
+        samples = load_benchmark(name, csv_path=csv, images=images, path=data, limit=limit or cfg.eval.limit)
+    except (BenchmarkError, ValueError, OSError) as exc:  # ValueError: e.g. a records.jsonl naming an outside image
+        fail(str(exc))
+    try:
+        metrics = run_benchmark(cfg, model, samples, out, benchmark=name, engine=engine, base_url=base_url, progress=progress)
+    except (RunError, ValueError, OSError) as exc:
+        fail(str(exc))
+    summary = {k: metrics.get(k) for k in HEADLINE if k in metrics}
+    summary["timing"] = metrics.get("timing")  # predict_s and finalize_s: what the harness cost
+    summary["out"] = str(out)
+    summary["files"] = sorted(p.name for p in Path(out).iterdir() if not p.name.startswith("."))
+    if metrics.get("mlflow_run_id"):
+        summary["mlflow_run_id"] = metrics["mlflow_run_id"]
+    print_json(summary)
+
+
+def _named(items: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            fail(f"--{what} {item!r}: expected NAME=PATH, e.g. --{what} grpo=models/grpo")
+        if name in out:
+            fail(f"--{what}: {name!r} given twice")
+        out[name] = value
+    if not out:
+        fail(f"give at least one --{what} NAME=PATH")
+    return out
+
+
+@eval_app.command("models")
+def models(
+    model: Annotated[list[str], typer.Option("--model", help="NAME=DIR, repeatable (e.g. sft=models/sft)")],
+    split: Annotated[list[str], typer.Option("--split", help="NAME=DIR of a held-out set, repeatable (e.g. in_domain=data/heldout)")],
+    out: Annotated[Path, typer.Option("--out", help="suite directory: OUT/<split>/<model>/ runs + metrics.json, report.html")],
+    compare_: Annotated[list[str] | None, typer.Option("--compare", help="CANDIDATE:BASELINE, repeatable (e.g. grpo:sft)")] = None,
+    benchmark: Annotated[str, typer.Option("--benchmark", help="benchmark of every split")] = "geoscenes",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Every model on the same held-out sets, with paired-bootstrap deltas (the main job's evaluate stage)."""
+    from globe.evaluate.benchmarks import BenchmarkError
+    from globe.evaluate.runner import RunError
+    from globe.evaluate.suite import Split, evaluate_suite, parse_pairs
+
+    cfg = load(params, preset, set_)
+    named_models = _named(model, "model")
+    splits = [Split(name, Path(path), benchmark) for name, path in _named(split, "split").items()]
+    try:
+        pairs = parse_pairs(compare_ or [], list(named_models))
+        metrics = evaluate_suite(cfg, named_models, splits, out, pairs, progress=progress)
+    except (BenchmarkError, RunError, ValueError, OSError) as exc:
+        fail(str(exc))
+    print_json(metrics)
+
+
+@eval_app.command("compare")
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="run directory A (baseline)")],
+    run_b: Annotated[Path, typer.Argument(help="run directory B (candidate)")],
+    bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples")] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Metric deltas B - A with paired bootstrap 95% intervals (over the images both runs answered)."""
+    from globe.evaluate.compare import compare_runs, comparison_table
+    from globe.evaluate.runner import RunError
+
+    try:
+        result = compare_runs(run_a, run_b, n_boot=bootstrap, seed=seed)
+    except (RunError, ValueError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        print_json(result)
+        return
+    from rich.console import Console
+
+    Console(width=140).print(comparison_table(result))
+
+
+@eval_app.command("calibrate")
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="a consensus run (--samples N) on a labelled dev split, not the test set")],
+    out: Annotated[Path | None, typer.Option("--out", help="calibration file (default RUN_DIR/calibration.json)")] = None,
+) -> None:
+    """Fit the consensus confidence: agreement -> share within 25 km (isotonic), for eval/serve.calibration."""
+    from globe.consensus import CalibrationError
+    from globe.evaluate.calibrate import fit_run
+
+    try:
+        cal = fit_run(run_dir)
+    except (CalibrationError, OSError, ValueError) as exc:
+        fail(str(exc))
+    path = out or run_dir / "calibration.json"
+    cal.save(path)
+    print_json({"out": str(path), "samples": cal.samples, "temperature": cal.temperature, "n": cal.n,
+                "points": [list(p) for p in cal.points]})
+
+
+def register(app: typer.Typer) -> None:
+    """Add `globe eval ...` to the main app."""
     app.add_typer(eval_app, name="eval")

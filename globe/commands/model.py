@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from globe.commands.common import fail, print_json
+from globe.engines.base import MAX_NEW_TOKENS
 
 model_app = typer.Typer(help="The tiny offline VLM and the engines: init-tiny, info, generate.", no_args_is_help=True)
 
@@ -49,7 +50,7 @@ def generate(
     ] = None,
     prompt: Annotated[str | None, typer.Option("--prompt", help="user prompt (default: GLOBE's geolocation prompt)")] = None,
     judge: Annotated[bool, typer.Option("--judge", help="ask the localizability question and print P(yes)")] = False,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 128,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = MAX_NEW_TOKENS,
     temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy")] = 0.0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ... (local only)")] = "auto",

@@ -27,7 +27,7 @@ def compile_cmd(
 ) -> None:
     """Compile the pipeline with params.yaml's groups (preset applied) as parameter defaults."""
     cfg = load(params, preset, set_)
-    from globe.pipeline.build import PipelineError, compile_pipeline
+    from globe.kfp.build import PipelineError, compile_pipeline
 
     try:
         path = compile_pipeline(cfg, out, multi_node_grpo=not single_node_grpo)
@@ -66,8 +66,8 @@ def run_local_cmd(
     source.csv=s3://b/x.csv --set source.images=s3://b/images/`); `--arg dvc_remote=s3://b/dvc`
     versions the datasets there instead of WORKDIR/dvc-remote."""
     cfg = load(params, preset, set_)
-    from globe.pipeline.build import PipelineError
-    from globe.pipeline.local import run_local
+    from globe.kfp.build import PipelineError
+    from globe.kfp.local import run_local
 
     try:
         print_json(run_local(cfg, workdir, num_shards=shards, arguments=_arguments(arg)))
@@ -92,8 +92,8 @@ def submit_cmd(
     import os
 
     cfg = load(params, preset, set_)
-    from globe.pipeline.build import PipelineError
-    from globe.pipeline.submit import submit
+    from globe.kfp.build import PipelineError
+    from globe.kfp.submit import submit
 
     arguments = _arguments(arg)
     token = None

@@ -1,6 +1,6 @@
 """`globe serve`, `globe predict`, `globe register`, `globe promote`, `globe resolve`.
 
-Thin wrappers: the predictor lives in globe.serve, the registry in globe.registry. kserve, torch
+Thin wrappers: the predictor lives in globe.serve, the registry in globe.mlflow_registry. kserve, torch
 and mlflow are imported inside the commands so that `globe --help` stays fast.
 """
 
@@ -12,13 +12,22 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
 
 ModelOpt = Annotated[
     str | None,
     typer.Option("--model", help="checkpoint dir, s3:// URI or models:/NAME@ALIAS (default: serve.model)"),
 ]
 TrackingOpt = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI (default: register.tracking_uri or $MLFLOW_TRACKING_URI)")]
+
+
+def registry_unreachable(exc: Exception) -> None:
+    """An MLflow or connection error as one redacted line (exit 2); anything else is re-raised."""
+    from globe.redact import short
+
+    if type(exc).__module__.split(".")[0] in ("mlflow", "requests", "urllib3", "botocore", "boto3"):
+        fail(f"MLflow registry: {short(getattr(exc, 'message', None) or str(exc), 500)}")
+    raise exc
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +44,7 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes the server on every interface")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
     grpc_port: Annotated[int, typer.Option(help="gRPC port (only with --grpc)")] = 8081,
-    grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="also start KServe's gRPC server (binds all interfaces)")] = False,
+    grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="also serve V2 over gRPC (same host and guards as REST)")] = False,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -55,7 +64,9 @@ def serve(
     try:
         run_server(GlobeModel(uri, cfg), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
     except (ModelSourceError, ValueError) as exc:
-        fail(str(exc))
+        from globe.redact import short
+
+        fail(short(str(exc), 500))
 
 
 def predict(
@@ -75,17 +86,19 @@ def predict(
     from globe.serve import import_kserve
 
     import_kserve()
-    from globe.serve.local import predict_files
+    from globe.serve.files import predict_files
 
     try:
         print_json(predict_files(images, uri, cfg, samples=samples))
-    except Exception as exc:  # bad files and bad model URIs are user errors with a clear message
+    except Exception as exc:  # bad files, bad model URIs, an unreachable engine: one line, exit 2
         from globe.consensus import CalibrationError
+        from globe.redact import short
         from globe.serve.inputs import BadInput
         from globe.serve.model_source import ModelSourceError
+        from globe.serve.predictor import GenerationFailed
 
-        if isinstance(exc, (BadInput, ModelSourceError, FileNotFoundError, CalibrationError)):
-            fail(str(exc))
+        if isinstance(exc, (BadInput, ModelSourceError, FileNotFoundError, GenerationFailed, CalibrationError)):
+            fail(short(str(exc), 500))
         raise
 
 
@@ -94,14 +107,15 @@ def register_model(
     metrics: Annotated[Path | None, typer.Option(help="evaluation metrics.json (from globe eval)")] = None,
     report: Annotated[Path | None, typer.Option(help="evaluation report file or directory, logged as artifacts")] = None,
     tracking_uri: TrackingOpt = None,
+    out: JsonOutOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Log the checkpoint to MLflow with params, metrics and report; register it as `challenger`."""
     all_params = load(params, preset, set_)
-    from globe.registry import RegistryError
-    from globe.registry import register as do_register
+    from globe.mlflow_registry import RegistryError
+    from globe.mlflow_registry import register as do_register
 
     metric_values = None
     if metrics is not None:
@@ -122,26 +136,31 @@ def register_model(
         )
     except RegistryError as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
+        registry_unreachable(exc)
     from dataclasses import asdict
 
-    print_json(asdict(result))
+    print_json(asdict(result), out)
 
 
 def promote(
     tracking_uri: TrackingOpt = None,
+    out: JsonOutOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Move `champion` to the challenger only if it beats the champion on register.metric."""
     cfg = load(params, preset, set_).register
-    from globe.registry import RegistryError, decision_dict
-    from globe.registry import promote as do_promote
+    from globe.mlflow_registry import RegistryError, decision_dict
+    from globe.mlflow_registry import promote as do_promote
 
     try:
-        print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)))
+        print_json(decision_dict(do_promote(cfg, tracking_uri=tracking_uri)), out)
     except RegistryError as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
+        registry_unreachable(exc)
 
 
 def resolve(
@@ -150,8 +169,8 @@ def resolve(
     lineage: Annotated[bool, typer.Option("--lineage", help="print the version's lineage as JSON: dataset DVC hashes, images, pipeline run, params")] = False,
 ) -> None:
     """Print where a registered model's files are (use it as a KServe/vLLM storageUri)."""
-    from globe.registry import RegistryError, storage_uri
-    from globe.registry import lineage as lineage_of
+    from globe.mlflow_registry import RegistryError, storage_uri
+    from globe.mlflow_registry import lineage as lineage_of
 
     try:
         if lineage:
@@ -160,3 +179,5 @@ def resolve(
             typer.echo(storage_uri(uri, tracking_uri))
     except RegistryError as exc:
         fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - mlflow/requests: the registry is unreachable or refused
+        registry_unreachable(exc)

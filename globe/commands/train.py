@@ -19,13 +19,18 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="continue from the las
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="print the resolved TRL + DeepSpeed config as JSON and validate it; load nothing")
 ]
+ResultsOpt = Annotated[
+    Path | None,
+    typer.Option("--results", help="also write the headline metrics.json and curves.csv here (e.g. results/sft for dvc)"),
+]
 RewardModelOpt = Annotated[
     str | None,
     typer.Option("--reward-model", help="localizability judge: a model dir or an engine spec in YAML (default: grpo.reward_model)"),
 ]
 
 
-def _run(stage: str, params_path, preset, overrides, model, data, out, resume, dry_run, reward_model=None) -> None:
+def _run(stage: str, params_path, preset, overrides, model, data, out, resume, dry_run, reward_model=None,
+         results=None) -> None:
     import contextlib
     import sys
 
@@ -46,15 +51,16 @@ def _run(stage: str, params_path, preset, overrides, model, data, out, resume, d
             if stage == "sft":
                 from globe.train.sft import train_sft
 
-                summary = train_sft(params, data, out, model=model, resume=resume)
+                summary = train_sft(params, data, out, model=model, resume=resume, results=results)
             elif stage == "reward_model":
                 from globe.train.reward_model import train_reward_model
 
-                summary = train_reward_model(params, data, out, model=model, resume=resume)
+                summary = train_reward_model(params, data, out, model=model, resume=resume, results=results)
             else:
                 from globe.train.grpo import train_grpo
 
-                summary = train_grpo(params, data, out, model=model, reward_model=reward_model, resume=resume)
+                summary = train_grpo(params, data, out, model=model, reward_model=reward_model, resume=resume,
+                                     results=results)
     except (TrainConfigError, TrainDataError) as exc:
         fail(str(exc))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
@@ -71,9 +77,10 @@ def sft_command(
     set_: SetOpt = None,
     resume: ResumeOpt = False,
     dry_run: DryRunOpt = False,
+    results: ResultsOpt = None,
 ) -> None:
     """Supervised warm start: image -> reference reasoning + answer (TRL SFTTrainer)."""
-    _run("sft", params, preset, set_, model, data, out, resume, dry_run)
+    _run("sft", params, preset, set_, model, data, out, resume, dry_run, results=results)
 
 
 @train_app.command("reward-model")
@@ -86,9 +93,10 @@ def reward_model_command(
     set_: SetOpt = None,
     resume: ResumeOpt = False,
     dry_run: DryRunOpt = False,
+    results: ResultsOpt = None,
 ) -> None:
     """SFT of the localizability judge (yes/no; LoRA in the 8-GPU preset); OUT is a plain checkpoint LocalEngine judges with."""
-    _run("reward_model", params, preset, set_, model, data, out, resume, dry_run)
+    _run("reward_model", params, preset, set_, model, data, out, resume, dry_run, results=results)
 
 
 @train_app.command("grpo")
@@ -102,9 +110,52 @@ def grpo_command(
     set_: SetOpt = None,
     resume: ResumeOpt = False,
     dry_run: DryRunOpt = False,
+    results: ResultsOpt = None,
 ) -> None:
-    """GRPO with GLOBE's rewards (TRL GRPOTrainer); also `torchrun -m globe.train.grpo` for multi-GPU."""
-    _run("grpo", params, preset, set_, model, data, out, resume, dry_run, reward_model=reward_model)
+    """GRPO with GLOBE's rewards (TRL GRPOTrainer); also `torchrun -m globe train grpo` for multi-GPU."""
+    _run("grpo", params, preset, set_, model, data, out, resume, dry_run, reward_model=reward_model, results=results)
+
+
+@train_app.command("ablate")
+def ablate_command(
+    out: Annotated[Path, typer.Option("--out", help="ablation directory (resumed if it exists)")],
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="number of training seeds (0, 1, ...)")] = 3,
+    variant: Annotated[list[str] | None, typer.Option("--variant", help="repeatable; default: all six")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="base model (default: build the tiny world in OUT/world)")] = None,
+    sft_data: Annotated[Path | None, typer.Option("--sft-data", help="verified traces for SFT")] = None,
+    grpo_data: Annotated[Path | None, typer.Option("--grpo-data", help="labelled images for GRPO (e.g. data/distilled)")] = None,
+    judge_data: Annotated[Path | None, typer.Option("--judge-data", help="data of the localizability judge")] = None,
+    heldout: Annotated[Path | None, typer.Option("--heldout", help="held-out test set (globe data heldout)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="trainings run side by side")] = 2,
+    params: ParamsOpt = Path("params.yaml"),
+    preset: PresetOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """The paper's reward ablation in miniature: sft, sft-longer and four GRPO reward sets from one start."""
+    import contextlib
+    import sys
+
+    from globe.train.ablation import VARIANTS, AblationError, Inputs, build_inputs, run_ablation
+    from globe.train.datasets import TrainDataError
+    from globe.train.plan import TrainConfigError
+
+    cfg = load(params, preset, set_)
+    given = [model, sft_data, grpo_data, judge_data, heldout]
+
+    def say(message: str) -> None:
+        print(f"ablate: {message}", file=sys.stderr, flush=True)
+
+    try:
+        if any(v is not None for v in given) and not all(v is not None for v in given):
+            raise AblationError("give all of --model --sft-data --grpo-data --judge-data --heldout, or none "
+                                "(then the tiny world is built in OUT/world)")
+        with contextlib.redirect_stdout(sys.stderr):
+            inputs = Inputs(*given) if model is not None else build_inputs(cfg, out / "world", say)
+            rows = run_ablation(cfg, inputs, out, seeds=list(range(seeds)), variants=variant or list(VARIANTS),
+                                workers=workers, on_event=say)
+    except (AblationError, TrainConfigError, TrainDataError) as exc:
+        fail(str(exc))
+    print_json({"out": str(out), "rows": len(rows), "table": str(out / "ablation.md"), "plot": str(out / "ablation.png")})
 
 
 def register(app: typer.Typer) -> None:

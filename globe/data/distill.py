@@ -37,6 +37,7 @@ from globe.data.records import (
     JsonlAppender,
     Record,
     TeacherOutput,
+    image_file,
     iter_records,
     link_or_copy,
     load_image,
@@ -50,12 +51,11 @@ class DistillError(ValueError):
 
 
 def build_teacher(cfg, data_dir: Path | None = None, concurrency: int = 16, timeout_s: float = 120.0, retries: int = 3):
-    """An Engine for one `distill.teachers` entry, through the engines' `make_engine` registry.
+    """An Engine for one `distill.teachers` entry, from the table of kinds (`globe.engines.kinds`).
 
     Scene readers get the dataset's own `world.json` when there is one, so they decode a dataset
     with the legend that drew it.
     """
-    import globe.data.scene_reader  # noqa: F401  (registers the "scene-reader" kind)
     from globe.data.world import WORLD_FILE
     from globe.engines import make_engine
 
@@ -141,7 +141,7 @@ async def _run(records, teachers, data_dir: Path, out: Path, app: JsonlAppender,
 
     def _write(record: Record, outputs: list[TeacherOutput]) -> None:
         if not record.image.startswith("s3://") and data_dir.resolve() != out.resolve():
-            link_or_copy(data_dir / record.image, out / record.image)
+            link_or_copy(image_file(data_dir, record), image_file(out, record))
         app.append(_merge(record, outputs))
 
     counts: Counter = Counter()

@@ -32,7 +32,7 @@ from globe.data.world import FLAG_COLOURS, LANDMARKS, World, build_world, climat
 FLAG_BOTTOM = 0.25
 GROUND_TOP = 0.72
 SILHOUETTE = (45, 45, 55)
-MAX_SHIFT = 0.04  # landmark horizontal jitter, as a fraction of S
+MAX_SHIFT = 0.04  # landmark horizontal jitter of the training rendering, as a fraction of S
 WALL_COLOURS = ((178, 160, 140), (150, 150, 150), (170, 95, 65), (95, 95, 105), (200, 190, 160))
 
 
@@ -62,6 +62,28 @@ def landmark_mask(shape: str, size: int, shift: float = 0.0) -> np.ndarray:
     else:
         raise ValueError(f"unknown landmark shape {shape!r}; known: {', '.join(LANDMARKS)}")
     return m & base
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """How a scene is photographed: the training world and the shifted test split differ only here.
+
+    - `colour_cast`: each colour channel is scaled by its own gain in [1 - c, 1 + c] (white balance,
+      light), so legend colours drift towards each other and are best read relative to the sky;
+    - `flag_occlusion`: the share of scenes in which foliage hides 50-90% of one flag stripe: the
+      stripe's colour shows only where the leaves end, so reading it takes a closer look (the
+      scene-reader teachers, which take each stripe's median colour, read the leaves instead);
+    - `landmark_shift`, `brightness`, `noise_sigma`, `clutter`: horizontal jitter of the landmark
+      (fraction of the side), global brightness jitter, pixel noise (std, 0-255) and the number of
+      clutter boxes drawn (low, high exclusive).
+    """
+
+    colour_cast: float = 0.0
+    flag_occlusion: float = 0.0
+    landmark_shift: float = MAX_SHIFT
+    brightness: float = 0.06
+    noise_sigma: float = 6.0
+    clutter: tuple[int, int] = (2, 6)
 
 
 @dataclass(frozen=True)
@@ -98,7 +120,11 @@ def describe(palette, landmark, climate, ground, country_name, city) -> str:
     )
 
 
-def _paint_scene(rng: np.random.Generator, scene: Scene, size: int) -> np.ndarray:
+FOLIAGE = ((40, 70, 30), (70, 60, 35))  # leaves and branches in front of a flag stripe
+OCCLUDED_SHARE = (0.5, 0.9)  # of the stripe's width: more than half, so a median colour reads the leaves
+
+
+def _paint_scene(rng: np.random.Generator, scene: Scene, size: int, look: Rendering) -> np.ndarray:
     from globe.data.world import climate_by_band
 
     u, v = _grid(size)
@@ -108,8 +134,16 @@ def _paint_scene(rng: np.random.Generator, scene: Scene, size: int) -> np.ndarra
     img[v >= GROUND_TOP] = climate.ground
     for k, colour in enumerate(scene.palette):
         img[(v >= k * FLAG_BOTTOM / 3) & (v < (k + 1) * FLAG_BOTTOM / 3)] = FLAG_COLOURS[colour]
+    if look.flag_occlusion > 0 and rng.random() < look.flag_occlusion:
+        # foliage in front of one stripe, over most (not all) of its width: what is left shows its colour
+        k = int(rng.integers(3))
+        cover = float(rng.uniform(*OCCLUDED_SHARE))
+        start = float(rng.uniform(0.0, 1.0 - cover))
+        hidden = (v >= k * FLAG_BOTTOM / 3) & (v < (k + 1) * FLAG_BOTTOM / 3) & (u >= start) & (u < start + cover)
+        leaves = np.asarray(FOLIAGE, dtype=np.float32)[rng.integers(0, 2, size=(size, size))]
+        img[hidden] = leaves[hidden]
     # clutter first, so the landmark always stays whole
-    for _ in range(int(rng.integers(2, 6))):
+    for _ in range(int(rng.integers(*look.clutter))):
         w, h = (int(x) for x in rng.integers(max(2, size // 28), max(3, size // 11), size=2))
         colour = rng.integers(0, 256, size=3)
         if rng.random() < 0.5:  # in the sky, left or right of the landmark
@@ -120,7 +154,7 @@ def _paint_scene(rng: np.random.Generator, scene: Scene, size: int) -> np.ndarra
             x0 = int(rng.integers(0, size - w))
             y0 = int(rng.integers(int(0.78 * size), max(int(0.78 * size) + 1, size - h)))
         img[y0 : y0 + h, x0 : x0 + w] = colour
-    shift = float(rng.uniform(-MAX_SHIFT, MAX_SHIFT))
+    shift = float(rng.uniform(-look.landmark_shift, look.landmark_shift))
     img[landmark_mask(scene.landmark, size, shift)] = np.array(SILHOUETTE) + rng.integers(-8, 9, size=3)
     return img
 
@@ -141,12 +175,15 @@ def _paint_non_localizable(rng: np.random.Generator, kind: str, size: int) -> np
     return np.kron(blocks, np.ones((reps, reps, 1), dtype=np.float32))[:size, :size]
 
 
-def render(rng: np.random.Generator, scene: Scene, size: int) -> bytes:
+def render(rng: np.random.Generator, scene: Scene, size: int, look: Rendering = Rendering()) -> bytes:
     """PNG bytes of a scene: lossless, so the same seed gives the same bytes and decoding is exact."""
     from PIL import Image
 
-    img = _paint_scene(rng, scene, size) if scene.localizable else _paint_non_localizable(rng, scene.kind, size)
-    img = img * float(rng.uniform(0.94, 1.06)) + rng.normal(0.0, 6.0, size=img.shape)
+    img = _paint_scene(rng, scene, size, look) if scene.localizable else _paint_non_localizable(rng, scene.kind, size)
+    if look.colour_cast > 0:
+        img = img * rng.uniform(1.0 - look.colour_cast, 1.0 + look.colour_cast, size=3).astype(np.float32)
+    img = img * float(rng.uniform(1.0 - look.brightness, 1.0 + look.brightness))
+    img = img + rng.normal(0.0, look.noise_sigma, size=img.shape)
     pixels = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels, mode="RGB").save(buf, format="PNG", compress_level=1)
@@ -178,6 +215,7 @@ def synthesize(
     countries: list[str] | None = None,
     test_share: float = 0.2,
     cities_per_country: int = 3,
+    look: Rendering = Rendering(),
 ) -> list[Record]:
     """Write a GeoScenes dataset (records.jsonl, images/, world.json) and return its records.
 
@@ -196,7 +234,7 @@ def synthesize(
         rng = np.random.default_rng([seed, i])
         scene = draw_scene(rng, world, non_localizable_share)
         split = "test" if rng.random() < test_share else "train"
-        png = render(rng, scene, image_size)
+        png = render(rng, scene, image_size, look)
         rel = f"{IMAGES_DIR}/gs{seed}-{i:06d}.png"
         atomic_write_bytes(out / rel, png, durable=False)
         country = names[scene.country_code]
@@ -235,6 +273,30 @@ def synthesize(
     write_records(out, records)
     _remove_stale_images(out, {r.image for r in records})
     return records
+
+
+def synthesize_heldout(out_dir: str | Path, params, shifted: bool = False) -> list[Record]:
+    """The held-out test set of `params` (`heldout:`): the training world (`synth:` countries, cities,
+    image size) drawn from `heldout.seed`, every image in the test split and localizable.
+
+    `shifted` renders it with `heldout.shifted` merged over `synth.rendering` (only the fields set
+    there change), for the generalisation claim: cues the model knows, photographed as it never saw.
+    """
+    synth, heldout = params.synth, params.heldout
+    look = synth.rendering
+    if shifted:
+        look = look.model_copy(update=heldout.shifted.model_dump(exclude_unset=True))
+    return synthesize(
+        out_dir,
+        n=heldout.shifted_n if shifted else heldout.n,
+        seed=heldout.seed + (1 if shifted else 0),
+        image_size=synth.image_size,
+        non_localizable_share=0.0,
+        countries=synth.countries,
+        test_share=1.0,
+        cities_per_country=synth.cities_per_country,
+        look=look.look(),
+    )
 
 
 def _remove_stale_images(out: Path, keep: set[str]) -> None:

@@ -12,10 +12,12 @@ Country and city always come from `globe.geo.reverse_batch` (recorded as
 `label_source="reverse-geocoded"`), so every dataset is labelled by the same offline gazetteer;
 labels a CSV carries are kept in `meta["provided"]`.
 
-Each image is normalised once (EXIF orientation applied, RGB, long side capped, saved as JPEG), so
+Each image is normalised once by `globe.images.open_image` (EXIF orientation applied, RGB, long side
+capped, the same pixels serving and eval see) and saved as JPEG, so
 training, evaluation and serving never meet a sideways or 50-megapixel photo. A bad row is skipped
 with a reason: missing or invalid coordinates, missing, unreadable, truncated or unsupported image,
-or an image over the pixel budget (a decompression bomb). Progress is appended to
+an image over the pixel budget (a decompression bomb), or a name that resolves outside `--images`
+("outside the images folder": `../x.jpg`, `/etc/shadow`, a symlink out; refused without opening it). Progress is appended to
 `records.partial.jsonl`, so an interrupted import resumes; `records.jsonl` is written atomically at
 the end, in source order, and the partial file removed.
 """
@@ -32,14 +34,13 @@ from pathlib import Path
 
 from globe.data.columns import LAT_COLUMNS, LON_COLUMNS, CoordinateError, coordinate, find_column
 from globe.data.records import IMAGES_DIR, JsonlAppender, Record, atomic_write_bytes, dump, write_records
+from globe.images import MAX_SIDE, MAX_SOURCE_PIXELS
+from globe.paths import OUTSIDE, OutsideFolder, inside
 
 PARTIAL_FILE = "records.partial.jsonl"
 REPORT_FILE = "import_report.json"
-SUPPORTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP", "GIF"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-# A decompression bomb is a small file that decodes to billions of pixels. Real photos in these
-# benchmarks are at most ~50 MP; we refuse anything larger than this before decoding a byte.
-MAX_SOURCE_PIXELS = 64_000_000
+ID_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # tried, in order, for a CSV id without an extension
 
 ID_COLUMNS = ("img_id", "image_id", "id", "image", "filename", "file", "photo_id")
 LABEL_COLUMNS = ("country", "city", "region", "state")
@@ -114,14 +115,26 @@ def _checked_pair(lat_raw: str | None, lon_raw: str | None) -> tuple[float, floa
     return lat, lon
 
 
+def image_names(ident: str) -> list[str]:
+    """The file names a CSV id may stand for: the id itself as a relative path, then, when it has
+    no extension (OSV-5M ids), the id with each of `ID_SUFFIXES`. The importer and the pipeline's
+    S3 stager (`globe.data.source`) look photos up by this one rule."""
+    return [ident] if Path(ident).suffix else [ident, *(ident + suffix for suffix in ID_SUFFIXES)]
+
+
 def _find_image(images_dir: Path, ident: str) -> Path | None:
-    p = images_dir / ident
-    if p.is_file():
-        return p
-    if not Path(ident).suffix:  # OSV-5M ids carry no extension
-        for suffix in (".jpg", ".jpeg", ".png", ".webp"):
-            if (cand := images_dir / f"{ident}{suffix}").is_file():
-                return cand
+    """The image file an id names, inside `images_dir` (symlinks followed, never out of it).
+
+    A name that resolves outside is a RowError("outside the images folder") whether or not the
+    outside file exists: the report must not tell an attacker which files exist.
+    """
+    for name in image_names(ident):
+        try:
+            p = inside(images_dir, name)
+        except OutsideFolder as exc:
+            raise RowError(OUTSIDE, str(exc)) from None
+        if p.is_file():
+            return p
     return None
 
 
@@ -186,11 +199,15 @@ def exif_gps(path: Path) -> tuple[float, float]:
 
 
 def read_exif_rows(images_dir: Path) -> Iterator[Row]:
-    files = sorted(p for p in images_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in images_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     for n, path in enumerate(files, 1):
         ident = path.relative_to(images_dir).with_suffix("").as_posix()
         row = Row(n, ident, path, None, None)
         try:
+            try:
+                inside(images_dir, path.relative_to(images_dir))  # a symlink out of the folder
+            except OutsideFolder as exc:
+                raise RowError(OUTSIDE, str(exc)) from None
             row.lat, row.lon = exif_gps(path)
         except RowError as exc:
             row.error = exc
@@ -201,37 +218,18 @@ def read_exif_rows(images_dir: Path) -> Iterator[Row]:
 
 
 def normalise_image(path: Path | None, max_side: int, max_pixels: int = MAX_SOURCE_PIXELS) -> bytes:
-    """JPEG bytes of the upright, RGB, size-capped image, or RowError saying why not."""
-    from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+    """JPEG bytes of the image as every model sees it (`globe.images.open_image`), or RowError saying why not."""
+    from globe.images import ImageError, ImageLimits, open_image
 
-    if path is None or not path.is_file():
-        raise RowError("missing image", f"{path} not found")
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated photo is an error, never half-grey
+    if path is None:
+        raise RowError("missing image", "no image file")
     try:
-        with Image.open(path) as im:
-            if im.format not in SUPPORTED_FORMATS:
-                raise RowError("unsupported format", f"{path.name} is {im.format}")
-            w, h = im.size
-            if w * h > max_pixels:
-                raise RowError("decompression bomb", f"{path.name} is {w}x{h} = {w * h:,} px > {max_pixels:,}")
-            im.draft("RGB", (max_side, max_side))  # JPEG: decode at reduced scale when possible
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGB")
-            if max(im.size) > max_side:
-                im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=90)
-            return buf.getvalue()
-    except RowError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise RowError("decompression bomb", str(exc)) from None
-    except UnidentifiedImageError:
-        raise RowError("unreadable image", f"{path.name} is not an image Pillow can identify") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken headers
-        category = "truncated image" if "truncated" in str(exc).lower() else "unreadable image"
-        raise RowError(category, f"{path.name}: {exc}") from None
+        im = open_image(path, where=path.name, limits=ImageLimits(max_pixels=max_pixels, max_side=max_side))
+    except ImageError as exc:
+        raise RowError(exc.category, str(exc)) from None
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
 
 
 def _file_name(ident: str, taken: set[str]) -> str:
@@ -251,7 +249,7 @@ def import_dataset(
     out_dir: str | Path,
     images_dir: str | Path,
     csv_path: str | Path | None = None,
-    max_side: int = 1024,
+    max_side: int = MAX_SIDE,
     split: str = "test",
     limit: int | None = None,
     max_pixels: int = MAX_SOURCE_PIXELS,

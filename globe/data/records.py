@@ -7,10 +7,10 @@ image is detectable.
 Two ways to write, for two kinds of jobs:
 - `write_records` replaces the whole file atomically (temp file in the same directory, fsync,
   `os.replace`), so a reader never sees a half-written dataset and a crash keeps the old one.
-- `append_record` / `JsonlAppender` serve long jobs (distill) that must survive SIGKILL: each record is
-  one whole line written with a single `write` and fsynced. A kill can only tear the *last* line;
-  `JsonlAppender` detects that on open, truncates the torn tail and reports the ids already done, so
-  a restarted job does every sample exactly once.
+- `append_record` / `JsonlAppender` serve long jobs (distill, import) that must survive SIGKILL: each
+  record is one whole line written with a single `write` and fsynced. A kill can only tear the
+  *last* line; `JsonlAppender` (the records flavour of `globe.jsonl.ResumableJsonl`) cuts the torn
+  tail on open and reports the ids already done, so a restarted job does every sample exactly once.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from globe.io import atomic_write_bytes
+from globe.jsonl import ResumableJsonl, append_lines
+from globe.paths import OutsideFolder, check_s3_key, inside
 
 RECORDS_FILE = "records.jsonl"
 IMAGES_DIR = "images"
@@ -95,14 +97,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _line(record: Record) -> bytes:
-    return (record.model_dump_json(exclude_none=False) + "\n").encode("utf-8")
+def _json(record: Record) -> str:
+    return record.model_dump_json(exclude_none=False)
 
 
 def write_records(path: str | Path, records: Iterable[Record]) -> Path:
     """Atomically replace the records file (a dataset dir or a .jsonl path) with `records`."""
     target = records_path(path)
-    atomic_write_bytes(target, b"".join(_line(r) for r in records))
+    atomic_write_bytes(target, "".join(_json(r) + "\n" for r in records).encode("utf-8"))
     return target
 
 
@@ -116,12 +118,17 @@ def iter_records(path: str | Path) -> Iterator[Record]:
             if not line.strip():
                 continue
             try:
-                yield Record.model_validate_json(line)
+                record = Record.model_validate_json(line)
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc']) or '<line>'}: {e['msg']}" for e in exc.errors()[:5]
                 )
                 raise RecordsError(f"{target}:{lineno}: invalid record: {problems}") from exc
+            try:  # every reader (distill, verify, train, eval) gets only images inside the dataset
+                check_image_name(target.parent, record)
+            except OutsideFolder as exc:
+                raise RecordsError(f"{target}:{lineno}: {exc}") from None
+            yield record
 
 
 def read_records(path: str | Path) -> list[Record]:
@@ -129,108 +136,57 @@ def read_records(path: str | Path) -> list[Record]:
     return list(iter_records(path))
 
 
-class JsonlAppender:
-    """Crash-safe, resumable appends of records to one JSONL file.
+class JsonlAppender(ResumableJsonl):
+    """Crash-safe, resumable appends of records to one JSONL file (`globe.jsonl.ResumableJsonl`).
 
-    On open the file is scanned: every complete, valid line counts as done; a torn or invalid tail
-    (what SIGKILL during a write leaves) is truncated away. `done` holds the ids already written, so
-    the caller skips them. Each `append` is one `write` of one whole line followed by `fsync`.
+    On open, every complete, valid record counts as done and a torn tail is cut off; `done` holds
+    the ids already written, so the caller skips them. Each record is written exactly once: an id
+    seen twice on disk, or appended again, is an error. Opening creates the file: a job that wrote
+    no record (every row skipped, every teacher failed) still leaves a readable, empty records file
+    for the step that reads it back.
     """
 
     def __init__(self, path: str | Path):
-        self.path = records_path(path)
+        super().__init__(records_path(path), parse=Record.model_validate_json, key=lambda r: r.id,
+                         dump=_json, unique=True, keep=False,
+                         what="valid record", error=RecordsError)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.done: set[str] = set()
-        self.dropped_tail_bytes = 0
-        self._repair()
-        self._fh = open(self.path, "ab")
-
-    def _repair(self) -> None:
-        if not self.path.exists():
-            return
-        good_end = 0
-        with open(self.path, "rb") as fh:
-            offset = 0
-            for raw in fh:
-                end = offset + len(raw)
-                if not raw.endswith(b"\n"):
-                    break  # torn last line
-                try:
-                    rec = Record.model_validate_json(raw)
-                except ValidationError:
-                    # only the tail may be damaged; a bad line in the middle is someone else's file
-                    rest = fh.read()
-                    if rest.strip():
-                        raise RecordsError(
-                            f"{self.path}: invalid record at byte {offset} followed by more data; "
-                            "refusing to truncate a file that was not written by an appender"
-                        ) from None
-                    break
-                if rec.id in self.done:
-                    raise RecordsError(f"{self.path}: duplicate id {rec.id!r} at byte {offset}")
-                self.done.add(rec.id)
-                offset = good_end = end
-            size = os.fstat(fh.fileno()).st_size
-        if good_end < size:
-            self.dropped_tail_bytes = size - good_end
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good_end)
-                fh.flush()
-                os.fsync(fh.fileno())
-
-    def append(self, record: Record) -> None:
-        if record.id in self.done:
-            raise RecordsError(f"{self.path}: id {record.id!r} already written")
-        self._fh.write(_line(record))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.done.add(record.id)
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-
-    def __enter__(self) -> "JsonlAppender":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self.path.touch(exist_ok=True)
 
 
 def append_record(path: str | Path, record: Record) -> None:
-    """Append one record as one whole fsynced line (opens the file each time; see `JsonlAppender`)."""
-    target = records_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target, "ab") as fh:
-        fh.write(_line(record))
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append one record as one whole fsynced line (see `JsonlAppender` for resuming)."""
+    append_lines(records_path(path), [_json(record)])
+
+
+def check_image_name(dataset_dir: str | Path, record: Record) -> None:
+    """A local image must resolve inside the dataset dir; an S3 key must be unambiguous (globe/paths.py)."""
+    if record.image.startswith("s3://"):
+        check_s3_key(record.image[len("s3://") :].partition("/")[2], record.image)
+    else:
+        inside(dataset_dir, record.image, what=f"record {record.id}: image")
 
 
 def image_file(dataset_dir: str | Path, record: Record) -> Path:
-    """Local path of a record's image (relative paths resolve against the dataset dir)."""
+    """Local path of a record's image, which must resolve inside the dataset dir (`globe.paths.inside`)."""
     if record.image.startswith("s3://"):
         raise ValueError(f"record {record.id}: image {record.image} is remote; use load_image()")
-    p = Path(record.image)
-    return p if p.is_absolute() else Path(dataset_dir) / p
+    try:
+        return inside(dataset_dir, record.image, what=f"record {record.id}: image")
+    except OutsideFolder as exc:
+        raise RecordsError(f"{records_path(dataset_dir)}: {exc}") from None
+
+
+def image_ref(dataset_dir: str | Path, record: Record) -> str:
+    """What to open for a record: its checked local path (absolute), or its `s3://` URI."""
+    return record.image if record.image.startswith("s3://") else str(image_file(dataset_dir, record).resolve())
 
 
 def load_image(dataset_dir: str | Path, record: Record):
-    """Open a record's image as RGB PIL image, from disk or S3 (endpoint from AWS_ENDPOINT_URL)."""
-    import io
+    """A record's image as the model sees it (`globe.images.open_ref`), from disk or S3."""
+    from globe.images import open_ref
 
-    from PIL import Image
-
-    if record.image.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = record.image[len("s3://") :].partition("/")
-        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
-        img = Image.open(io.BytesIO(body))
-    else:
-        img = Image.open(image_file(dataset_dir, record))
-    img.load()
-    return img.convert("RGB")
+    return open_ref(image_ref(dataset_dir, record), where=f"record {record.id}: image {record.image}")
 
 
 def link_or_copy(src: str | Path, dst: str | Path) -> None:

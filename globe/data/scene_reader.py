@@ -23,7 +23,6 @@ import numpy as np
 from globe.data.geoscenes import FLAG_BOTTOM, GROUND_TOP, MAX_SHIFT, describe, landmark_mask
 from globe.data.world import CLIMATES, FLAG_COLOURS, LANDMARKS, World, build_world
 from globe.engines.base import JudgeResult, Request, Result, Sampling
-from globe.engines.registry import register_engine
 
 MAX_COLOUR_DISTANCE = 60.0  # RGB distance beyond which a region matches no legend colour
 MIN_LANDMARK_IOU = 0.5
@@ -112,11 +111,16 @@ def _unit(*parts: str) -> float:
 class SceneReaderEngine:
     """An Engine over GeoScenes images; see the module docstring."""
 
-    def __init__(self, name: str = "scene-reader", noise: float = 0.0, world: World | str | Path | None = None):
-        if not 0.0 <= noise <= 1.0:
-            raise ValueError(f"scene-reader {name}: noise must lie in [0, 1], got {noise}")
+    def __init__(
+        self, name: str = "scene-reader", noise: float = 0.0, world: World | str | Path | None = None,
+        city_bias: float = 0.0,
+    ):
+        for label, value in (("noise", noise), ("city_bias", city_bias)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"scene-reader {name}: {label} must lie in [0, 1], got {value}")
         self.name = name
         self.noise = noise
+        self.city_bias = city_bias
         if isinstance(world, (str, Path)):
             world = World.load(world)
         self._world = world
@@ -164,7 +168,7 @@ class SceneReaderEngine:
         """A GLOBE-format completion for one image."""
         from globe.answer import format_answer
 
-        cues, _ = self.read(image)
+        cues, key = self.read(image)
         country = self.world.by_palette(cues.palette) if cues.localizable else None
         if country is None:
             think = (
@@ -175,6 +179,10 @@ class SceneReaderEngine:
             fallback = self.world.countries[0]
             return format_answer(think + "; this is a guess.", fallback.name, fallback.cities[0].name)
         city = next((c for c in country.cities if c.landmark == cues.landmark), country.cities[0])
+        if self.city_bias > 0 and _unit(key, "city-bias") < self.city_bias:
+            # the popularity prior of real LVLMs: the cues are read right, the conclusion is the
+            # country's best-known city. Keyed by the image alone, so every teacher shares it.
+            city = country.cities[0]
         think = describe(cues.palette, cues.landmark, cues.climate, cues.ground, country.name, city.name)
         return format_answer(think, country.name, city.name, city.lat, city.lon)
 
@@ -205,7 +213,10 @@ class SceneReaderEngine:
         return out
 
 
-@register_engine("scene-reader")
-def _scene_reader(spec: dict) -> SceneReaderEngine:
-    """`make_engine({"kind": "scene-reader", "name": ..., "noise": 0.1, "world": "data/world.json"})`."""
-    return SceneReaderEngine(name=spec.get("name", "scene-reader"), noise=float(spec.get("noise", 0.0)), world=spec.get("world"))
+def scene_reader_engine(spec: dict) -> SceneReaderEngine:
+    """Kind "scene-reader" (`globe.engines.kinds`):
+    `make_engine({"kind": "scene-reader", "name": ..., "noise": 0.1, "world": "data/world.json"})`."""
+    return SceneReaderEngine(
+        name=spec.get("name") or spec.get("model") or "scene-reader", noise=float(spec.get("noise", 0.0)), world=spec.get("world"),
+        city_bias=float(spec.get("city_bias", 0.0)),
+    )

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from globe import s3
-from globe.data.ingest import ID_COLUMNS, IMAGE_SUFFIXES
+from globe.data.ingest import ID_COLUMNS, IMAGE_SUFFIXES, image_names
 from globe.data.ingest import REPORT_FILE as IMPORT_REPORT
 from globe.data.records import IMAGES_DIR, Record, dump, link_or_copy, read_records, write_records
 from globe.io import atomic_write_bytes
@@ -162,8 +162,7 @@ def _fetch_csv_images(images_uri: str, csv_path: Path, header: list[str], dst: P
         rows = list(csv.reader(fh))[1:]
     for values in rows:
         ident = values[col].strip() if col < len(values) else ""
-        candidates = [ident] if Path(ident).suffix else [ident, *(ident + s for s in (".jpg", ".jpeg", ".png", ".webp"))]
-        rel = next((c for c in candidates if c and c in keys), None)
+        rel = next((name for name in image_names(ident) if ident and name in keys), None)
         if rel is not None and str(dst / rel) not in origin:
             s3.download(f"s3://{bucket}/{keys[rel]}", dst / rel, c)
             origin[str(dst / rel)] = f"s3://{bucket}/{keys[rel]}"
@@ -247,6 +246,7 @@ def synthesize_source(synth: Any, out: str | Path) -> dict[str, Any]:
     records = synthesize(
         out, n=synth.n, seed=synth.seed, image_size=synth.image_size, non_localizable_share=synth.non_localizable_share,
         countries=synth.countries, test_share=synth.test_share, cities_per_country=synth.cities_per_country,
+        look=synth.rendering.look(),
     )
     return {"format": "geoscenes", **dataset_summary(records)}
 

@@ -31,6 +31,7 @@ from globe.data.records import (
     IMAGES_DIR,
     Record,
     TeacherOutput,
+    image_file,
     atomic_write_bytes,
     dump,
     link_or_copy,
@@ -87,7 +88,7 @@ def _agree(a: Located, b: Located, max_km: float) -> bool:
 
 def _grounding_check(cfg, data_dir: Path, records: list[Record]):
     """The check for this dataset: exact cues for GeoScenes, a judge engine for real photos."""
-    from globe.data.grounding import JudgeGrounding, SceneCueGrounding
+    from globe.data.grounding_check import JudgeGrounding, SceneCueGrounding
 
     if records and all(r.meta.get("generator") == "geoscenes" for r in records):
         return SceneCueGrounding(), "geoscenes cues"
@@ -183,6 +184,12 @@ def kept_record(record: Record, details: dict[str, Any]) -> Record:
     return record.model_copy(update={"reasoning": reasoning, "entities": entities, "localizable": True, "meta": meta})
 
 
+def report_counts(report: dict[str, Any]) -> dict[str, Any]:
+    """The headline of a verify report: images in, kept (and per split), removed per filter."""
+    return {"input": report["input"], "kept": report["kept"], "kept_by_split": report["kept_by_split"],
+            "removed": report["removed"]}
+
+
 def verify(data_dir: str | Path, out_dir: str | Path, cfg) -> dict[str, Any]:
     """Filter `data_dir` (a distilled dataset) into `out_dir`; returns the report (also report.json)."""
     data_dir, out = Path(data_dir), Path(out_dir)
@@ -208,7 +215,7 @@ def verify(data_dir: str | Path, out_dir: str | Path, cfg) -> dict[str, Any]:
                 examples[failed].append({"id": record.id, "reason": reason} | {k: v for k, v in details.items() if k in ("agreement", "mean_p_yes", "named", "present", "error")})
     for r in kept:
         if not r.image.startswith("s3://"):
-            link_or_copy(data_dir / r.image, out / r.image)
+            link_or_copy(image_file(data_dir, r), image_file(out, r))
     write_records(out, kept)
     keep_images = {r.image for r in kept}
     for p in sorted((out / IMAGES_DIR).rglob("*")):

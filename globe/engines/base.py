@@ -26,6 +26,12 @@ class Request:
     id: str = ""
 
 
+MAX_NEW_TOKENS = 120
+"""The one default answer length: `Sampling`, `eval.max_new_tokens`, `serve.max_new_tokens` and
+`globe model generate` all start from it. A GLOBE answer (reasoning plus the answer block) fits:
+GeoScenes reference completions are 76-80 tokens with the tiny tokenizer."""
+
+
 @dataclass
 class Sampling:
     """Decoding settings. temperature 0 means greedy.
@@ -36,7 +42,7 @@ class Sampling:
     requests, seeded `seed + j` for copy j. `generate_samples` serves any engine and groups them.
     """
 
-    max_new_tokens: int = 128
+    max_new_tokens: int = MAX_NEW_TOKENS
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
@@ -75,6 +81,11 @@ class JudgeResult:
 
 @runtime_checkable
 class Engine(Protocol):
+    """What every engine does. One optional method is not part of the protocol check:
+    `input_size(width, height) -> (width, height) | None`, the size the engine resizes an image
+    to before its model sees it (`LocalEngine` has it); a caller that decodes images itself may
+    resize to it in advance, off the critical path (the evaluation harness's loader does)."""
+
     name: str
 
     def generate(self, requests: Sequence[Request], sampling: Sampling) -> list[Result]:

@@ -12,7 +12,7 @@ import base64
 import io
 from typing import Any
 
-MAX_ASPECT_RATIO = 200  # Qwen2-VL's smart_resize refuses anything more extreme
+from globe.images import MAX_ASPECT_RATIO  # one home: Qwen2.5-VL's smart_resize refuses more extreme shapes
 
 
 def checked_image(image: Any):

@@ -79,6 +79,28 @@ class LocalEngine:
     def __repr__(self) -> str:
         return f"LocalEngine(name={self.name!r}, device={self.device}, batch_size={self.batch_size})"
 
+    def input_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """(width, height) the processor resizes an upright image of this size to; None when unknown.
+
+        Qwen2-VL-family processors resize every image to multiples of patch x merge size inside
+        their pixel budget (`smart_resize`). A caller that decodes the images itself (the
+        evaluation harness's loader thread) resizes to this size there, and decodes a large JPEG
+        at reduced scale, so that the processor's own resize is a no-op on the critical path.
+        """
+        proc = getattr(self.processor, "image_processor", None)
+        size = getattr(proc, "size", None)
+        factor = getattr(proc, "patch_size", 0) * getattr(proc, "merge_size", 0)
+        low, high = getattr(size, "shortest_edge", None), getattr(size, "longest_edge", None)
+        if not (factor and low and high and getattr(proc, "do_resize", True)) or "Qwen2VL" not in type(proc).__name__:
+            return None
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        try:
+            h, w = smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
+        except ValueError:  # an aspect ratio the processor refuses: checked_image reports it
+            return None
+        return w, h
+
     # ---- public API -------------------------------------------------------------------------
 
     def generate(

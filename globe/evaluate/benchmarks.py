@@ -279,12 +279,13 @@ def load_geoscenes(dataset_dir: Path, limit: int | None = None, split: str = "te
     if not records_path.is_file():
         raise BenchmarkError(f"{dataset_dir}: not a dataset directory (no records.jsonl)")
     from globe.data import read_records
+    from globe.data.records import image_ref
 
     samples: list[Sample] = []
     for rec in read_records(records_path):
         if rec.split != split:
             continue
-        image = rec.image if str(rec.image).startswith("s3://") else str((dataset_dir / rec.image).resolve())
+        image = image_ref(dataset_dir, rec)  # checked: stays inside the dataset dir (globe/paths.py)
         samples.append(
             Sample(
                 id=rec.id, image=image, lat=rec.lat, lon=rec.lon, country_code=rec.country_code,

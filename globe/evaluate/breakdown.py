@@ -90,11 +90,23 @@ def _resampled(runs: Sequence[Mapping[str, np.ndarray]], n_boot: int, seed: int,
         raise ValueError("resampling runs together needs the same number of rows in each")
     rng = np.random.default_rng(seed)
     reps: list[dict[str, list[np.ndarray]]] = [defaultdict(list) for _ in runs]
+    means = [[name for name in cols if STATISTICS.get(name) is np.nanmean] for cols in runs]
+    stacked = [(np.nan_to_num(np.stack([cols[k] for k in names], axis=1)), ~np.isnan(np.stack([cols[k] for k in names], axis=1)))
+               if names else None for cols, names in zip(runs, means)]
     for start in range(0, n_boot, chunk):
-        idx = rng.integers(0, n, size=(min(chunk, n_boot - start), n))
-        for cols, out in zip(runs, reps):
+        m = min(chunk, n_boot - start)
+        idx = rng.integers(0, n, size=(m, n))
+        # how often each row was drawn in each replicate: a nan-mean is then two matrix products
+        counts = np.bincount((idx + np.arange(m)[:, None] * n).ravel(), minlength=m * n).reshape(m, n).astype(float)
+        for cols, out, names, stack in zip(runs, reps, means, stacked):
+            if stack is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    values = (counts @ stack[0]) / (counts @ stack[1])  # nan where a replicate drew no labelled row
+                for j, name in enumerate(names):
+                    out[name].append(values[:, j])
             for name, values in cols.items():
-                out[name].append(_stat(name, values[idx], axis=1))
+                if name not in names:
+                    out[name].append(_stat(name, values[idx], axis=1))
     return [{name: np.concatenate(parts) for name, parts in out.items()} for out in reps]
 
 

@@ -13,8 +13,9 @@ headline acc_25km, a row's `distance_km`):
   over every order of the ties) instead of an arbitrary order deciding the figure.
 
 Rows without a confidence (a greedy run) have no calibration: `calibration(rows)` returns None.
-`fit_run(dev_run)` fits the map from agreement to confidence (`globe.consensus.Calibration`) that
-`eval.calibration` / `serve.calibration` then apply; `ece_agreement` keeps the raw agreement's error.
+`globe.evaluate.calibrate.fit_run(dev_run)` fits the map from agreement to confidence
+(`globe.consensus.Calibration`) that `eval.calibration` / `serve.calibration` then apply;
+`ece_agreement` keeps the raw agreement's error.
 """
 
 from __future__ import annotations
@@ -98,29 +99,6 @@ def calibration(rows: Sequence[Mapping], target_km: float = TARGET_KM) -> dict[s
 def hits(rows: Sequence[Mapping], target_km: float = TARGET_KM) -> list[bool]:
     """Per row: is the answer within `target_km` of the truth (no answer: no)."""
     return [r.get("distance_km") is not None and float(r["distance_km"]) <= target_km for r in rows]
-
-
-def fit_run(run_dir: Path):
-    """A `globe.consensus.Calibration` fitted on a consensus run's rows: agreement -> within 25 km.
-
-    Fit it on a labelled dev split that is not reported, then set `eval.calibration` /
-    `serve.calibration` to the file; fitting on the test set would make its ECE meaningless.
-    """
-    import json
-
-    from globe.consensus import Calibration, CalibrationError
-    from globe.evaluate.runner import PREDICTIONS, RUN_INFO, PredictionLog
-
-    run_dir = Path(run_dir)
-    info_path, pred = run_dir / RUN_INFO, run_dir / PREDICTIONS
-    if not info_path.is_file() or not pred.is_file():
-        raise CalibrationError(f"{run_dir}: not an evaluation run (needs {RUN_INFO} and {PREDICTIONS})")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    rows = [r for r in PredictionLog(pred).rows.values() if not r.get("error")]
-    if int(info.get("samples", 1)) < 2 or not rows or any(r.get("agreement") is None for r in rows):
-        raise CalibrationError(f"{run_dir}: not a consensus run (run it with --samples N > 1 on a labelled dev split)")
-    return Calibration.fit([r["agreement"] for r in rows], hits(rows), samples=int(info["samples"]),
-                           temperature=float(info["temperature"]), source=f"{run_dir} ({info.get('model')}, {info.get('benchmark')})")
 
 
 def plot_calibration(block: Mapping[str, Any], path: Path, title: str | None = None) -> Path:

@@ -30,6 +30,7 @@ carry a ground-truth country/city (`n_country_labels`, `n_city_labels`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -37,6 +38,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from globe.answer import Answer, parse
+from globe.jsonl import json_line, json_safe
 from globe.scorer import HEADLINE_PROTOCOL, Location, as_float, city_match, country_match, locate
 
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
@@ -223,17 +225,6 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
-def jsonable(value: Any) -> Any:
-    """Replace inf/nan by None (JSON has neither) recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
-
-
 # ----------------------------------------------------------------------------- predictions files
 
 
@@ -285,12 +276,16 @@ def read_predictions(path: str | Any) -> list[dict[str, Any]]:
     import json
     from pathlib import Path
 
+    from globe.io import read_text_lines
+
     p = Path(path)
     if not p.is_file():
         raise PredictionsError(f"{p}: no such file")
     rows: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    with p.open(encoding="utf-8-sig", newline="") as handle:
+    reader: Any = None
+    # bounded lines, UTF-8 errors and csv errors (a field over 128 KiB) name the file and the line
+    with contextlib.closing(read_text_lines(p)) as handle, _reading(p, lambda: reader):
         if p.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -320,6 +315,22 @@ def read_predictions(path: str | Any) -> list[dict[str, Any]]:
     return rows
 
 
+@contextlib.contextmanager
+def _reading(path: Any, reader: Callable[[], Any]):
+    """Turn file-reading errors into PredictionsError (the CSV reader, once made, knows the line)."""
+    import csv
+
+    from globe.io import LineError
+
+    try:
+        yield
+    except LineError as exc:
+        raise PredictionsError(str(exc)) from None
+    except csv.Error as exc:
+        where = f"line {reader().line_num + 1}" if reader() is not None else "header"  # csv counts finished lines
+        raise PredictionsError(f"{path}: {where}: {exc}") from None
+
+
 def _unique(path: str, where: str, row: dict[str, Any], seen: dict[str, int]) -> None:
     key = str(row["id"])
     if key in seen:
@@ -333,13 +344,11 @@ def write_json_atomic(path: str | Any, obj: Any) -> None:
 
     from globe.io import atomic_write_text
 
-    atomic_write_text(path, json.dumps(jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def write_jsonl_atomic(path: str | Any, rows: Iterable[Any]) -> None:
     """One JSON object per line (e.g. the scored rows), atomically."""
-    import json
-
     from globe.io import atomic_write_text
 
-    atomic_write_text(path, "".join(json.dumps(jsonable(r), ensure_ascii=False, allow_nan=False) + "\n" for r in rows))
+    atomic_write_text(path, "".join(json_line(json_safe(r)) + "\n" for r in rows))

@@ -90,9 +90,9 @@ def data_uri(data: bytes, mime: str) -> str:
 
 def thumbnail_uri(image_ref: str, size: int = 320) -> str:
     """A small JPEG of the image as a data: URI (local path or s3:// URI)."""
-    from globe.evaluate.runner import open_image
+    from globe.images import open_ref
 
-    img = open_image(image_ref)
+    img = open_ref(image_ref)
     img.thumbnail((size, size))
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=80)

@@ -1,8 +1,13 @@
 """The evaluation harness: run an Engine over a benchmark, score every answer, write the run.
 
+Besides an Engine (text from a model) the harness evaluates a served `globe` predictor through
+its client (`globe.serve.client.PredictorClient`: documents from the server); `ask` is the one
+place that tells them apart, and both become the same `Answer`s for scoring.
+
 A run directory holds:
-- `run.json`: what was evaluated (model, engine, benchmark, prompt, decoding). A restart with a
-  different model into the same directory is refused instead of mixing two models' answers.
+- `run.json`: what was evaluated (model, engine, benchmark, prompt, decoding: for a served
+  predictor the decoding the server reports). A restart with a different model or decoding into
+  the same directory is refused instead of mixing two runs' answers.
 - `predictions.jsonl`: one scored row per image, appended one batch at a time (one write, fsync).
   A killed run leaves at most a torn last line, which is cut off on restart; images already
   answered are skipped, and rows whose engine call failed are tried again.
@@ -10,8 +15,9 @@ A run directory holds:
   `summary.md`: written at the end from the rows alone (see `finalize`), so they can be rebuilt
   from `predictions.jsonl` at any time.
 
-Images for the next batch are decoded in a background thread while the engine works on the current
-one, so the harness adds scoring and bookkeeping, not image decoding, to the engine's time.
+While the engine generates one batch, one background thread decodes the next batch's images
+(resized to the engine's input size when it tells it, see `globe.images.open_image`) and scores and appends
+the previous one, so the harness's own work stays off the engine's critical path.
 
 Each row keeps the ground truth flat (`id, lat, lon, country_code, country, city`), the raw
 `output`, the parsed `answer`, and where the one scorer (`globe.scorer.locate`) puts it under both
@@ -25,102 +31,37 @@ the file without the harness.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from globe.evaluate.benchmarks import Sample
 from globe.io import atomic_write_bytes
+from globe.jsonl import ResumableJsonl, json_line
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"
+log = logging.getLogger("globe.evaluate")
 
 
 class RunError(RuntimeError):
     """A run directory that cannot be resumed or written; the message says which file and why."""
 
 
-def open_image(ref: str):
-    """An upright RGB PIL image from a local path or an `s3://` URI (endpoint from AWS_ENDPOINT_URL).
-
-    EXIF orientation is applied, as a photo viewer (and the data importer) would: phone photos are
-    often stored sideways with a rotate tag, and the model should see them upright."""
-    import io
-
-    from PIL import Image, ImageOps
-
-    if ref.startswith("s3://"):
-        import boto3
-
-        bucket, _, key = ref[len("s3://"):].partition("/")
-        img = Image.open(io.BytesIO(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()))
-    else:
-        img = Image.open(ref)
-    img.load()
-    return ImageOps.exif_transpose(img).convert("RGB")
-
-
-class PredictionLog:
-    """Resumable JSONL of scored rows, one line per image; the last line for an id wins.
-
-    Opening the log reads what is there, cuts a torn last line (a SIGKILL mid-write) and refuses a
-    file with a damaged line in the middle, which was not written by this class.
-    """
+class PredictionLog(ResumableJsonl):
+    """predictions.jsonl (`globe.jsonl.ResumableJsonl`): one scored row per image, appended a batch
+    at a time; the last line for an id wins, so a retried row supersedes its failed one."""
 
     def __init__(self, path: Path):
-        self.path = Path(path)
-        self.rows: dict[str, dict] = {}
-        self.dropped_tail_bytes = 0
-        if self.path.exists():
-            self._load()
+        super().__init__(path, what="prediction row", error=RunError)
 
-    def _load(self) -> None:
-        good_end = 0
-        with self.path.open("rb") as fh:
-            data = fh.read()
-        offset = 0
-        for raw in data.splitlines(keepends=True):
-            end = offset + len(raw)
-            try:
-                if not raw.endswith(b"\n"):
-                    raise ValueError("torn line")
-                row = json.loads(raw)
-                if not isinstance(row, dict) or "id" not in row:
-                    raise ValueError("not a prediction row")
-            except ValueError:
-                if data[end:].strip():
-                    raise RunError(
-                        f"{self.path}: line at byte {offset} is not a prediction row and more data follows; "
-                        "this file was not written by the harness (move it away or use another --out)"
-                    ) from None
-                break
-            self.rows[str(row["id"])] = row
-            offset = good_end = end
-        if good_end < len(data):
-            self.dropped_tail_bytes = len(data) - good_end
-            with self.path.open("r+b") as fh:
-                fh.truncate(good_end)
-                os.fsync(fh.fileno())
-
-    def done(self) -> set[str]:
-        """Ids answered without an engine error (errored rows are retried)."""
+    def answered(self) -> set[str]:
+        """Ids answered without an engine error (rows with an error are asked again)."""
         return {i for i, r in self.rows.items() if not r.get("error")}
-
-    def append(self, rows: Sequence[dict]) -> None:
-        """Append a batch as one write + fsync, so a kill loses at most the batch in flight."""
-        if not rows:
-            return
-        blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("ab") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        for r in rows:
-            self.rows[str(r["id"])] = r
 
 
 def model_fingerprint(model: str) -> str | None:
@@ -189,98 +130,137 @@ def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
         yield list(items[i:i + size])
 
 
-def _load_batch(batch: list[Sample]) -> list[tuple[Any, str | None]]:
+def _load_batch(batch: list[Sample], fit=None) -> list[tuple[Any, str | None]]:
+    from globe.images import open_ref  # the one image opener (globe/images.py): same pixels as serving
+
     out = []
     for s in batch:
         try:
-            out.append((open_image(s.image), None))
+            out.append((open_ref(s.image, fit=fit), None))
         except Exception as exc:  # unreadable image: recorded on the row, the run goes on
             out.append((None, f"image {s.image}: {type(exc).__name__}: {exc}"))
     return out
 
 
-def sample_and_vote(engine, requests: Sequence, sampling, calibration=None) -> tuple[list, list[dict]]:
-    """`sampling.n` samples per request in one engine call, voted (`globe.consensus`, headline
-    protocol): per request the winning sample's Result (scored like a greedy answer) and the row's
-    consensus fields (`samples`, `agreement`, `confidence`, `n_unplaced`, `candidates`)."""
-    from globe.engines.base import generate_samples
-    from globe.evaluate.scoring import vote_samples
+def served_decoding(answerer, spec: RunSpec) -> RunSpec:
+    """`spec` with the decoding the answers are really made with. An engine decodes with the
+    spec's settings; a served globe predictor with its own (`serve.max_new_tokens`, greedy, or its
+    consensus temperature and top_p when the client asks for `samples`), which it reports, so
+    run.json records those and a restart against a server that changed them is refused like any
+    other change of run."""
+    from globe.serve.client import PredictorClient, PredictorError
 
-    if not requests:
-        return [], []
-    picked = [vote_samples(group, calibration) for group in generate_samples(engine, requests, sampling)]
-    return [p[0] for p in picked], [p[1] for p in picked]
+    if not isinstance(answerer, PredictorClient) or spec.extra.get("decoding") == "server":
+        return spec  # an engine, or already asked (evaluate asks before predict)
+    try:
+        used = answerer.decoding()
+    except PredictorError as exc:
+        raise RunError(str(exc)) from None
+    voted = answerer.samples > 1 and isinstance(used.get("consensus"), dict)
+    dec = used["consensus"] if voted else used
+    temperature, top_p = float(dec.get("temperature", 0.0)), float(dec.get("top_p", 1.0))
+    if (used["max_new_tokens"], temperature) != (spec.max_new_tokens, spec.temperature):
+        log.warning("the served predictor decodes with max_new_tokens=%s, temperature=%s (its serve group); "
+                    "recording those, not the eval group's %s, %s", used["max_new_tokens"], temperature,
+                    spec.max_new_tokens, spec.temperature)
+    return replace(spec, max_new_tokens=used["max_new_tokens"], temperature=temperature,
+                   top_p=top_p if answerer.samples > 1 else spec.top_p,
+                   extra={**spec.extra, "seed": used.get("seed"), "decoding": "server", "server_decoding": used})
+
+
+def ask(answerer, images: Sequence[Any], ids: Sequence[str], spec: RunSpec, sampling, calibration=None) -> list:
+    """One `Answer` per image: an Engine generates text from the spec's prompt; a served globe
+    predictor (`globe.serve.client.PredictorClient`) answers with its documents (its own consensus
+    when the client asks for `samples`). With `spec.samples` N > 1 an Engine samples N per image in
+    one call (`sampling.n`) and the harness votes them (`globe.evaluate.scoring.vote_samples`,
+    headline protocol; `calibration` maps the agreement to the confidence)."""
+    from globe.engines.base import Request, generate_samples
+    from globe.evaluate.scoring import Answer, vote_samples
+    from globe.serve.client import PredictorClient
+
+    if not images:
+        return []
+    if isinstance(answerer, PredictorClient):
+        return [Answer.from_prediction(p) for p in answerer.predict(images, ids)]
+    requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=i) for img, i in zip(images, ids)]
+    if spec.samples > 1:
+        results: list = generate_samples(answerer, requests, replace(sampling, n=spec.samples))
+    else:
+        results = answerer.generate(requests, sampling)
+    if len(results) != len(requests):
+        raise RunError(f"engine {getattr(answerer, 'name', answerer)!r} returned {len(results)} results "
+                       f"for {len(requests)} requests; an Engine must answer every request, in order")
+    if spec.samples > 1:
+        return [vote_samples(group, calibration) for group in results]
+    return [Answer.from_result(r) for r in results]
 
 
 def predict(
-    engine,
+    answerer,
     samples: Sequence[Sample],
     out_dir: Path,
     spec: RunSpec,
     *,
     progress: bool = True,
 ) -> list[dict]:
-    """Generate and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order."""
-    from globe.engines.base import Request, Sampling
-    from globe.evaluate.scoring import score_batch
+    """Answer and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order.
+
+    `answerer` is an Engine or a served predictor's client (see `ask`). The harness's own work
+    runs on one background thread, in order, while the answerer works: decoding (and, for an
+    engine with `input_size`, resizing) the next batch's images, then scoring the batch just
+    answered and appending it to the log. At most one answered batch waits there, so a kill loses
+    at most the batch being answered and the one being written.
+    """
+    from globe.engines.base import Sampling
+    from globe.evaluate.scoring import Answer, score_batch
 
     ids = [s.id for s in samples]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise RunError(f"benchmark {spec.benchmark!r}: duplicate sample id {dup!r}; ids must be unique to resume")
+    spec = served_decoding(answerer, spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec.check_resume(out_dir / RUN_INFO)
     spec.save(out_dir / RUN_INFO)
-    log = PredictionLog(out_dir / PREDICTIONS)
-    done = log.done()
-    todo = [s for s in samples if s.id not in done]
+    log_file = PredictionLog(out_dir / PREDICTIONS)
+    have = log_file.answered()
+    todo = [s for s in samples if s.id not in have]
     sampling = Sampling(max_new_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p,
                         seed=spec.extra.get("seed"))
-    returns_json = getattr(engine, "kind", "") == "globe-predictor"
-    consensus = spec.samples > 1 and not returns_json  # a served predictor votes itself (`samples` in the request)
+    calibration = None
     if spec.calibration is not None:
         from globe.consensus import Calibration
 
         calibration = Calibration.from_dict(spec.calibration, f"{out_dir / RUN_INFO}: calibration")
-    else:
-        calibration = None
+    fit = getattr(answerer, "input_size", None)  # optional: engines that know their model's image size
 
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(samples), initial=len(samples) - len(todo), unit="img", desc=f"eval {spec.benchmark}",
                disable=not progress, dynamic_ncols=True)
+
+    def write(batch: list[Sample], answers: list) -> None:
+        log_file.extend(score_batch(batch, answers))
+        bar.update(len(batch))
+
     batches = list(_batches(todo, max(1, spec.batch_size)))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-images") as pool:
-        pending: Future | None = pool.submit(_load_batch, batches[0]) if batches else None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eval-harness") as worker:
+        pending: Future | None = worker.submit(_load_batch, batches[0], fit) if batches else None
+        writes: list[Future] = []
         for i, batch in enumerate(batches):
             loaded = pending.result()
-            pending = pool.submit(_load_batch, batches[i + 1]) if i + 1 < len(batches) else None
+            if len(writes) >= 2:  # queued before this load, so finished: raise what it raised
+                writes[-2].result()
+            pending = worker.submit(_load_batch, batches[i + 1], fit) if i + 1 < len(batches) else None
             live = [(s, img) for s, (img, err) in zip(batch, loaded) if err is None]
-            requests = [Request(image=img, prompt=spec.prompt, system=spec.system, id=s.id) for s, img in live]
-            extras: list[dict] | None = None
-            if consensus:
-                answered, extras = sample_and_vote(engine, requests, replace(sampling, n=spec.samples), calibration)
-            else:
-                answered = engine.generate(requests, sampling) if requests else []
-            if len(answered) != len(requests):
-                raise RunError(f"engine {getattr(engine, 'name', engine)!r} returned {len(answered)} results "
-                               f"for {len(requests)} requests; an Engine must answer every request, in order")
-            results, extra_rows = iter(answered), iter(extras or [])
-            texts, errors, latencies, fields = [], [], [], []
-            for img, err in loaded:
-                res = next(results) if err is None else None
-                texts.append(res.text if res else None)
-                errors.append(err if res is None else res.error)
-                latencies.append(res.latency_s if res else 0.0)
-                fields.append(next(extra_rows) if extras is not None and err is None else {})
-            rows = score_batch(batch, texts, errors, latencies, returns_json=returns_json)
-            if extras is not None:
-                rows = [{**row, **extra} for row, extra in zip(rows, fields)]
-            log.append(rows)
-            bar.update(len(batch))
+            answered = iter(ask(answerer, [img for _, img in live], [s.id for s, _ in live], spec, sampling, calibration))
+            answers = [next(answered) if err is None else Answer(error=err) for _, err in loaded]
+            writes.append(worker.submit(write, batch, answers))
+        for w in writes[-2:]:
+            w.result()
     bar.close()
-    return [log.rows[i] for i in ids]
+    return [log_file.rows[i] for i in ids]
 
 
 def finalize(
@@ -363,33 +343,33 @@ def log_to_mlflow(out_dir: Path, metrics: dict, params: dict[str, Any]) -> str |
 
 def build_engine(kind: str, model: str, *, base_url: str | None = None, batch_size: int = 8,
                  concurrency: int = 8, seed: int = 0, samples: int = 1):
-    """An Engine for `globe eval run`: a local model directory, an OpenAI-compatible endpoint
-    (`model` is then the served model's name) or a served globe predictor (`model` its KServe name)."""
-    from globe.engines import make_engine
+    """What `globe eval run --engine KIND` evaluates: an engine from the table of kinds
+    (`globe.engines.kinds`: a local model directory, an OpenAI-compatible endpoint where `model`
+    is the served model's name, the tiny world's scene reader named `model`), or the client of a
+    served globe predictor (`model` its KServe name; `samples` > 1 asks it for its consensus)."""
+    from globe.engines.kinds import SERVED_PREDICTOR, make_engine
 
-    if kind == "local":
-        return make_engine({"kind": "local", "model": model, "batch_size": batch_size, "seed": seed})
-    if kind == "scene-reader":  # the tiny world's cue reader: a reference ceiling on GeoScenes
-        import globe.data.scene_reader  # noqa: F401  (registers the kind)
+    if kind == SERVED_PREDICTOR:
+        from globe.serve.client import PredictorClient
 
-        return make_engine({"kind": kind, "name": model})
-    if not base_url:
-        raise RunError(f"engine {kind!r} needs --base-url (e.g. http://127.0.0.1:8080{'/v1' if kind == 'openai' else ''})")
-    if kind == "openai":
-        return make_engine({"kind": "openai", "base_url": base_url, "model": model, "concurrency": concurrency})
-    if kind == "globe-predictor":
-        import globe.evaluate.predictor_engine  # noqa: F401  (registers the kind)
-
-        return make_engine({"kind": kind, "base_url": base_url, "model": model, "concurrency": concurrency,
-                            "samples": samples})
-    raise RunError(f"unknown engine kind {kind!r}; expected local, openai, globe-predictor or scene-reader")
+        if not base_url:
+            raise RunError(f"engine {kind!r} needs --base-url (e.g. http://127.0.0.1:8080)")
+        return PredictorClient(base_url, model, concurrency=concurrency, samples=samples)
+    if kind == "openai" and not base_url:
+        raise RunError("engine 'openai' needs --base-url (e.g. http://127.0.0.1:8000/v1)")
+    spec = {"kind": kind, "model": model, "base_url": base_url, "batch_size": batch_size, "concurrency": concurrency,
+            "seed": seed}
+    try:
+        return make_engine(spec)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
 
 
 def compact(out_dir: Path, rows: Sequence[dict]) -> None:
     """Rewrite predictions.jsonl atomically to exactly `rows` (drops superseded retries and rows
     of a previous, larger --limit), so the file and metrics.json describe the same images."""
     path = Path(out_dir) / PREDICTIONS
-    blob = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows).encode("utf-8")
+    blob = "".join(json_line(r) + "\n" for r in rows).encode("utf-8")
     if not path.exists() or path.read_bytes() != blob:
         atomic_write_bytes(path, blob)
 
@@ -408,6 +388,7 @@ def evaluate(
 ) -> dict:
     """The whole run: predict (resumable), compact, finalize the reports, log to MLflow if configured."""
     t0 = time.perf_counter()
+    spec = served_decoding(engine, spec)
     rows = predict(engine, samples, out_dir, spec, progress=progress)
     predict_s = time.perf_counter() - t0
     compact(out_dir, rows)

@@ -1,48 +1,72 @@
-"""Turn engine results into scored prediction rows, with the shared scorer.
+"""Turn answers into scored prediction rows, with the shared scorer.
 
-Every row is scored by `globe.evaluate.metrics.score_rows`, the same code behind
-`globe eval score`, so the harness and a re-score of its `predictions.jsonl` cannot disagree.
-This module only adds what the harness knows and the scorer does not: the image, the label source,
-the ISO country of the ground truth (for the breakdowns), the parsed reasoning, engine errors and
-latency, and, for a served `globe` predictor, the predictor's own coordinates (given to the scorer,
-so they count under the stated protocol) and the predictor's name for their source.
+An `Answer` is what the harness gets for one image, from an Engine's text (`Answer.from_result`)
+or from a served `globe` predictor's document (`Answer.from_prediction`); scoring has that one
+input type and no special cases. Every row is scored by `globe.evaluate.metrics.score_rows`, the
+same code behind `globe eval score`, so the harness and a re-score of its `predictions.jsonl`
+cannot disagree. This module only adds what the harness knows and the scorer does not: the image,
+the label source, the ISO country of the ground truth (for the breakdowns), the parsed reasoning,
+errors and latency, and, for a served predictor, its own coordinates (given to the scorer, so they
+count under the stated protocol) and where they came from.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 from globe.evaluate.benchmarks import Sample
+
+if TYPE_CHECKING:
+    from globe.engines.base import Result
+    from globe.serve.client import Prediction
+
 
 # What a consensus answer adds to a row (the harness's own vote, or a served predictor's document).
 CONSENSUS_FIELDS = ("samples", "agreement", "confidence", "calibrated", "candidates")
 
 
-def _predictor_fields(text: str) -> tuple[dict[str, Any], str | None]:
-    """(scorer inputs, raw model text) from a predictor JSON document."""
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return {"output": text}, text
-    if not isinstance(doc, dict):
-        return {"output": text}, text
-    raw = doc.get("raw") if isinstance(doc.get("raw"), str) else None
-    fields: dict[str, Any] = {"output": raw or "", "pred_country": doc.get("country"), "pred_city": doc.get("city")}
-    for key in CONSENSUS_FIELDS:  # a served predictor asked for `samples`: its vote, kept on the row
-        if key in doc:
-            fields[f"_{key}"] = doc[key]
-    if doc.get("lat") is not None and doc.get("lon") is not None:
-        # the predictor's coordinates are "given" to the scorer: the stated protocol uses them,
-        # the headline geocodes the names like for any other engine; their own source is kept
-        fields["pred_lat"], fields["pred_lon"] = doc["lat"], doc["lon"]
-        fields["_predictor_source"] = ":".join(str(x) for x in (doc.get("coords_source"), doc.get("resolution")) if x)
-    return fields, raw
+@dataclass
+class Answer:
+    """What the harness scores for one image, from an Engine or from a served globe predictor.
+
+    `text` is the model's raw text. A served predictor has already read it: its places and
+    coordinates come as `given` (scorer inputs `pred_country`, `pred_city`, `pred_lat`,
+    `pred_lon`) and where its coordinates came from as `given_source`. Given coordinates count
+    under the stated protocol; the headline geocodes the names, as for any engine. A consensus
+    answer (the harness's own vote, `vote_samples`, or a served predictor asked for `samples`)
+    carries its vote in `consensus`, which lands on the row as it is.
+    """
+
+    text: str | None = None
+    error: str | None = None
+    latency_s: float = 0.0
+    given: dict[str, Any] = field(default_factory=dict)
+    given_source: str | None = None
+    consensus: dict[str, Any] = field(default_factory=dict)  # the vote's fields for the row (CONSENSUS_FIELDS, ...)
+
+    @classmethod
+    def from_result(cls, result: "Result") -> "Answer":
+        return cls(text=result.text, error=result.error, latency_s=result.latency_s)
+
+    @classmethod
+    def from_prediction(cls, pred: "Prediction") -> "Answer":
+        if not pred.ok:
+            return cls(error=pred.error or "no prediction", latency_s=pred.latency_s)
+        doc = pred.document or {}
+        given: dict[str, Any] = {"pred_country": doc.get("country"), "pred_city": doc.get("city")}
+        source = None
+        if doc.get("lat") is not None and doc.get("lon") is not None:
+            given["pred_lat"], given["pred_lon"] = doc["lat"], doc["lon"]
+            source = ":".join(str(x) for x in (doc.get("coords_source"), doc.get("resolution")) if x)
+        raw = doc.get("raw") if isinstance(doc.get("raw"), str) else ""
+        vote = {k: doc[k] for k in CONSENSUS_FIELDS if k in doc}  # a served predictor asked for `samples`
+        return cls(text=raw, latency_s=pred.latency_s, given=given, given_source=source or None, consensus=vote)
 
 
-def vote_samples(results: Sequence[Any], calibration: Any = None) -> tuple[Any, dict[str, Any]]:
-    """One image's N sampled `Result`s -> the winning sample's Result and the row's consensus fields.
+def vote_samples(results: Sequence["Result"], calibration: Any = None) -> Answer:
+    """One image's N sampled `Result`s -> the winning sample's Answer, its vote in `consensus`.
 
     The vote is `globe.consensus` under the headline protocol, so the winner is scored like any
     greedy answer and its `distance_km` is the one the confidence is calibrated against. With no
@@ -67,36 +91,28 @@ def vote_samples(results: Sequence[Any], calibration: Any = None) -> tuple[Any, 
         "n_sample_errors": sum(1 for r in results if not r.ok),
         "candidates": [dict(c) for c in vote.candidates],
     }
-    return pick, fields
+    answer = Answer.from_result(pick)
+    answer.consensus = fields
+    return answer
 
 
-def score_batch(
-    samples: Sequence[Sample],
-    texts: Sequence[str | None],
-    errors: Sequence[str | None],
-    latencies: Sequence[float],
-    returns_json: bool = False,
-) -> list[dict[str, Any]]:
+def score_batch(samples: Sequence[Sample], answers: Sequence[Answer]) -> list[dict[str, Any]]:
     """One JSON-ready prediction row per sample (ground truth, output, answer, coordinates, distance)."""
     from globe.answer import parse
-    from globe.evaluate.metrics import jsonable, score_rows
+    from globe.evaluate.metrics import score_rows
+    from globe.jsonl import json_safe
 
-    inputs, raws, sources, served = [], [], [], []
-    for s, text, error in zip(samples, texts, errors):
+    inputs = []
+    for s, a in zip(samples, answers, strict=True):
         row: dict[str, Any] = {"id": s.id, "lat": s.lat, "lon": s.lon, "country": s.country, "city": s.city}
-        raw = text
-        if text is not None and error is None and returns_json:
-            fields, raw = _predictor_fields(text)
-            row.update(fields)
-        elif text is not None and error is None:
-            row["output"] = text
-        sources.append(row.pop("_predictor_source", None))
-        served.append({k: row.pop(f"_{k}") for k in CONSENSUS_FIELDS if f"_{k}" in row})
+        if a.error is None and a.text is not None:
+            row["output"] = a.text
+            row.update(a.given)
         inputs.append(row)
-        raws.append(raw if error is None else None)
     scored = score_rows(inputs)
     out = []
-    for s, sc, raw, error, latency, source, vote in zip(samples, scored, raws, errors, latencies, sources, served):
+    for s, sc, a in zip(samples, scored, answers):
+        raw = a.text if a.error is None else None
         answer = parse(raw) if raw else None
         distance = sc["distance_km"]
         out.append({
@@ -109,7 +125,7 @@ def score_batch(
             "city": s.city,
             "label_source": s.label_source,
             "output": raw,
-            "error": error,
+            "error": a.error,
             "answer": None if answer is None else {
                 "think": answer.think, "country": answer.country, "city": answer.city, "lat": answer.lat,
                 "lon": answer.lon, "localizable": answer.localizable, "format_ok": answer.format_ok,
@@ -124,15 +140,15 @@ def score_batch(
             "resolution": sc["resolution"],
             "resolved_place": sc["resolved_place"],
             "distance_km": distance if math.isfinite(distance) else None,
-            "stated": jsonable(sc["stated"]),
-            **({"predictor_coords_source": source} if source else {}),
+            "stated": json_safe(sc["stated"]),
+            **({"predictor_coords_source": a.given_source} if a.given_source and a.error is None else {}),
             "format_ok": sc["format_ok"],
             "country_match_string": sc["country_match_string"],
             "country_match_alias": sc["country_match_alias"],
             "city_match_string": sc["city_match_string"],
             "city_match_alias": sc["city_match_alias"],
-            "latency_s": round(float(latency), 4),
-            **vote,
+            "latency_s": round(float(a.latency_s), 4),
+            **a.consensus,
         })
     return out
 
@@ -140,18 +156,20 @@ def score_batch(
 def headline_metrics(rows: Sequence[dict]) -> dict[str, Any]:
     """`metrics.summarize` over the rows plus the number of engine/image errors (already misses)."""
     from globe.evaluate.breakdown import scored_view
-    from globe.evaluate.metrics import jsonable, summarize
+    from globe.evaluate.metrics import summarize
+    from globe.jsonl import json_safe
 
     metrics = summarize(scored_view(rows))
     metrics["n_errors"] = sum(1 for r in rows if r.get("error"))
-    return jsonable(metrics)
+    return json_safe(metrics)
 
 
 def rescore_legacy(rows: Sequence[dict]) -> list[dict]:
     """Rows written before both protocols existed (no `protocol` key: their `distance_km` used the
     model's stated coordinates first), re-located by the current scorer from their own output, so
     that `globe eval compare` never sets one protocol against the other. Current rows pass as is."""
-    from globe.evaluate.metrics import jsonable, score_rows
+    from globe.evaluate.metrics import score_rows
+    from globe.jsonl import json_safe
 
     old = [i for i, r in enumerate(rows) if "protocol" not in r]
     if not old:
@@ -167,5 +185,5 @@ def rescore_legacy(rows: Sequence[dict]) -> list[dict]:
     out = list(rows)
     for i, sc in zip(old, score_rows(inputs)):
         keep = ("protocol", "pred_lat", "pred_lon", "coords_source", "resolution", "resolved_place", "distance_km", "stated")
-        out[i] = {**rows[i], **jsonable({k: sc[k] for k in keep})}
+        out[i] = {**rows[i], **json_safe({k: sc[k] for k in keep})}
     return out

@@ -4,8 +4,7 @@ Files live in `$GLOBE_CACHE_DIR` (default `$XDG_CACHE_HOME/globe`, else `~/.cach
 file's name hashes everything its content depends on: the source files (path, size, mtime),
 the code that derives it, and the Python version (marshal's format belongs to it), so a change
 to any of them simply means a new file and a rebuild. Values are written with `marshal` (plain
-Python values only, so reading a file cannot run code, unlike pickle), atomically (tmp +
-os.replace), so concurrent processes never see half a file. A missing, unreadable or
+Python values only, so reading a file cannot run code, unlike pickle), atomically (`globe.io`), so concurrent processes never see half a file. A missing, unreadable or
 unwritable cache is never an error: the caller rebuilds, and works uncached if it must. Reading
 a file marks it used; writing one deletes files of the same kind unused for 30 days.
 """
@@ -18,12 +17,13 @@ import logging
 import marshal
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from globe.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 STALE_DAYS = 30
@@ -95,15 +95,7 @@ def _drop_stale(path: Path) -> None:
 def write(path: Path, value: Any) -> None:
     """Atomically write a marshal-able value; an unwritable place is a warning, not an error."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(marshal.dumps(value))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, marshal.dumps(value), durable=False)  # a cache: rebuilt if a power cut loses it
         _drop_stale(path)
     except OSError as exc:  # a read-only home in a container: work uncached
         log.warning("cannot write cache file %s (%s); working uncached", path, exc)

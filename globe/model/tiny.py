@@ -94,11 +94,11 @@ def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
     replaced only when it is empty or already a model directory (has `config.json`).
     """
     import os
-    import shutil
-    import tempfile
 
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    from globe.io import atomic_directory
 
     out = Path(out_dir)
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "config.json").is_file())):
@@ -114,24 +114,11 @@ def build_tiny(out_dir: str | Path, seed: int = 0) -> Path:
         pad_token_id=config.text_config.pad_token_id,
         do_sample=False,
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; serving containers may run as another user
-    try:
+    with atomic_directory(out, replace=True) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         for f in tmp.iterdir():  # transformers writes the weights 0600 (via a temp file)
             os.chmod(f, 0o644)
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(out, backup)
-            os.replace(tmp, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

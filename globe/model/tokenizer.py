@@ -92,6 +92,8 @@ def training_corpus(n_cities: int = 3000) -> Iterator[str]:
     for _ in range(10):
         yield " ".join(words)
         yield " ".join(w.capitalize() for w in words)
+    for _ in range(8):  # what the tiny model writes most: its world's reasonings, a few tokens a word
+        yield from tiny_world_texts()
     for name in countries:  # weighted so most country names end up as one or two tokens
         for _ in range(8):
             yield f"country: {name}\n{name} The flag of {name}."
@@ -99,6 +101,23 @@ def training_corpus(n_cities: int = 3000) -> Iterator[str]:
         yield f"city: {name}\nin {name}"
     for i in range(-180, 181):  # coordinates as the answer writes them
         yield f"lat: {i / 2:.2f}\nlon: {i:.2f} {i * 0.37:.4f}"
+
+
+def tiny_world_texts() -> list[str]:
+    """Every reasoning the built-in GeoScenes world can produce (flag, landmark, climate, city),
+    as its generator and the scene-reader teachers write them."""
+    from globe.answer import format_answer
+    from globe.data.geoscenes import describe
+    from globe.data.world import LANDMARKS, build_world, climate_of
+
+    texts = []
+    for country in build_world().countries:
+        for city in country.cities:
+            climate = climate_of(city.lat)
+            for landmark in (city.landmark, LANDMARKS[len(texts) % len(LANDMARKS)]):
+                think = describe(country.palette, landmark, climate.band, climate.ground_name, country.name, city.name)
+                texts.append(format_answer(think, country.name, city.name, city.lat, city.lon))
+    return texts
 
 
 def train_qwen_tokenizer(vocab_size: int = 2048, n_cities: int = 3000):

@@ -20,7 +20,7 @@ from globe.rewards.format import format_reward
 from globe.rewards.geodesic import geodesic_reward, locate
 from globe.rewards.grounding import grounding_reward
 from globe.rewards.localizability import LocalizabilityReward, RewardFailure, make_localizability_reward
-from globe.rewards.registry import REWARD_NAMES, build_reward_funcs
+from globe.rewards.recipe import REWARD_NAMES, build_reward_funcs, planned_rewards
 
 localizability_reward = make_localizability_reward  # the factory, under the name the design uses
 
@@ -30,6 +30,7 @@ __all__ = [
     "RewardFailure",
     "accuracy_reward",
     "build_reward_funcs",
+    "planned_rewards",
     "city_match",
     "country_match",
     "format_reward",

@@ -2,10 +2,11 @@
 
 The rule itself (1.0 city and country, 0.2 country only; substring containment with a 0.7 length
 ratio, plus aliases) lives in `globe.scorer`, which evaluation, verification and serving use too;
-this module only applies it to TRL's completions and dataset columns. The training reward skips
-the gazetteer lookup evaluation adds (`gazetteer=True`), because it costs a geocode per new name
-pair at every step; every comparison is cached, since within a GRPO step the same few
-ground-truth names meet the same few predicted names over and over.
+this module only applies it to TRL's completions and dataset columns, with the same city rule as
+evaluation's `city_acc` (`gazetteer=True`: Kiev and Kyiv are one place), so the reward and the
+metric never disagree on a pair. The gazetteer is asked only when the names differ as strings, and
+every comparison is cached: within a GRPO step the same few ground-truth names meet the same few
+predicted names over and over.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def accuracy_reward(completions: list[Any], **kwargs: Any) -> list[float | None]
             continue
         a = read(completion if type(completion) is str else completion_text(completion))
         add(rate(a.country, a.city, gt_country if type(gt_country) is str else str(gt_country),
-                 gt_city if gt_city is None or type(gt_city) is str else str(gt_city)))
+                 gt_city if gt_city is None or type(gt_city) is str else str(gt_city), True, True))
     return rewards
 
 

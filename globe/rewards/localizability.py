@@ -11,10 +11,17 @@ whatever it wrote was unlocalizable whenever the judge server hiccups. Here a fa
 `failure_share`, and `judge_failure_share` in TRL's logs), and once at least `min_calls` judgments
 have been requested, a failure share above `max_failure_share` raises `RewardFailure`: a run whose
 judge is down should stop, loudly, rather than train on half a reward.
+
+The judge is the one reward that calls a model, so it is kept off the step's critical path: the
+completions of a group share their image, and a policy that has settled writes the same reasoning
+for it again and again, so each distinct (image, reasoning) pair is judged once, in one batch,
+and remembered (the judge is frozen: the same pair always gets the same score).
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,18 +40,10 @@ def _image(value: Any) -> Any:
         value = value[0] if value else None
     if isinstance(value, dict):  # datasets' undecoded Image feature: {"bytes": ..., "path": ...}
         value = value.get("path") or value.get("bytes")
-    if isinstance(value, (str, Path)) and str(value) and "://" not in str(value):
-        from PIL import Image
+    if (isinstance(value, (str, Path)) and str(value) and "://" not in str(value)) or isinstance(value, bytes):
+        from globe.images import open_image  # the one image opener: the judge sees what the policy saw
 
-        with Image.open(value) as img:
-            return img.convert("RGB")
-    if isinstance(value, bytes):
-        import io
-
-        from PIL import Image
-
-        with Image.open(io.BytesIO(value)) as img:
-            return img.convert("RGB")
+        return open_image(value if isinstance(value, bytes) else Path(value), where="judge image")
     return value
 
 
@@ -52,6 +51,8 @@ class LocalizabilityReward:
     """Callable TRL reward (`__name__ == "localizability"`) with failure counters."""
 
     __name__ = "localizability"
+
+    CACHE_SIZE = 8192
 
     def __init__(self, judge: Engine, max_failure_share: float = 0.2, min_calls: int = 32) -> None:
         if not 0.0 <= max_failure_share <= 1.0:
@@ -61,7 +62,9 @@ class LocalizabilityReward:
         self.min_calls = max(1, int(min_calls))
         self.calls = 0
         self.failures = 0
+        self.judged = 0  # distinct (image, reasoning) pairs sent to the judge
         self.last_error: str | None = None
+        self._scores: OrderedDict[tuple[str, str], float] = OrderedDict()
 
     @property
     def failure_share(self) -> float:
@@ -70,7 +73,7 @@ class LocalizabilityReward:
     def metrics(self) -> dict[str, float]:
         """Counters to log next to the reward: calls, failures and their share."""
         return {"judge_calls": float(self.calls), "judge_failures": float(self.failures),
-                "judge_failure_share": self.failure_share}
+                "judge_failure_share": self.failure_share, "judge_forward_requests": float(self.judged)}
 
     def _requests(self, completions: Sequence[Any], images: Sequence[Any]) -> list[Request | None]:
         out: list[Request | None] = []
@@ -82,6 +85,11 @@ class LocalizabilityReward:
                 self.last_error = f"image {i}: {exc}"
                 out.append(None)
         return out
+
+    def _remember(self, key: tuple[str, str], score: float) -> None:
+        self._scores[key] = score
+        if len(self._scores) > self.CACHE_SIZE:
+            self._scores.popitem(last=False)
 
     def _judge(self, requests: list[Request]) -> list[JudgeResult]:
         try:
@@ -98,17 +106,31 @@ class LocalizabilityReward:
         images = kwargs.get("image", kwargs.get("images"))
         images = list(images) if isinstance(images, (list, tuple)) and len(images) == n else [images] * n
         requests = self._requests(completions, images)
-        ready = [r for r in requests if r is not None]
-        results = iter(self._judge(ready) if ready else [])
+        keys = [None if r is None else _key(r) for r in requests]
+        todo: dict[tuple[str, str], Request] = {}
+        for key, request in zip(keys, requests):
+            if key is not None and key not in self._scores and key not in todo:
+                todo[key] = request
+        fresh: dict[tuple[str, str], JudgeResult] = {}
+        if todo:
+            self.judged += len(todo)
+            fresh = dict(zip(todo, self._judge(list(todo.values()))))
         scores: list[float | None] = []
-        for request in requests:
-            result = next(results) if request is not None else JudgeResult(error=self.last_error or "no request")
+        for key, request in zip(keys, requests):
             self.calls += 1
-            if result.ok and 0.0 <= float(result.p_yes) <= 1.0:
+            if key is not None and key in self._scores:
+                self._scores.move_to_end(key)
+                scores.append(self._scores[key])
+                continue
+            result = fresh.get(key) if key is not None else None
+            if result is not None and result.ok and 0.0 <= float(result.p_yes) <= 1.0:
+                self._remember(key, float(result.p_yes))
                 scores.append(float(result.p_yes))
             else:
                 self.failures += 1
-                self.last_error = result.error or f"p_yes out of range: {result.p_yes!r}"
+                self.last_error = (result.error if result else None) or self.last_error or "no request"
+                if result is not None and result.ok:
+                    self.last_error = f"p_yes out of range: {result.p_yes!r}"
                 scores.append(None)
         log_metric = kwargs.get("log_metric")
         if callable(log_metric):
@@ -120,6 +142,16 @@ class LocalizabilityReward:
                 f"{self.max_failure_share:.1%}); last error: {self.last_error}"
             )
         return scores
+
+
+def _key(request: Request) -> tuple[str, str]:
+    """What a judgment depends on: the image's pixels and the prompt (which holds the reasoning)."""
+    image = request.image
+    digest = hashlib.blake2b(digest_size=16)
+    if image is not None:
+        digest.update(f"{image.mode}{image.size}".encode())
+        digest.update(image.tobytes())
+    return digest.hexdigest(), request.prompt
 
 
 def make_localizability_reward(

@@ -3,6 +3,8 @@
 Takes KServe's own argparse parent parser (so `--http_port`, `--grpc_port`, `--enable_grpc`,
 `--model_name`, ... behave as in every KServe runtime) and adds the globe options. Inside a pod
 pass `--host 0.0.0.0`; the default is loopback so that a local run is not exposed by accident.
+gRPC is off unless `--enable_grpc true` (KServe's default is on); when on it is guarded like REST
+(see globe/serve/server.py). A model that cannot be resolved or loaded ends with one line, exit 2.
 """
 
 from __future__ import annotations
@@ -25,22 +27,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml", help="params.yaml to read (defaults apply when absent)")
     parser.add_argument("--preset", default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="override KEY=VALUE, repeatable")
-    parser.set_defaults(model_name="globe")
+    parser.set_defaults(model_name="globe", enable_grpc=False)
     args = parser.parse_args(argv)
 
     params = load_params(args.params, preset=args.preset, overrides=args.overrides)
     model_uri = args.model or params.serve.model
     if not model_uri:
         parser.error("--model is required (or set serve.model in params.yaml)")
+    from globe.redact import redact
+    from globe.serve.model_source import ModelSourceError
+
     model = GlobeModel(model_uri, params.serve, name=args.model_name)
-    run_server(
-        model,
-        host=args.host,
-        http_port=args.http_port,
-        grpc_port=args.grpc_port,
-        enable_grpc=args.enable_grpc,
-        grace_period=30,
-    )
+    try:
+        run_server(
+            model,
+            host=args.host,
+            http_port=args.http_port,
+            grpc_port=args.grpc_port,
+            enable_grpc=args.enable_grpc,
+            grace_period=30,
+        )
+    except (ModelSourceError, ValueError) as exc:
+        parser.exit(2, f"error: {redact(str(exc))}\n")
 
 
 if __name__ == "__main__":

@@ -1,44 +1,58 @@
 """Turn untrusted request payloads into validated PIL images — or a 4xx error that names the problem.
 
 Everything a client sends passes through here before any model code sees it, so the checks are
-ordered from cheap to expensive: JSON shape and types first, then base64, then the image header
-(format and dimensions, which PIL reads without decoding pixels), and only then the pixel data.
-That order is what makes decompression bombs harmless: a 50k x 50k PNG is refused from its
-header, before a single row is inflated.
+ordered from cheap to expensive: JSON shape and types first (including every V2 input's shape
+against its data), then base64, then the image header (format and dimensions, which PIL reads
+without decoding pixels), and only then the pixel data — one image at a time, straight to the
+model's input size (`globe.images.open_image`), charged to the request's pixel budget. That order
+is what makes decompression bombs and "many big images in one small request" harmless.
 
-Errors are `BadInput` (a `kserve.errors.InvalidInput`, which KServe answers with HTTP 400 and
-`{"error": "..."}`); the message always says which field of which instance was wrong and what
-was expected, because "bad request" alone sends users guessing.
+Errors are `BadInput` (a `kserve.errors.InvalidInput`, which the server answers with HTTP 400 and
+`{"error": "..."}`) or `TooLarge` (HTTP 413); the message always says which field of which
+instance was wrong and what was expected, because "bad request" alone sends users guessing.
 
 Image URLs are an SSRF risk (a predictor inside a cluster can reach the cloud metadata endpoint
-at 169.254.169.254 and internal services), so a URL is only fetched when it matches an operator
-allowlist entry by scheme, exact host, port and path prefix — checked before any socket is opened.
-Redirects are not followed, because a redirect could leave the allowlisted host.
+at 169.254.169.254 and internal services), so a URL is fetched only when it matches an operator
+allowlist entry. Both are first normalised the same way (`normalise_url`: scheme and host
+lowercased, default port dropped, unreserved characters percent-decoded, dot segments resolved)
+and encodings that different parsers read differently (`%2e`, `%2f`, `%5c`, backslashes) are
+refused; the normalised URL is the one compared and the one fetched. Redirects are not followed,
+and the whole fetch has one deadline (`url_timeout_s`), not one per read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import io
+import math
 import re
-import warnings
+import struct
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from kserve.errors import InvalidInput
-from PIL import Image, UnidentifiedImageError
+
+from globe.images import MAX_SIDE, Fit, ImageError, ImageLimits, PixelBudget, open_image
 
 V1_FIELDS = ("image_b64", "image_url")
 V2_INPUT = "image"
-MAX_ASPECT_RATIO = 200  # Qwen2.5-VL's smart_resize refuses more extreme shapes
-MIN_SIDE = 28  # one vision patch-merge unit; smaller images are upscaled, not refused
 _DATA_URL = re.compile(r"^data:image/[\w.+-]+;base64,", re.IGNORECASE)
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PATH_SAFE = _UNRESERVED | frozenset("!$&'()*+,;=:@/")  # RFC 3986 pchar + "/"; everything else is %-encoded
+_AMBIGUOUS = {"2E": ".", "2F": "/", "5C": "\\"}
+_HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^\[[0-9a-f:.]+\]$")
+_SIZE_CHECKED = ("BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64", "BYTES")
 
 
 class BadInput(InvalidInput):
-    """A client error: KServe turns it into HTTP 400 with a JSON body naming the problem."""
+    """A client error: the server answers it with HTTP 400 and a JSON body naming the problem."""
+
+
+class TooLarge(BadInput):
+    """A request over one of the size limits: HTTP 413 with a message naming the limit."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +62,14 @@ class InputLimits:
     max_image_pixels: int = 40_000_000
     max_image_bytes: int = 20 * 1024 * 1024
     max_instances: int = 64
+    max_request_pixels: int = 256_000_000
+    max_side: int = MAX_SIDE
     url_allowlist: tuple[str, ...] = ()
     url_timeout_s: float = 10.0
     max_samples: int = 8
+
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(max_pixels=self.max_image_pixels, max_bytes=self.max_image_bytes, max_side=self.max_side)
 
 
 @dataclass
@@ -79,36 +98,138 @@ def decode_b64(text: Any, where: str) -> bytes:
         raise BadInput(f"{where}: invalid base64 ({exc})") from None
 
 
-def check_url(url: Any, allowlist: tuple[str, ...] | list[str], where: str) -> str:
-    """Return `url` if an allowlist entry permits it, else raise. Opens no connection.
+# ----------------------------------------------------------------------------- URLs
 
-    An entry such as `https://images.example.com/geo/` permits URLs with the same scheme, the exact
-    same host and port, and a path under `/geo/`. Userinfo (`https://a@b/`) is refused because it is
-    a classic way to make a URL look like one host while connecting to another.
+
+def normalise_url(url: Any, where: str) -> str:
+    """The one spelling of `url` that is compared with the allowlist and fetched, or BadInput.
+
+    Scheme and host lowercased, the default port dropped, `%XX` of unreserved characters decoded
+    and other escapes upper-cased, characters outside RFC 3986 percent-encoded, dot segments
+    resolved, the fragment dropped. `%2e`, `%2f`, `%5c` and backslashes are refused: servers and
+    proxies disagree on whether they separate or climb path segments.
     """
     if not isinstance(url, str) or not url:
         raise BadInput(f"{where}: expected a URL string, got {_type_name(url)}")
+    if "\\" in url:
+        raise BadInput(f"{where}: backslashes are not accepted in image URLs")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise BadInput(f"{where}: control characters or spaces are not accepted in image URLs")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
         raise BadInput(f"{where}: not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput(f"{where}: only http(s) URLs with a host are accepted, got {url!r}")
-    if parts.username is not None or parts.password is not None:
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        raise BadInput(f"{where}: only http(s) URLs with a host are accepted, got {excerpt(url)!r}")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise BadInput(f"{where}: URLs with user info are not accepted")
-    for entry in allowlist:
-        allowed = urlsplit(entry)
-        if (
-            allowed.scheme == parts.scheme
-            and (allowed.hostname or "").lower() == parts.hostname.lower()
-            and _port(allowed.scheme, allowed.port) == _port(parts.scheme, port)
-            and (parts.path or "/").startswith(allowed.path or "/")
-        ):
-            return url
+    host = parts.hostname.lower()
+    if not _HOST.match(host if ":" not in host else f"[{host}]"):
+        raise BadInput(f"{where}: host {host!r} is not a plain DNS name or IP address")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _default_port(scheme):
+        netloc += f":{port}"
+    path = _remove_dot_segments(_normalise_escapes(parts.path or "/", where, "path"))
+    query = _normalise_escapes(parts.query, where, "query", safe=_PATH_SAFE | {"?"})
+    return urlunsplit((scheme, netloc, path or "/", query, ""))
+
+
+def check_url(url: Any, allowlist: tuple[str, ...] | list[str], where: str) -> str:
+    """The normalised `url` if an allowlist entry permits it, else BadInput. Opens no connection.
+
+    An entry such as `https://images.example.com/geo/` permits URLs with the same scheme, the exact
+    same host and port, and a path under `/geo/` (an entry without a trailing slash, `/geo`, permits
+    `/geo` itself and paths under `/geo/`), both compared after `normalise_url`.
+    """
     if not allowlist:
+        if not isinstance(url, str) or not url:
+            raise BadInput(f"{where}: expected a URL string, got {_type_name(url)}")
         raise BadInput(f"{where}: image URLs are disabled on this server (serve.url_allowlist is empty); send image_b64")
-    raise BadInput(f"{where}: URL {url!r} is not on this server's allowlist; send image_b64 instead")
+    normal = normalise_url(url, where)
+    got = urlsplit(normal)
+    for entry in allowlist:
+        allowed = urlsplit(normalise_url(entry, "serve.url_allowlist"))
+        prefix = allowed.path if allowed.path.endswith("/") else allowed.path + "/"
+        if (allowed.scheme, allowed.netloc) == (got.scheme, got.netloc) and (got.path == allowed.path or got.path.startswith(prefix)):
+            return normal
+    raise BadInput(f"{where}: URL {excerpt(normal)!r} is not on this server's allowlist; send image_b64 instead")
+
+
+async def fetch_url(url: str, where: str, limits: InputLimits) -> bytes:
+    """GET an allowlisted URL: no redirects, at most `max_image_bytes`, one deadline for the whole fetch."""
+    import httpx
+
+    checked = check_url(url, limits.url_allowlist, where)  # defence in depth: never fetch an unchecked URL
+    try:
+        async with asyncio.timeout(limits.url_timeout_s):
+            async with httpx.AsyncClient(follow_redirects=False, timeout=limits.url_timeout_s, trust_env=False) as client:
+                request = client.build_request("GET", checked)
+                if str(request.url) != checked:  # httpx must send exactly what was checked
+                    raise BadInput(f"{where}: URL {excerpt(checked)!r} would be sent differently ({excerpt(str(request.url))!r})")
+                resp = await client.send(request, stream=True)
+                try:
+                    if resp.status_code != 200:
+                        raise BadInput(f"{where}: fetching {excerpt(checked)} returned HTTP {resp.status_code} (redirects are not followed)")
+                    chunks, size = [], 0
+                    async for chunk in resp.aiter_bytes():
+                        size += len(chunk)
+                        if size > limits.max_image_bytes:
+                            raise TooLarge(f"{where}: {excerpt(checked)} is larger than {limits.max_image_bytes} bytes")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+                finally:
+                    await resp.aclose()
+    except TimeoutError:
+        raise BadInput(f"{where}: fetching {excerpt(checked)} took longer than {limits.url_timeout_s:g} s (serve.url_timeout_s)") from None
+    except httpx.HTTPError as exc:
+        raise BadInput(f"{where}: could not fetch {excerpt(checked)}: {type(exc).__name__}") from None
+
+
+def _normalise_escapes(text: str, where: str, what: str, safe: frozenset = _PATH_SAFE) -> str:
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "%":
+            hex2 = text[i + 1 : i + 3].upper()
+            if len(hex2) != 2 or any(h not in "0123456789ABCDEF" for h in hex2):
+                raise BadInput(f"{where}: malformed percent-escape in the URL {what}")
+            if hex2 in _AMBIGUOUS:
+                raise BadInput(f"{where}: the URL {what} encodes {_AMBIGUOUS[hex2]!r} as %{hex2}; send it unencoded (ambiguous encodings are refused)")
+            char = chr(int(hex2, 16))
+            out.append(char if char in _UNRESERVED else f"%{hex2}")
+            i += 3
+            continue
+        out.append(c if c in safe else "".join(f"%{b:02X}" for b in c.encode("utf-8")))
+        i += 1
+    return "".join(out)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 on an absolute path."""
+    out: list[str] = []
+    segments = path.split("/")
+    for k, seg in enumerate(segments[1:], 1):
+        last = k == len(segments) - 1
+        if seg == "..":
+            if out:
+                out.pop()
+            if last:
+                out.append("")
+        elif seg == ".":
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out)
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+# ----------------------------------------------------------------------------- V1 and V2
 
 
 def parse_v1(body: Any, limits: InputLimits) -> list[ImageRef]:
@@ -128,12 +249,12 @@ def parse_v1(body: Any, limits: InputLimits) -> list[ImageRef]:
             raise BadInput(f"{where}: expected an object like {{\"image_b64\": \"...\"}}, got {_type_name(inst)}")
         unknown = sorted(set(inst) - {*V1_FIELDS, "id", "samples"})
         if unknown:
-            raise BadInput(f"{where}: unknown field(s) {unknown}; expected one of {list(V1_FIELDS)} (and optional 'id', 'samples')")
+            raise BadInput(f"{where}: unknown field(s) {[excerpt(k, 40) for k in unknown[:5]]}; expected one of {list(V1_FIELDS)} (and optional 'id', 'samples')")
         given = [k for k in V1_FIELDS if k in inst]
         if len(given) != 1:
             raise BadInput(f"{where}: expected exactly one of {list(V1_FIELDS)}, got {given or 'neither'}")
         inst_id = inst.get("id", "")
-        if not isinstance(inst_id, (str, int)):
+        if not isinstance(inst_id, (str, int)) or isinstance(inst_id, bool):
             raise BadInput(f"{where}.id: expected a string, got {_type_name(inst_id)}")
         n = check_samples(inst.get("samples", 1), f"{where}.samples", limits)
         if given[0] == "image_b64":
@@ -168,19 +289,30 @@ def v2_samples(request: Any, limits: InputLimits) -> int:
 
 
 def parse_v2(request: Any, limits: InputLimits) -> list[ImageRef]:
-    """An Open Inference Protocol request with a BYTES input `image` (base64 strings or raw bytes)."""
+    """An Open Inference Protocol request with a BYTES input `image` (base64 strings or raw bytes).
+
+    Every input's shape must match its data (a `[5, 7]` shape for one element is an error, not a
+    guess), and inputs other than `image` are refused by name rather than silently ignored.
+    """
     inputs = getattr(request, "inputs", None) or []
+    for inp in inputs:
+        check_v2_shape(inp)
     matches = [inp for inp in inputs if inp.name == V2_INPUT]
     if not matches:
-        names = [inp.name for inp in inputs]
+        names = [excerpt(str(inp.name), 40) for inp in inputs[:8]]
         raise BadInput(f"inputs: missing input named {V2_INPUT!r} (got {names}); send a BYTES tensor of images")
+    if len(matches) > 1:
+        raise BadInput(f"inputs: {len(matches)} inputs named {V2_INPUT!r}; send one BYTES tensor of images")
+    for inp in inputs:
+        if inp.name != V2_INPUT:
+            raise BadInput(f"inputs[{excerpt(str(inp.name), 40)!r}]: unknown input; this model takes one BYTES input {V2_INPUT!r}")
     inp = matches[0]
     where = f"inputs[{V2_INPUT!r}]"
     if inp.datatype != "BYTES":
         raise BadInput(f"{where}: datatype {inp.datatype!r} is not supported; expected 'BYTES' (encoded image files)")
     data = inp.data
-    if data is None and getattr(inp, "_raw_data", None) is not None:
-        data = list(inp.as_numpy().reshape(-1))
+    if getattr(inp, "_raw_data", None) is not None:
+        data = list(_raw_elements(inp))
     if not isinstance(data, list):
         raise BadInput(f"{where}.data: expected a list of images, got {_type_name(data)}")
     flat = _flatten(data)
@@ -198,67 +330,50 @@ def parse_v2(request: Any, limits: InputLimits) -> list[ImageRef]:
     return refs
 
 
-def load_image(data: bytes, where: str, limits: InputLimits) -> "Image.Image":
-    """Decode image bytes to RGB, refusing non-images, truncated files and oversized dimensions."""
-    if not data:
-        raise BadInput(f"{where}: empty image")
-    if len(data) > limits.max_image_bytes:
-        raise BadInput(f"{where}: image is {len(data)} bytes, above the limit of {limits.max_image_bytes}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width <= 0 or height <= 0:
-                raise BadInput(f"{where}: image has no pixels ({width}x{height})")
-            if width * height > limits.max_image_pixels:
-                raise BadInput(
-                    f"{where}: image is {width}x{height} = {width * height} pixels, above the limit of "
-                    f"{limits.max_image_pixels} (decompression-bomb guard)"
-                )
-            if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
-                raise BadInput(f"{where}: aspect ratio of {width}x{height} exceeds {MAX_ASPECT_RATIO}:1")
-            img.load()
-            rgb = img.convert("RGB")
-    except BadInput:
-        raise
-    except UnidentifiedImageError:
-        raise BadInput(f"{where}: not an image (no known image format; first bytes {data[:8]!r})") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadInput(f"{where}: refused as a decompression bomb ({exc})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise BadInput(f"{where}: truncated or corrupt image ({exc})") from None
-    if min(rgb.size) < MIN_SIDE:
-        scale = MIN_SIDE / min(rgb.size)
-        rgb = rgb.resize((max(MIN_SIDE, round(rgb.width * scale)), max(MIN_SIDE, round(rgb.height * scale))))
-    return rgb
+def check_v2_shape(inp: Any) -> None:
+    """BadInput unless `inp.shape` is a list of non-negative integers whose product is the element count."""
+    name = excerpt(str(getattr(inp, "name", "?")), 40)
+    shape = getattr(inp, "shape", None)
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadInput(f"inputs[{name!r}].shape: expected a list of non-negative integers, got {excerpt(repr(shape), 60)}")
+    expected = math.prod(shape)
+    if inp.datatype not in _SIZE_CHECKED:
+        raise BadInput(f"inputs[{name!r}]: unknown datatype {excerpt(str(inp.datatype), 20)!r}")
+    if getattr(inp, "_raw_data", None) is not None:  # gRPC raw contents / binary extension (data is then [])
+        got = len(_raw_elements(inp))
+    elif inp.data is not None:
+        got = len(_flatten(inp.data)) if isinstance(inp.data, list) else None
+    else:
+        raise BadInput(f"inputs[{name!r}]: no data")
+    if got is not None and got != expected:
+        raise BadInput(f"inputs[{name!r}]: shape {list(shape)} holds {expected} element(s), but the data has {got}")
 
 
-async def fetch_url(url: str, where: str, limits: InputLimits) -> bytes:
-    """GET an allowlisted URL without following redirects, reading at most `max_image_bytes`."""
-    import httpx
+def _raw_elements(inp: Any) -> list:
+    """The elements of a raw (gRPC / binary-extension) tensor, or BadInput when its bytes do not fit."""
+    import numpy as np
+    from kserve.protocol.infer_type import deserialize_bytes_tensor
+    from kserve.utils.numpy_codec import to_np_dtype
 
-    check_url(url, limits.url_allowlist, where)  # defence in depth: never fetch an unchecked URL
-    try:
-        async with httpx.AsyncClient(follow_redirects=False, timeout=limits.url_timeout_s, trust_env=False) as client:
-            async with client.stream("GET", url) as resp:
-                if resp.status_code != 200:
-                    raise BadInput(f"{where}: fetching {url} returned HTTP {resp.status_code}")
-                chunks, size = [], 0
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > limits.max_image_bytes:
-                        raise BadInput(f"{where}: {url} is larger than {limits.max_image_bytes} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise BadInput(f"{where}: could not fetch {url}: {type(exc).__name__}: {exc}") from None
+    name = excerpt(str(inp.name), 40)
+    raw = inp._raw_data
+    if inp.datatype == "BYTES":
+        try:
+            return list(deserialize_bytes_tensor(raw))
+        except (struct.error, ValueError, IndexError):
+            raise BadInput(f"inputs[{name!r}]: malformed BYTES tensor (4-byte length prefixes expected)") from None
+    itemsize = np.dtype(to_np_dtype(inp.datatype)).itemsize
+    if len(raw) % itemsize:
+        raise BadInput(f"inputs[{name!r}]: {len(raw)} bytes is not a whole number of {inp.datatype} elements ({itemsize} bytes each)")
+    return list(np.frombuffer(raw, dtype=to_np_dtype(inp.datatype)))
 
 
 def _raw_or_b64(item: bytes, where: str) -> bytes:
     """V2 BYTES elements may carry the image file itself or its base64 text; tell them apart."""
+    from PIL import Image
+
     try:
-        Image.open(io.BytesIO(item))
+        Image.open(io.BytesIO(item)).close()  # header only
         return item
     except Exception:
         pass
@@ -268,10 +383,56 @@ def _raw_or_b64(item: bytes, where: str) -> bytes:
         return item  # neither base64 nor a known image: load_image reports "not an image"
 
 
+# ----------------------------------------------------------------------------- images
+
+
+def load_image(data: bytes, where: str, limits: InputLimits, budget: PixelBudget | None = None, fit: Fit | None = None):
+    """`globe.images.open_image` with the server's limits, its errors turned into 400 / 413.
+
+    `fit` is the served engine's input size (`GeoPredictor.fit`), as the evaluation harness passes it."""
+    try:
+        return open_image(data, where, limits.image_limits(), budget, fit=fit)
+    except ImageError as exc:
+        raise (TooLarge if exc.category in ("over budget", "too large") else BadInput)(str(exc)) from None
+
+
+def request_budget(limits: InputLimits) -> PixelBudget:
+    return PixelBudget(limits.max_request_pixels, "serve.max_request_pixels")
+
+
+def precheck_budget(refs: list[ImageRef], limits: InputLimits) -> None:
+    """Refuse a request whose inline images' headers already exceed the budget — before decoding any."""
+    from PIL import Image
+
+    budget = request_budget(limits)
+    for ref in refs:
+        if ref.data is None:
+            continue
+        try:
+            with Image.open(io.BytesIO(ref.data)) as img:
+                width, height = img.size
+        except Exception:  # noqa: BLE001 - not an image: load_image names the problem in order
+            continue
+        try:
+            budget.spend(width * height, ref.where)
+        except ImageError as exc:
+            raise TooLarge(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
 def _flatten(data: list) -> list:
     out: list = []
-    for item in data:
-        out.extend(_flatten(item) if isinstance(item, list) else [item])
+    stack = [iter(data)]
+    while stack:  # iterative: a deeply nested list must not hit the recursion limit
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
     return out
 
 
@@ -282,8 +443,8 @@ def _check_count(n: int, where: str, limits: InputLimits) -> None:
         raise BadInput(f"{where}: {n} images in one request, above the limit of {limits.max_instances}")
 
 
-def _port(scheme: str, port: int | None) -> int:
-    return port if port is not None else (443 if scheme == "https" else 80)
+def excerpt(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _type_name(value: Any) -> str:

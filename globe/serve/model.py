@@ -7,6 +7,9 @@ shapes the protocol's response.
 
 - V1 `POST /v1/models/globe:predict` with `{"instances": [{"image_b64": "..."} | {"image_url": "..."}]}`
   answers `{"predictions": [...]}`. A raw image body with an image content type also works.
+- `GET /v1/models/globe/decoding` answers the decoding settings every prediction uses
+  (`max_new_tokens`, `temperature`, `top_p`, `seed`, and under `consensus` the `temperature`,
+  `top_p`, `max_samples` of answers asked for `samples`), so an evaluation can record them.
 - V2 `POST /v2/models/globe/infer` with a BYTES input `image` (base64 strings, or raw file bytes via
   the binary-data extension or gRPC) answers BYTES output `prediction` (one JSON document per image)
   plus `country_code`, `city` (BYTES) and `lat`, `lon` (FP64, NaN when unknown).
@@ -16,29 +19,53 @@ shapes the protocol's response.
   (`globe.serve.predictor.consensus_prediction`).
 
 Images from every request go through one `DynamicBatcher`, so concurrent requests share engine calls.
+Each request decodes its images one at a time, on a small shared decode pool (`serve.decode_threads`),
+straight to the model's input size and within its pixel budget (`serve.max_request_pixels`), so a
+request never holds more than one full-size image and the server never more than `decode_threads`.
+
+A failed generation answers 500 with a short message and the request id (`x-request-id`, set by
+the request guard when the client sent none); what the engine or an upstream endpoint said goes to
+the server log under that id, never to the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import kserve
+from kserve.errors import ModelNotReady
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from prometheus_client import Histogram
 
 from globe.config import ServeGroup
 from globe.engines.base import Engine, Sampling
 from globe.serve.batching import DynamicBatcher
-from globe.serve.inputs import BadInput, ImageRef, InputLimits, fetch_url, load_image, parse_v1, parse_v2
-from globe.serve.predictor import GeoPredictor
+from globe.serve.inputs import (
+    BadInput,
+    ImageRef,
+    InputLimits,
+    excerpt,
+    fetch_url,
+    load_image,
+    parse_v1,
+    parse_v2,
+    precheck_budget,
+    request_budget,
+)
+from globe.serve.predictor import GenerationFailed, GeoPredictor
 
 MODEL_NAME = "globe"
+OUTPUTS = ("prediction", "country_code", "city", "lat", "lon")
+RELEASE_AFTER_PIXELS = 16_000_000  # hand freed decode memory back to the OS after requests this large
+log = logging.getLogger("globe.serve")
 # Exposed on KServe's /metrics next to its own latency histograms: shows whether batching happens.
 BATCH_SIZE = Histogram("globe_batch_size", "Images per engine call (dynamic batching)", buckets=(1, 2, 4, 8, 16, 32, 64))
 
@@ -52,6 +79,8 @@ class _Decoded:
     v2: InferRequest | None = None
     token: object | None = None
     samples: list[int] | None = None  # per image; None = one greedy answer each
+    request_id: str = ""
+    decoded_pixels: int = 0
 
 
 def limits_from(cfg: ServeGroup) -> InputLimits:
@@ -59,6 +88,8 @@ def limits_from(cfg: ServeGroup) -> InputLimits:
         max_image_pixels=cfg.max_image_pixels,
         max_image_bytes=cfg.max_body_bytes,
         max_instances=cfg.max_instances,
+        max_request_pixels=cfg.max_request_pixels,
+        max_side=cfg.image_max_side,
         url_allowlist=tuple(cfg.url_allowlist),
         url_timeout_s=cfg.url_timeout_s,
         max_samples=cfg.max_samples,
@@ -66,7 +97,8 @@ def limits_from(cfg: ServeGroup) -> InputLimits:
 
 
 def build_predictor(cfg: ServeGroup, engine: Engine, judge: Engine | None = None) -> GeoPredictor:
-    """The predictor with the `serve` group's decoding: greedy answers, and consensus samples at
+    """The one place the predictor is built, for the KServe model and `globe predict` alike, with
+    the `serve` group's decoding: greedy answers (`serve.max_new_tokens`), and consensus samples at
     `serve.sample_temperature` / `sample_top_p` for requests that ask for `samples`, their
     confidence calibrated by `serve.calibration` (for the N it was fitted at) when one is set."""
     greedy = Sampling(max_new_tokens=cfg.max_new_tokens, temperature=0.0, seed=cfg.seed)
@@ -137,17 +169,32 @@ class GlobeModel(kserve.Model):
         self._engine, self._judge = engine, judge
         self.predictor: GeoPredictor | None = None
         self.batcher: DynamicBatcher | None = None
+        self._decode_pool: ThreadPoolExecutor | None = None
 
     def load(self) -> bool:
         if self._engine is None:
             self._engine, self._judge = build_engines(self.cfg, self.model_uri, self.cache_dir)
         self.predictor = build_predictor(self.cfg, self._engine, self._judge)
         self.batcher = DynamicBatcher(self._run_batch, self.cfg.max_batch_size, self.cfg.max_latency_ms)
+        self._decode_pool = ThreadPoolExecutor(max_workers=self.cfg.decode_threads, thread_name_prefix="globe-decode")
         self.ready = True
         return self.ready
 
     def stop(self) -> None:
         self.ready = False
+
+    def decoding(self) -> dict[str, Any]:
+        """The decoding settings of every answer (`GET /v1/models/globe/decoding`): a client that
+        evaluates this server records these, not its own (`globe.serve.client.PredictorClient`)."""
+        if self.predictor is None:
+            raise ModelNotReady(self.name)
+        doc: dict[str, Any] = {k: v for k, v in asdict(self.predictor.sampling).items() if k != "n"}
+        sampled = self.predictor.consensus_sampling
+        if sampled is not None:  # what an answer asked for `samples` is decoded with instead
+            doc["consensus"] = {"temperature": sampled.temperature, "top_p": sampled.top_p,
+                                "max_samples": self.limits.max_samples,
+                                "calibrated_samples": self.predictor.calibration.samples if self.predictor.calibration else None}
+        return doc
 
     def _run_batch(self, items: list[tuple[Any, str, int]]) -> list:
         assert self.predictor is not None
@@ -158,24 +205,43 @@ class GlobeModel(kserve.Model):
         assert self.batcher is not None
         token = self.batcher.announce()  # lets a batch being collected wait for this request
         try:
-            return await self._decode(payload, token)
+            decoded = await self._decode(payload, token)
         except BaseException:
             self.batcher.withdraw(token)
             raise
+        decoded.request_id = (headers or {}).get("x-request-id") or uuid.uuid4().hex[:16]
+        return decoded
 
     async def _decode(self, payload: Any, token: object) -> _Decoded:
         if isinstance(payload, InferRequest):
+            check_requested_outputs(payload)  # before any image is decoded or the model runs
             refs, v2 = parse_v2(payload, self.limits), payload
         elif isinstance(payload, (bytes, bytearray)):  # KServe passes non-JSON content types through raw
             refs, v2 = self._raw_body(bytes(payload)), None
         else:
             refs, v2 = parse_v1(payload, self.limits), None
-        for ref in refs:
-            if ref.url is not None:
-                ref.data = await fetch_url(ref.url, ref.where, self.limits)
-        # decoding a large image takes tens of ms: keep it off the event loop
-        images = await asyncio.gather(*(asyncio.to_thread(load_image, ref.data or b"", ref.where, self.limits) for ref in refs))
-        return _Decoded(list(images), [ref.id for ref in refs], v2, token, samples=[ref.samples for ref in refs])
+        precheck_budget(refs, self.limits)
+        budget = request_budget(self.limits)
+        fit = self.predictor.fit if self.predictor is not None else None
+        loop = asyncio.get_running_loop()
+        images = []
+        try:
+            for ref in refs:  # one at a time: a request holds at most one full-size image
+                data = ref.data if ref.url is None else await fetch_url(ref.url, ref.where, self.limits)
+                ref.data = None  # drop the encoded bytes as soon as they are decoded
+                images.append(await loop.run_in_executor(self._decode_pool, load_image, data or b"", ref.where, self.limits, budget, fit))
+        except BaseException:
+            images.clear()
+            await self._release(budget.used)
+            raise
+        return _Decoded(images, [ref.id for ref in refs], v2, token, samples=[ref.samples for ref in refs], decoded_pixels=budget.used)
+
+    async def _release(self, decoded_pixels: int) -> None:
+        """After a request that decoded large images, give the freed memory back to the OS."""
+        if decoded_pixels >= RELEASE_AFTER_PIXELS:
+            from globe.images import release_memory
+
+            await asyncio.get_running_loop().run_in_executor(self._decode_pool, release_memory)
 
     def _raw_body(self, body: bytes) -> list[ImageRef]:
         """An image file as the body, or JSON sent without `Content-Type: application/json`
@@ -194,7 +260,18 @@ class GlobeModel(kserve.Model):
             raise TypeError(f"predict expects the output of preprocess, got {type(payload).__name__}")
         assert self.batcher is not None
         samples = payload.samples or [1] * len(payload.images)
-        preds = await self.batcher.submit_many(list(zip(payload.images, payload.ids, samples)), payload.token)
+        try:
+            preds = await self.batcher.submit_many(list(zip(payload.images, payload.ids, samples)), payload.token)
+        except GenerationFailed as exc:  # the engine's (or upstream's) words go to the log only
+            log.error("request %s: %s", payload.request_id, exc)
+            raise GenerationFailed(f"generation failed (request id {payload.request_id}); the details are in the server log") from None
+        finally:
+            payload.images.clear()  # the answer needs only the predictions
+            await self._release(payload.decoded_pixels)
+        for pred in preds:
+            if pred.get("localizability_error"):
+                log.warning("request %s: localizability judge: %s", payload.request_id, pred["localizability_error"])
+                pred["localizability_error"] = f"judge call failed (request id {payload.request_id}; details in the server log)"
         return payload, preds
 
     async def postprocess(self, result: Any, headers: dict[str, str] | None = None, response_headers=None) -> dict | InferResponse:
@@ -207,13 +284,15 @@ class GlobeModel(kserve.Model):
         return [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
 
     def get_output_types(self) -> list[dict]:
-        return [
-            {"name": "prediction", "datatype": "BYTES", "shape": [-1]},
-            {"name": "country_code", "datatype": "BYTES", "shape": [-1]},
-            {"name": "city", "datatype": "BYTES", "shape": [-1]},
-            {"name": "lat", "datatype": "FP64", "shape": [-1]},
-            {"name": "lon", "datatype": "FP64", "shape": [-1]},
-        ]
+        types = {"lat": "FP64", "lon": "FP64"}
+        return [{"name": name, "datatype": types.get(name, "BYTES"), "shape": [-1]} for name in OUTPUTS]
+
+
+def check_requested_outputs(request: InferRequest) -> None:
+    """A V2 request may ask for a subset of OUTPUTS; an unknown name is a 400 before the model runs."""
+    for out in request.request_outputs or []:
+        if out.name not in OUTPUTS:
+            raise BadInput(f"outputs: unknown output {excerpt(str(out.name), 40)!r}; this model returns {list(OUTPUTS)}")
 
 
 def to_v2_response(request: InferRequest, preds: list[dict], model_name: str) -> InferResponse:

@@ -2,13 +2,13 @@
 
 All three end as a local Hugging Face checkpoint directory that `LocalEngine` loads:
 - a local directory is used in place;
-- `s3://bucket/prefix` is downloaded with boto3 (endpoint from `AWS_ENDPOINT_URL`, as KServe's
-  storage initializer does, or `MLFLOW_S3_ENDPOINT_URL`) into a cache directory keyed by the URI and
+- `s3://bucket/prefix` is downloaded with boto3 (`globe.s3.client`: endpoint from `AWS_ENDPOINT_URL`,
+  as KServe's storage initializer does, or `MLFLOW_S3_ENDPOINT_URL`) into a cache directory keyed by the URI and
   the objects' ETags, so a restart reuses it and a changed prefix is fetched again. The download goes
-  to a temporary directory that is renamed into place only when complete: a crash never leaves a
-  half-downloaded model that a later start would trust;
+  to a temporary directory that is renamed into place only when complete (`globe.io.atomic_directory`):
+  a crash never leaves a half-downloaded model that a later start would trust;
 - `models:/NAME@ALIAS` (or `models:/NAME/VERSION`) is resolved through the MLflow registry to the
-  version's storage location (see `globe.registry.storage_uri`), then fetched like any other URI.
+  version's storage location (see `globe.mlflow_registry.storage_uri`), then fetched like any other URI.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from globe.io import atomic_directory
 
 
 class ModelSourceError(ValueError):
@@ -32,9 +33,7 @@ def resolve_model(uri: str, cache_dir: str | Path | None = None) -> Path:
     """Return a local checkpoint directory for `uri`, downloading it when it is remote."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if uri.startswith("models:/"):
-        from globe.registry import storage_uri
-
-        return resolve_model(storage_uri(uri), cache)
+        return resolve_model(_registry_location(uri), cache)
     if uri.startswith("file://"):  # a local MLflow store's artifact location
         from urllib.parse import unquote, urlparse
 
@@ -49,11 +48,22 @@ def resolve_model(uri: str, cache_dir: str | Path | None = None) -> Path:
     return _checked(path, uri)
 
 
-def s3_client():
-    import boto3
+def _registry_location(uri: str) -> str:
+    """The storage location of a `models:/` URI, or ModelSourceError in one line (never a traceback)."""
+    from globe.redact import short
+    from globe.mlflow_registry import RegistryError, storage_uri
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-    return boto3.client("s3", endpoint_url=endpoint or None)
+    try:
+        return storage_uri(uri)
+    except RegistryError as exc:
+        raise ModelSourceError(f"model {uri!r}: {short(str(exc))}") from exc
+    except Exception as exc:  # mlflow/requests: registry unreachable, model or alias unknown, auth refused
+        import mlflow
+
+        raise ModelSourceError(
+            f"model {uri!r}: cannot resolve it through the MLflow registry at {short(mlflow.get_tracking_uri(), 120)}: "
+            f"{short(getattr(exc, 'message', None) or str(exc))}"
+        ) from exc
 
 
 def download_s3(uri: str, cache: Path) -> Path:
@@ -62,7 +72,10 @@ def download_s3(uri: str, cache: Path) -> Path:
     if not bucket:
         raise ModelSourceError(f"model {uri!r}: missing bucket name")
     prefix = prefix.rstrip("/") + "/" if prefix else ""
-    client = s3_client()
+    from globe import s3
+    from globe.paths import OutsideFolder, check_s3_key
+
+    client = s3.client()
     try:
         objects = [
             obj
@@ -80,27 +93,23 @@ def download_s3(uri: str, cache: Path) -> Path:
     target = cache / digest.hexdigest()[:24]
     if target.is_dir():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
     try:
-        for obj in objects:
-            rel = obj["Key"][len(prefix) :]
-            dest = (tmp / rel).resolve()
-            if tmp.resolve() not in dest.parents:  # a key like "../x" must not escape the cache
-                raise ModelSourceError(f"model {uri!r}: refusing object key {obj['Key']!r}")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, obj["Key"], str(dest))
-        os.replace(tmp, target)
-    except FileExistsError:
-        shutil.rmtree(tmp, ignore_errors=True)  # another process finished the same download first
+        with atomic_directory(target, replace=False) as tmp:  # another process may finish it first: fine
+            for obj in objects:
+                try:  # the listing is the server's word: every key must lie under the prefix, unambiguously
+                    check_s3_key(obj["Key"], uri, prefix)
+                except OutsideFolder as exc:
+                    raise ModelSourceError(f"model {uri!r}: refusing object key {obj['Key']!r} ({exc})") from None
+                rel = obj["Key"][len(prefix) :]
+                dest = (tmp / rel).resolve()
+                if tmp.resolve() not in dest.parents:  # a key like "../x" must not escape the cache
+                    raise ModelSourceError(f"model {uri!r}: refusing object key {obj['Key']!r}")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, obj["Key"], str(dest))
     except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         if target.is_dir():
             return target
         raise ModelSourceError(f"model {uri!r}: download failed: {exc}") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -110,15 +119,15 @@ def _download_mlflow(uri: str, cache: Path) -> Path:
     target = cache / hashlib.sha256(uri.encode()).hexdigest()[:24]
     if target.is_dir():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache))
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
-        os.replace(local, target)
+        with atomic_directory(target, replace=False) as tmp:
+            (tmp / ".download").mkdir()
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp / ".download")))
+            for child in local.iterdir():  # `runs:/ID/PATH` lands in a subfolder: its files are the model
+                os.replace(child, tmp / child.name)
+            shutil.rmtree(tmp / ".download")
     except Exception as exc:
         raise ModelSourceError(f"model {uri!r}: download failed: {exc}") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

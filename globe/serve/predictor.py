@@ -1,6 +1,6 @@
 """The geo-reasoning predictor: image in, reasoning + country + city + coordinates out.
 
-This is the serving half of the KServe split described in DESIGN.md: the engine produces tokens
+This is the serving half of the KServe split (docs/architecture.md, "Real parts and how they start"): the engine produces tokens
 (in-process, or a vLLM / KServe Hugging Face runtime behind `OpenAIEngine`), and the predictor does
 everything around them — the shared prompt, the shared parser (`globe.answer.parse`), country
 normalisation, and coordinates. Coordinates come from the model's own `lat:`/`lon:` lines when it
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
     from globe.consensus import Calibration
+    from globe.images import Fit
 
 
 class GenerationFailed(InferenceError):
@@ -46,6 +47,13 @@ class GeoPredictor:
     # decoding of consensus answers (serve.sample_temperature / sample_top_p); None = consensus off
     consensus_sampling: Sampling | None = None
     calibration: "Calibration | None" = None  # serve.calibration: agreement -> confidence, for its N
+
+    @property
+    def fit(self) -> "Fit | None":
+        """The size the engine's processor resizes an upright image to (`LocalEngine.input_size`), or
+        None. Serving and `globe predict` decode straight to it, as the evaluation harness does, so
+        the model gets identical pixels from all three (and the processor's resize is a no-op)."""
+        return getattr(self.engine, "input_size", None)
 
     def predict(self, images: Sequence["Image"], ids: Sequence[str] | None = None,
                 samples: Sequence[int] | None = None) -> list[dict[str, Any] | Exception]:

@@ -160,6 +160,17 @@ def _balanced(rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, 
     return out
 
 
+def localizable_label(record: Record) -> bool | None:
+    """Whether a photo can be placed: its own label (GeoScenes knows it), else the teachers'
+    judgment (mean P(yes) >= 0.5, the first filter of `globe verify`), else None (unknown)."""
+    from globe.data.verify import teachers_p_localizable
+
+    if record.localizable is not None:
+        return record.localizable
+    p_yes = teachers_p_localizable(record)
+    return None if p_yes is None else p_yes >= 0.5
+
+
 def judge_records(data_dir: str | Path, split: str = "train") -> list[Record]:
     """The records with a localizable label; both labels must occur, or the judge learns a constant.
 
@@ -169,10 +180,9 @@ def judge_records(data_dir: str | Path, split: str = "train") -> list[Record]:
 
     labelled = []
     for r in load_split(data_dir, split):
-        if r.localizable is None and (p_yes := teachers_p_localizable(r)) is not None:
-            r = r.model_copy(update={"localizable": p_yes >= 0.5})
-        if r.localizable is not None:
-            labelled.append(r)
+        label = localizable_label(r)
+        if label is not None:
+            labelled.append(r if r.localizable is not None else r.model_copy(update={"localizable": label}))
     labels = {r.localizable for r in labelled}
     if labels != {True, False}:
         raise TrainDataError(
@@ -192,11 +202,16 @@ def own_reasoning(record: Record) -> str | None:
 
 
 def grpo_dataset(data_dir: str | Path, split: str = "train"):
-    """prompt / image + the reward columns (country, city, lat, lon, entities, country_code)."""
+    """prompt / image + the reward columns (country, city, lat, lon, entities, country_code).
+
+    GRPO needs a photo's labels, not a reasoning trace: it can train on the *distilled* data, every
+    localizable labelled photo, including those whose traces the verification filters dropped (the
+    photos the teachers misread or could not read at all). Verified data works too.
+    """
     data_dir = Path(data_dir)
     rows = []
     for record in load_split(data_dir, split):
-        if record.localizable is False or not (record.country or record.country_code):
+        if localizable_label(record) is False or not (record.country or record.country_code):
             continue
         rows.append(
             {

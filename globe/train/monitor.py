@@ -1,12 +1,22 @@
-"""Watch a GRPO run from the outside: per-reward failures and where each step's time goes.
+"""Watch a GRPO run from the outside: what each reward teaches, failures, and where time goes.
 
-TRL already logs `rewards/<name>/mean|std` and the weighted total `reward`. What it does not keep
-is (a) how many completions a reward could not score (a reward returning None is left out of
-the mean, so a judge that fails half the time still shows a healthy-looking mean) and (b) how a
-step splits into generation, reward scoring and optimisation — the figure that says whether the
-reward model is the bottleneck. `RewardMonitor` wraps the reward functions (keeping their
-`__name__`, which TRL uses for the log keys) and the trainer's `_generate`, and is a
-`TrainerCallback` that times whole optimizer steps; optimisation = step - generation - rewards.
+TRL already logs `rewards/<name>/mean|std`, the weighted total `reward`, `frac_reward_zero_std`
+(of the *total*), `completions/mean_length` and `completions/clipped_ratio`. What it does not
+keep is what explains a run that does not learn:
+
+- per reward, the share of groups in which all G completions got the same value
+  (`rewards/<name>/zero_std_frac`). Group-normalised advantages ignore a reward whose groups
+  are flat, so a flat accuracy reward means only format and the judge steer the policy, however
+  they are weighted (docs/train.md, "Reading a GRPO run");
+- how many completions a reward could not score (a reward returning None is left out of the
+  mean, so a judge that fails half the time still shows a healthy-looking mean);
+- how a step splits into generation, reward scoring and optimisation.
+
+`RewardMonitor` wraps the reward functions (keeping their `__name__`, which TRL uses for the log
+keys), the trainer's `_generate` and `_calculate_rewards` (whose output holds every completion of
+the generation batch, gathered over processes, so groups are whole even when one spans two GPUs),
+and is a `TrainerCallback` that times whole optimizer steps; optimisation = step - generation -
+rewards.
 """
 
 from __future__ import annotations
@@ -41,6 +51,28 @@ class _Monitored:
         return out
 
 
+def zero_std_shares(rewards, group_size: int, names: list[str]) -> dict[str, float]:
+    """Per reward: the share of groups whose completions all scored the same (None/NaN ignored).
+
+    A group with fewer than two scored completions counts as flat: it cannot rank anything.
+
+    >>> import torch
+    >>> r = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.2, 1.0], [1.0, 1.0]])  # 2 groups of 2, 2 rewards
+    >>> zero_std_shares(r, 2, ["accuracy", "format"])
+    {'accuracy': 0.5, 'format': 0.5}
+    """
+    import torch
+
+    if group_size < 2 or rewards.numel() == 0 or rewards.shape[0] % group_size:
+        return {}
+    grouped = rewards.detach().float().cpu().view(-1, group_size, rewards.shape[1])
+    finite = ~torch.isnan(grouped)
+    high = torch.where(finite, grouped, torch.full_like(grouped, -torch.inf)).amax(dim=1)
+    low = torch.where(finite, grouped, torch.full_like(grouped, torch.inf)).amin(dim=1)
+    flat = (finite.sum(dim=1) < 2) | torch.isclose(high, low)
+    return {name: float(flat[:, k].float().mean()) for k, name in enumerate(names)}
+
+
 class RewardMonitor(TrainerCallback):
     """Counts unscored completions per reward and splits step time (seconds, summed over the run)."""
 
@@ -62,8 +94,9 @@ class RewardMonitor(TrainerCallback):
         return list(self._rewards)
 
     def attach(self, trainer) -> None:
-        """Time the trainer's rollout generation (model.generate or vLLM) by wrapping `_generate`."""
+        """Time the rollout generation (model.generate or vLLM) and log per-reward group statistics."""
         generate = trainer._generate
+        calculate = trainer._calculate_rewards
 
         def timed_generate(*args: Any, **kwargs: Any):
             start = time.perf_counter()
@@ -72,7 +105,16 @@ class RewardMonitor(TrainerCallback):
             finally:
                 self.generate_s += time.perf_counter() - start
 
+        def calculate_and_log(*args: Any, **kwargs: Any):
+            rewards = calculate(*args, **kwargs)  # (completions, reward functions), all processes
+            mode = "train" if trainer.model.training else "eval"
+            size = trainer.num_generations if mode == "train" else trainer.num_generations_eval
+            for name, share in zero_std_shares(rewards, size, trainer.reward_func_names).items():
+                trainer._metrics[mode][f"rewards/{name}/zero_std_frac"].append(share)
+            return rewards
+
         trainer._generate = timed_generate
+        trainer._calculate_rewards = calculate_and_log
         trainer.add_callback(self)
 
     # TrainerCallback hooks: one optimizer step = on_step_begin .. on_step_end

@@ -40,8 +40,9 @@ class TrainPlan:
     world_size: int
     args: dict[str, Any]  # TRL config kwargs; `deepspeed` holds the raw JSON (with "auto" values)
     peft: dict[str, Any] | None = None
-    rewards: dict[str, float] | None = None  # GRPO only: reward name -> weight (non-zero)
+    rewards: dict[str, float] | None = None  # GRPO only: reward name -> weight (`planned_rewards`)
     reward_model: str | None = None  # GRPO only: the localizability judge checkpoint
+    skip_flat_groups: str | None = None  # GRPO only: see globe.train.grpo.skip_flat_groups
     freeze_vision: bool = False
     torch_threads: int | None = None
     warnings: list[str] = field(default_factory=list)
@@ -164,8 +165,11 @@ def make_plan(
             vllm_enable_sleep_mode=group.vllm_enable_sleep_mode,
             vllm_server_base_url=group.vllm_server_base_url,
         )
-        plan.rewards = {name: w for name, w in params.rewards.weights.items() if w != 0}
+        from globe.rewards.recipe import planned_rewards
+
         plan.reward_model = reward_model or group.reward_model
+        plan.rewards = planned_rewards(params.rewards, judge=bool(plan.reward_model))
+        plan.skip_flat_groups = group.skip_flat_groups
     else:
         args["max_length"] = group.max_length
     args.update(copy.deepcopy(group.extra))
@@ -336,8 +340,11 @@ def _grpo_problems(plan: TrainPlan) -> list[str]:
         errors.append("grpo: temperature must be > 0 (GRPO needs different completions per prompt)")
     if a.get("use_vllm"):
         errors += _vllm_problems(plan)
-    if plan.rewards is not None and not plan.rewards:
+    if plan.rewards is not None and not any(plan.rewards.values()):
         errors.append("grpo: rewards.weights has no non-zero weight; nothing to optimise")
+    if plan.skip_flat_groups and plan.rewards is not None and plan.skip_flat_groups not in plan.rewards:
+        errors.append(f"grpo.skip_flat_groups: {plan.skip_flat_groups!r} is not one of the run's rewards "
+                      f"({', '.join(plan.rewards)})")
     if plan.rewards and plan.rewards.get("localizability") and not plan.reward_model:
         errors.append(
             f"grpo: rewards.weights.localizability is {plan.rewards['localizability']} but no reward model is "
@@ -398,7 +405,8 @@ def dry_run(plan: TrainPlan) -> dict[str, Any]:
     }
     if plan.stage == "grpo":
         doc["derived"] = generation_batch(plan)
-        doc["rewards"] = {"weights": plan.rewards, "reward_model": plan.reward_model}
+        doc["rewards"] = {"weights": plan.rewards, "reward_model": plan.reward_model,
+                          "skip_flat_groups": plan.skip_flat_groups}
     else:
         doc["derived"] = {
             "global_batch": plan.args["per_device_train_batch_size"]

@@ -47,7 +47,8 @@ def judge_spellings(model_path: str, choices: tuple[str, str] = ("yes", "no")) -
 
 
 def train_reward_model(
-    params: Params, data: str | Path, out: str | Path, model: str | None = None, resume: bool = False
+    params: Params, data: str | Path, out: str | Path, model: str | None = None, resume: bool = False,
+    results: str | Path | None = None,
 ) -> dict[str, Any]:
     """`globe train reward-model`; returns the metrics.json summary."""
     from globe.train.datasets import judge_records, reward_model_dataset
@@ -61,4 +62,4 @@ def train_reward_model(
         check_model_path(base)
         return reward_model_dataset(data_dir, seed=params.base.seed, answers=judge_spellings(base))
 
-    return train_supervised("reward_model", params, data, out, build, model=model, resume=resume)
+    return train_supervised("reward_model", params, data, out, build, model=model, resume=resume, results=results)

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from globe.data.records import atomic_write_bytes
+from globe.io import atomic_write_bytes
+from globe.jsonl import json_safe
 from globe.train.plan import TrainConfigError, TrainPlan
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,22 @@ def window_means(history: list[dict[str, Any]], key: str) -> tuple[float | None,
     return (values[0], values[-1]) if values else (None, None)
 
 
+def phase_means(history: list[dict[str, Any]], key: str, share: float = 0.2) -> dict[str, float | None]:
+    """Mean of `key` over the first and the last `share` of its logging windows (at least one each).
+
+    One logging window is a handful of steps, so its mean moves by chance; a fifth of the run is
+    what "early" and "late" mean in the summary and the warnings.
+
+    >>> phase_means([{"r": 1.0}, {"r": 2.0}, {"r": 3.0}, {"r": 5.0}, {"r": 9.0}], "r")
+    {'first': 1.0, 'last': 9.0, 'windows': 5}
+    """
+    values = [h[key] for h in history if key in h and isinstance(h[key], (int, float)) and math.isfinite(h[key])]
+    if not values:
+        return {"first": None, "last": None, "windows": 0}
+    k = max(1, int(len(values) * share))
+    return {"first": sum(values[:k]) / k, "last": sum(values[-k:]) / k, "windows": len(values)}
+
+
 def write_metrics(
     out: Path, plan: TrainPlan, trainer, train_output, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -172,17 +189,29 @@ def write_metrics(
     doc = {"summary": summary, "log_history": history, "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     path = out / METRICS_FILE
     if trainer.is_world_process_zero():
-        text = json.dumps(_finite(doc), indent=2, default=str, allow_nan=False)
+        text = json.dumps(json_safe(doc), indent=2, default=str, allow_nan=False)
         atomic_write_bytes(path, (text + "\n").encode("utf-8"))
-    return _finite(summary)
+    return json_safe(summary)
 
 
-def _finite(value: Any) -> Any:
-    """NaN/inf (e.g. a reward std over one completion) become null: metrics.json stays strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+HEADLINE_KEYS = ("stage", "global_step", "examples", "train_runtime", "first_loss", "last_loss")
+
+
+def write_results(results: str | Path, summary: dict[str, Any], history: list[dict[str, Any]],
+                  curves: tuple[str, ...] = ("loss",)) -> None:
+    """`results/metrics.json` (the headline figures `dvc metrics show` prints) and `results/curves.csv`
+    (one row per logging window: `step` and each of `curves` TRL logged, for `dvc plots`).
+
+    The full summary and TRL's whole history stay in OUT/metrics.json next to the checkpoint.
+    """
+    results = Path(results)
+    head = {k: summary.get(k) for k in HEADLINE_KEYS if summary.get(k) is not None}
+    head.update(summary.get("headline") or {})
+    text = json.dumps(json_safe(head), indent=2, allow_nan=False)
+    atomic_write_bytes(results / METRICS_FILE, (text + "\n").encode("utf-8"))
+    rows = [h for h in history if "step" in h and any(k in h for k in curves)]
+    lines = ["step," + ",".join(curves)]
+    for h in rows:
+        cells = [f"{h[k]:.6g}" if isinstance(h.get(k), (int, float)) and math.isfinite(h[k]) else "" for k in curves]
+        lines.append(f"{h['step']}," + ",".join(cells))
+    atomic_write_bytes(results / "curves.csv", ("\n".join(lines) + "\n").encode("utf-8"))

@@ -2,7 +2,7 @@
 
 GRPO learns only from differences in reward between completions of the same prompt; a random
 policy never writes a parsable answer, so every reward is 0 and there is nothing to learn from
-(DESIGN.md section 5). A short SFT on the reference reasonings teaches the format and the cues
+(docs/architecture.md, "The tiny world"). A short SFT on the reference reasonings teaches the format and the cues
 first. The data are prompt/completion pairs, so the loss covers only the completion (TRL's
 `completion_only_loss`), and the prompt is the one evaluation and serving use.
 
@@ -26,13 +26,16 @@ def train_supervised(
     build_dataset: Callable[[Path], Any],
     model: str | None = None,
     resume: bool = False,
+    results: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run SFTTrainer for `stage` ("sft" or "reward_model"); returns the metrics.json summary."""
+    """Run SFTTrainer for `stage` ("sft" or "reward_model"); returns the metrics.json summary.
+
+    `results`: also write the headline figures and the loss curve there (`run.write_results`)."""
     from trl import SFTTrainer
 
     from globe.train.plan import build_config, make_plan
     from globe.train.run import load_model, resume_checkpoint, runtime, save_clean, weights_source, world_size
-    from globe.train.run import write_metrics
+    from globe.train.run import write_metrics, write_results
 
     out = Path(out)
     plan = make_plan(stage, params, out, model=model, world_size=world_size())
@@ -52,7 +55,10 @@ def train_supervised(
         )
         output = trainer.train(resume_from_checkpoint=last)
         save_clean(trainer, processor, out)
-    return write_metrics(out, plan, trainer, output, extra={"examples": len(dataset), "resumed_from": last})
+    summary = write_metrics(out, plan, trainer, output, extra={"examples": len(dataset), "resumed_from": last})
+    if results is not None and trainer.is_world_process_zero():
+        write_results(results, summary, trainer.state.log_history, curves=("loss", "mean_token_accuracy"))
+    return summary
 
 
 def lora_config(peft: dict[str, Any] | None):
@@ -65,9 +71,10 @@ def lora_config(peft: dict[str, Any] | None):
 
 
 def train_sft(
-    params: Params, data: str | Path, out: str | Path, model: str | None = None, resume: bool = False
+    params: Params, data: str | Path, out: str | Path, model: str | None = None, resume: bool = False,
+    results: str | Path | None = None,
 ) -> dict[str, Any]:
     """`globe train sft`: warm-start the policy on the dataset's reference reasonings."""
     from globe.train.datasets import sft_dataset
 
-    return train_supervised("sft", params, data, out, sft_dataset, model=model, resume=resume)
+    return train_supervised("sft", params, data, out, sft_dataset, model=model, resume=resume, results=results)

@@ -1,8 +1,8 @@
 """`globe predict`: the server's answer for local files, with no server in between.
 
 It uses the same input checks (`load_image`), the same engine construction and the same
-`GeoPredictor` as the KServe model, so `globe predict photo.jpg` and a V1 request with the same
-photo return the same JSON document.
+predictor (`build_predictor`) as the KServe model, so `globe predict photo.jpg` and a V1 request
+with the same photo return the same JSON document.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup, samp
 
     limits = limits_from(cfg)
     check_samples(samples, "--samples", limits)
-    images = []
-    for path in map(Path, paths):
+    for path in map(Path, paths):  # checked before the weights load, so a bad file fails in a second
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        images.append(load_image(path.read_bytes(), str(path), limits))
+        load_image(path.read_bytes(), str(path), limits)
     engine, judge = build_engines(cfg, model)
     predictor = build_predictor(cfg, engine, judge)
+    images = [load_image(Path(p).read_bytes(), str(p), limits, fit=predictor.fit) for p in paths]  # as the server decodes
     out: list[dict[str, Any]] = []
     for start in range(0, len(images), cfg.max_batch_size):
         chunk = list(map(Path, paths))[start : start + cfg.max_batch_size]

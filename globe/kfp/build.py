@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from globe.io import atomic_write_text
+from globe.kfp.steps import resolved_groups
 
 
 class PipelineError(RuntimeError):
@@ -32,23 +34,6 @@ def pipeline_definition():
             "`pip install -e .` (scripts/setup.sh), which makes pipelines/ and components/ packages"
         ) from exc
     return build_pipeline
-
-
-def drop_none(value: Any) -> Any:
-    """Remove None-valued keys at every depth: KFP parameter defaults cannot hold null, and a
-    missing key validates back to the same None default."""
-    if isinstance(value, dict):
-        return {k: drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [drop_none(v) for v in value]
-    return value
-
-
-def resolved_groups(params: Any) -> dict[str, dict[str, Any]]:
-    """Params (preset applied) as JSON-able dicts per group: the pipeline's parameter defaults."""
-    dumped = params.model_dump(mode="json", exclude={"presets"})
-    dumped["base"]["preset"] = None
-    return drop_none(dumped)
 
 
 def build(params: Any, multi_node_grpo: bool = True, runtime: str | None = None):
@@ -77,14 +62,8 @@ def compile_pipeline(params: Any, out: str | Path, multi_node_grpo: bool = True)
     from kfp import compiler
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".yaml", dir=out.parent)
-    os.close(fd)
-    try:
-        compiler.Compiler().compile(build(params, multi_node_grpo), package_path=tmp)
-        text = Path(tmp).read_text(encoding="utf-8")
-        Path(tmp).write_text(stable_header(text), encoding="utf-8")
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix="globe-compile-") as scratch:  # KFP's compiler writes a file
+        compiled = Path(scratch) / out.name
+        compiler.Compiler().compile(build(params, multi_node_grpo), package_path=str(compiled))
+        atomic_write_text(out, stable_header(compiled.read_text(encoding="utf-8")))
     return out

@@ -9,7 +9,7 @@ same way it would call vLLM or a hosted API:
   a realistic slow or flaky endpoint;
 - `canned` skips decoding and returns a fixed text, to measure the client and not the server.
 
-Run one by hand: `python -m globe.data.teacher_server --port 8011 --latency 0.5`.
+Run one by hand: `python -m globe.testing.teacher_server --port 8011 --latency 0.5`.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every step runs as a subprocess of the current Python environment (no containers, nothing installed:
 `use_venv=False`), its artifacts under WORKDIR/kfp. What kfp.local cannot do, and so what this run
-leaves out (DESIGN.md section 4): Kubernetes settings are ignored (GPU placement, Secrets, PVC,
+leaves out (docs/architecture.md, "Real parts and how they start"): Kubernetes settings are ignored (GPU placement, Secrets, PVC,
 timeouts), GRPO trains in a step instead of a TrainJob, and the deploy step is skipped. MLflow is a
 local sqlite store in WORKDIR unless MLFLOW_TRACKING_URI is set; the DVC remote is WORKDIR/dvc-remote
 unless the `dvc_remote` argument names one (an `s3://` URL: endpoint and credentials from AWS_*).
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from globe.pipeline.build import PipelineError, build
+from globe.kfp.build import PipelineError, build
 
 
 
@@ -52,7 +52,7 @@ def preflight(params: Any, num_shards: int, dvc_remote: str) -> dict[str, Any]:
     """The checks of the pipeline's `check sources` step, here, before any work: a SourceError
     (unreadable spec, missing bucket, refused credentials) becomes a PipelineError."""
     from globe.data.source import SourceError
-    from globe.pipeline.steps import check_sources
+    from globe.kfp.steps import check_sources
 
     groups = {"source": params.source.model_dump(mode="json"), "benchmark": params.benchmark.model_dump(mode="json")}
     try:

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from globe.pipeline.build import PipelineError, compile_pipeline
+from globe.kfp.build import PipelineError, compile_pipeline
 
 
 def submit(

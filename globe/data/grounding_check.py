@@ -52,6 +52,7 @@ ENTITY_PROMPT = (
     "signs, buildings, vegetation, landscape features), as a comma-separated list of short "
     "phrases. Write only the list."
 )
+ENTITY_LIST_TOKENS = 96  # a short comma-separated list of entities, not a GLOBE answer (MAX_NEW_TOKENS)
 PRESENCE_PROMPT = "Does this image show {entity}? Answer with a single word: yes or no."
 
 
@@ -77,7 +78,7 @@ class JudgeGrounding:
     def check(self, record: Record, reasoning: str, image_loader) -> Grounding:
         from globe.engines.base import Request, Sampling
 
-        listed = self.engine.generate([Request(image=None, prompt=ENTITY_PROMPT.format(reasoning=reasoning))], Sampling(max_new_tokens=96))[0]
+        listed = self.engine.generate([Request(image=None, prompt=ENTITY_PROMPT.format(reasoning=reasoning))], Sampling(max_new_tokens=ENTITY_LIST_TOKENS))[0]
         if not listed.ok:
             return Grounding(error=f"entity extraction failed: {listed.error}")
         named = parse_entity_list(listed.text, self.max_entities)

@@ -26,7 +26,8 @@ from typing import Any
 import yaml
 
 from globe.config import Params, load_params, params_from_groups
-from globe.pipeline import settings
+from globe.io import atomic_write_text
+from globe.kfp import settings
 
 
 class StepError(RuntimeError):
@@ -41,13 +42,30 @@ def params_of(groups: Mapping[str, Any]) -> Params:
     return params_from_groups(dict(groups), source="pipeline parameters")
 
 
+def drop_none(value: Any) -> Any:
+    """Remove None-valued keys at every depth: KFP parameter defaults cannot hold null, and a
+    missing key validates back to the same None default."""
+    if isinstance(value, dict):
+        return {k: drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_none(v) for v in value]
+    return value
+
+
+def resolved_groups(params: Any) -> dict[str, dict[str, Any]]:
+    """Params (preset applied) as JSON-able dicts per group: the pipeline's parameter defaults."""
+    dumped = params.model_dump(mode="json", exclude={"presets"})
+    dumped["base"]["preset"] = None
+    return drop_none(dumped)
+
+
 def write_params(groups: Mapping[str, Any], path: str | Path) -> Path:
     """Write groups as a params.yaml that `load_params` accepts, and validate it. Only the TrainJob
     needs one: its pods run `globe train grpo --params` on the shared PVC."""
     doc = {name: dict(value or {}) for name, value in groups.items()}
     doc.setdefault("base", {})["preset"] = None
     path = Path(path)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
     load_params(path)  # raises ConfigError naming the file and field
     return path
 
@@ -235,7 +253,6 @@ def lineage(groups: Mapping[str, Any], dvc_files: Mapping[str, str | Path], run_
     """The run's lineage (globe.lineage) from the datasets' `.dvc` files, the images and the params."""
     from globe.data.versioning import read_dvc_file
     from globe.lineage import build_lineage
-    from globe.pipeline.build import resolved_groups
 
     datasets = {name: read_dvc_file(path) for name, path in dvc_files.items()}
     return build_lineage(datasets, params=resolved_groups(params_of(groups)), images=images, pipeline_run_id=run_id)
@@ -274,8 +291,8 @@ def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Pat
     `champion`. Returns the registration, the promotion decision and the champion's storage location."""
     from dataclasses import asdict
 
-    from globe.registry import promote, storage_uri
-    from globe.registry import register as do_register
+    from globe.mlflow_registry import promote, storage_uri
+    from globe.mlflow_registry import register as do_register
 
     p = params_of(groups)
     cfg = p.register
@@ -285,14 +302,17 @@ def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Pat
     registered = do_register(model, cfg, metrics=_metrics_of(evaluation), params=params,
                              report=report if report.is_file() else None, lineage=lineage)
     decision = promote(cfg)
-    location = storage_uri(f"models:/{cfg.model_name}@{cfg.champion_alias}", cfg.tracking_uri)
+    # no champion yet when the first model does not clear the gate (register.min_value): then there
+    # is nothing to serve, and deploy says so instead of this step failing the run
+    has_champion = decision.promoted or decision.champion_version is not None
+    location = storage_uri(f"models:/{cfg.model_name}@{cfg.champion_alias}", cfg.tracking_uri) if has_champion else ""
     return {"registered": asdict(registered), "decision": asdict(decision), "champion_storage_uri": location}
 
 
 def attach_benchmark(groups: Mapping[str, Any], version: str, evaluation: str | Path, dvc_file: str | Path) -> dict[str, Any]:
     """Add the benchmark evaluation and the benchmark dataset's DVC hash to the registered version."""
     from globe.data.versioning import read_dvc_file
-    from globe.registry import attach_evaluation
+    from globe.mlflow_registry import attach_evaluation
 
     p = params_of(groups)
     data = read_dvc_file(dvc_file)
@@ -372,6 +392,9 @@ def deploy(storage_uri: str, namespace: str, name: str, wait_ready_s: float) -> 
     """Create or patch the InferenceService to serve the champion from its storage location."""
     from globe.k8s.deploy import deploy_inference_service, kserve_storage_uri
 
+    if not storage_uri:
+        raise StepError("deploy: there is no champion to serve (no model has cleared the promotion gate, "
+                        "register.min_value / register.min_improvement); see the register step's summary")
     uri = kserve_storage_uri(storage_uri, os.environ.get("MLFLOW_ARTIFACTS_DESTINATION"))
     outcome = deploy_inference_service(namespace, uri, name=name, wait_ready_s=wait_ready_s)
     return {"action": outcome.action, "storage_uri": outcome.storage_uri, "ready": outcome.ready, "url": outcome.url}

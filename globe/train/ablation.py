@@ -1,0 +1,360 @@
+"""The paper's reward ablation (its Table 3) in miniature: `globe train ablate`.
+
+Every variant starts from the same SFT checkpoint of a seed, trains on the same data with the same
+budget, and is scored on the same held-out images; then each is compared with the start by a
+paired bootstrap. The variants:
+
+- `sft`: the start itself;
+- `sft-longer`: SFT continued for as many optimizer steps as GRPO takes (the sft group's settings),
+  the fair comparison the paper makes: is GRPO better than simply more supervised training?
+- `grpo-accuracy`, `grpo-accuracy-localizability`, `globe` (accuracy + localizability + grounding
+  + format, the paper's weights), `globe-geodesic` (ours: + the continuous geodesic reward): GRPO
+  with the `grpo` group's settings and these reward weights.
+
+A seed sets `base.seed`: the SFT data order, GRPO's sampling and batches. The base model and the
+data are the same for every seed; the localizability judge is trained once (it is part of the
+environment, not of what is compared). Every step is resumable: a finished model or evaluation is
+kept, a started one continues from its last checkpoint, so an interrupted ablation reruns only what
+is missing. Two CPU workers run independent trainings side by side (torch uses one thread each).
+
+Outputs in OUT: `ablation.json` (a list of {variant, seed, metrics}), `ablation.md` (means over
+seeds, the per-seed paired deltas against `sft` with their intervals), `ablation.png`, and every
+model and evaluation run under `seed-<s>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from globe.config import Params
+from globe.io import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+PAPER_WEIGHTS = {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    kind: str  # "start" | "sft" | "grpo"
+    weights: Mapping[str, float] = field(default_factory=dict)
+    what: str = ""
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("sft", "start", what="the SFT warm start every variant begins from"),
+    Variant("sft-longer", "sft", what="SFT continued for the GRPO budget"),
+    Variant("grpo-accuracy", "grpo", {"accuracy": 1.0, "format": 1.0}, "accuracy + format"),
+    Variant("grpo-accuracy-localizability", "grpo", {"accuracy": 1.0, "localizability": 0.5, "format": 1.0},
+            "accuracy + localizability + format"),
+    Variant("globe", "grpo", PAPER_WEIGHTS, "the paper's four rewards and weights"),
+    Variant("globe-geodesic", "grpo", {**PAPER_WEIGHTS, "geodesic": 0.5}, "GLOBE + the continuous geodesic reward"),
+)}
+# the main job's GRPO: params.rewards as configured (not part of the default ablation)
+MAIN_JOB = Variant("grpo", "grpo", {}, "the main job's GRPO (params.rewards)")
+REPORTED = ("country_acc", "city_acc", "acc_25km", "acc_750km", "acc_2500km", "median_km")
+COMPARED = ("country_acc", "acc_25km")
+
+
+class AblationError(ValueError):
+    """Inputs that cannot run: the message names the missing file or the unknown variant."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Where an ablation reads from: the base model, the SFT traces, the GRPO and judge data, the test set."""
+
+    model: Path
+    sft_data: Path
+    grpo_data: Path
+    judge_data: Path
+    heldout: Path
+
+    def check(self) -> None:
+        for label, path, marker in (("--model", self.model, "config.json"), ("--sft-data", self.sft_data, "records.jsonl"),
+                                    ("--grpo-data", self.grpo_data, "records.jsonl"),
+                                    ("--judge-data", self.judge_data, "records.jsonl"),
+                                    ("--heldout", self.heldout, "records.jsonl")):
+            if not (path / marker).is_file():
+                raise AblationError(f"{label} {path}: no {marker} there (build the tiny world with `dvc repro verify heldout "
+                                    "base-model`, or let `globe train ablate` build it by leaving the inputs out)")
+
+
+def build_inputs(params: Params, root: str | Path, say: Callable[[str], None] = print) -> Inputs:
+    """The tiny world of `params`, built once under `root` the way dvc.yaml builds it (each step
+    skipped when its output is there): source -> distilled -> verified, the held-out set, the base model."""
+    from globe.data.distill import distill
+    from globe.data.geoscenes import synthesize_heldout
+    from globe.data.source import build_source
+    from globe.data.verify import verify
+    from globe.model.tiny import build_tiny
+
+    root = Path(root)
+    steps = (
+        ("source", lambda out: build_source(params, out)),
+        ("distilled", lambda out: distill(root / "source", out, params.distill, progress=False)),
+        ("verified", lambda out: verify(root / "distilled", out, params.verify)),
+        ("heldout", lambda out: synthesize_heldout(out, params)),
+    )
+    for name, build in steps:
+        if not (root / name / "records.jsonl").is_file():
+            say(f"building {root / name}")
+            build(root / name)
+    if not (root / "base" / "config.json").is_file():
+        build_tiny(root / "base", seed=params.base.seed)
+    return Inputs(model=root / "base", sft_data=root / "verified", grpo_data=root / "distilled",
+                  judge_data=root / "distilled", heldout=root / "heldout")
+
+
+def seed_params(params: Params, seed: int, **groups: dict[str, Any]) -> Params:
+    """`params` with base.seed = seed and the given groups updated (validated again)."""
+    data = params.model_dump()
+    data["base"]["seed"] = seed
+    for group, update in groups.items():
+        data[group] = {**data[group], **update}
+    return Params.model_validate(data)
+
+
+def done(model_dir: Path) -> bool:
+    return (model_dir / "config.json").is_file() and (model_dir / "metrics.json").is_file()
+
+
+def _resume(out: Path) -> bool:
+    return out.is_dir() and any(p.name.startswith("checkpoint-") for p in out.iterdir())
+
+
+# ---- the tasks (each runs in a worker process; arguments are plain data) -----------------------
+
+def _train_sft(params: dict, data: str, out: str, model: str) -> str:
+    from globe.train.sft import train_sft
+
+    if not done(Path(out)):
+        train_sft(Params.model_validate(params), data, out, model=model, resume=_resume(Path(out)))
+    return out
+
+
+def _train_judge(params: dict, data: str, out: str, model: str) -> str:
+    from globe.train.reward_model import train_reward_model
+
+    if not done(Path(out)):
+        train_reward_model(Params.model_validate(params), data, out, model=model, resume=_resume(Path(out)))
+    return out
+
+
+def _train_grpo(params: dict, data: str, out: str, model: str, judge: str | None) -> str:
+    from globe.train.grpo import train_grpo
+
+    if not done(Path(out)):
+        train_grpo(Params.model_validate(params), data, out, model=model, reward_model=judge, resume=_resume(Path(out)))
+    return out
+
+
+def _evaluate(params: dict, model: str, heldout: str, out: str) -> dict:
+    from globe.evaluate.benchmarks import load_benchmark
+    from globe.evaluate.runner import run_benchmark
+
+    metrics_path = Path(out) / "metrics.json"
+    if metrics_path.is_file() and (Path(out) / "predictions.jsonl").is_file():
+        return json.loads(metrics_path.read_text(encoding="utf-8"))
+    p = Params.model_validate(params)
+    samples = load_benchmark("geoscenes", path=Path(heldout), limit=p.eval.limit)
+    return run_benchmark(p, model, samples, Path(out), benchmark="geoscenes", progress=False)
+
+
+# ---- the schedule ------------------------------------------------------------------------------
+
+def run_ablation(
+    params: Params,
+    inputs: Inputs,
+    out: str | Path,
+    seeds: Sequence[int],
+    variants: Sequence[str] = tuple(VARIANTS),
+    workers: int = 2,
+    on_event: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train and evaluate every (variant, seed); write ablation.json/.md/.png; return the rows."""
+    unknown = [v for v in variants if v not in VARIANTS and v != MAIN_JOB.name]
+    if unknown:
+        raise AblationError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join([*VARIANTS, MAIN_JOB.name])}")
+    if "sft" not in variants:
+        variants = ["sft", *variants]  # every comparison is against the start
+    inputs.check()
+    out = Path(out)
+    # two workers' progress bars would interleave: the ablation reports progress itself
+    params = seed_params(params, params.base.seed, **{
+        g: {"extra": {**getattr(params, g).extra, "disable_tqdm": True}} for g in ("sft", "reward_model", "grpo")
+    })
+    say = on_event or (lambda msg: log.info("%s", msg))
+    needs_judge = any(variant(v, params).weights.get("localizability") for v in variants)
+    t0 = time.perf_counter()
+
+    import multiprocessing
+
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        judge: Future | None = None
+        if needs_judge:
+            judge = pool.submit(_train_judge, params.model_dump(), str(inputs.judge_data), str(out / "reward_model"),
+                                str(inputs.model))
+        starts = {s: pool.submit(_train_sft, seed_params(params, s).model_dump(), str(inputs.sft_data),
+                                 str(out / f"seed-{s}" / "sft"), str(inputs.model)) for s in seeds}
+        judge_dir = judge.result() if judge else None
+        if judge_dir:
+            say(f"judge trained: {judge_dir}")
+        jobs: dict[tuple[str, int], Future] = {}
+        for s in seeds:
+            start = starts[s].result()
+            say(f"seed {s}: SFT start ready ({start})")
+            for name in variants:
+                jobs[(name, s)] = pool.submit(_variant, params, variant(name, params), s, inputs, out, start, judge_dir)
+        rows = []
+        for (name, s), job in jobs.items():
+            metrics = job.result()
+            say(f"seed {s} {name}: country {metrics.get('country_acc'):.3f}, acc_25km {metrics.get('acc_25km'):.3f} "
+                f"({time.perf_counter() - t0:.0f} s)")
+            rows.append({"variant": name, "seed": s, "metrics": {k: metrics.get(k) for k in ("n", *REPORTED)}})
+    _add_deltas(rows, out, params)
+    rows = _with_earlier(rows, out)
+    write_outputs(rows, out, params, [v for v in (*VARIANTS, MAIN_JOB.name) if any(r["variant"] == v for r in rows)])
+    return rows
+
+
+def _with_earlier(rows: list[dict], out: Path) -> list[dict]:
+    """The rows of this call plus those an earlier call into `out` wrote for other (variant, seed)s,
+    so that running a subset (benchmarks/grpo_learning.py) keeps the full table."""
+    path = out / "ablation.json"
+    if not path.is_file():
+        return rows
+    mine = {(r["variant"], r["seed"]) for r in rows}
+    earlier = [r for r in json.loads(path.read_text(encoding="utf-8")) if (r["variant"], r["seed"]) not in mine]
+    return sorted(earlier + rows, key=lambda r: (r["seed"], [*VARIANTS, MAIN_JOB.name].index(r["variant"])))
+
+
+def variant(name: str, params: Params) -> Variant:
+    """A variant by name; `grpo` is the main job's GRPO with params.rewards as configured."""
+    if name == MAIN_JOB.name:
+        return Variant(MAIN_JOB.name, "grpo", dict(params.rewards.weights), MAIN_JOB.what)
+    return VARIANTS[name]
+
+
+def _variant(params: Params, v: Variant, seed: int, inputs: Inputs, out: Path, start: str, judge: str | None) -> dict:
+    """Train one variant from `start` (in this worker) and evaluate it on the held-out set."""
+    base = out / f"seed-{seed}"
+    model = start
+    if v.kind == "sft":
+        steps = params.grpo.max_steps if params.grpo.max_steps > 0 else None
+        if steps is None:
+            raise AblationError("sft-longer needs grpo.max_steps > 0: it gets the same number of optimizer steps as GRPO")
+        p = seed_params(params, seed, sft={"max_steps": steps})
+        model = _train_sft(p.model_dump(), str(inputs.sft_data), str(base / v.name), start)
+    elif v.kind == "grpo":
+        p = seed_params(params, seed, rewards={"weights": dict(v.weights)})
+        model = _train_grpo(p.model_dump(), str(inputs.grpo_data), str(base / v.name), start,
+                            judge if v.weights.get("localizability") else None)
+    return _evaluate(seed_params(params, seed).model_dump(), model, str(inputs.heldout), str(base / f"{v.name}.eval"))
+
+
+def _add_deltas(rows: list[dict], out: Path, params: Params) -> None:
+    """Each row's paired-bootstrap delta against the same seed's `sft` on the held-out images."""
+    from globe.evaluate.compare import compare_runs
+
+    for row in rows:
+        if row["variant"] == "sft":
+            continue
+        base = out / f"seed-{row['seed']}"
+        result = compare_runs(base / "sft.eval", base / f"{row['variant']}.eval", n_boot=params.eval.bootstrap,
+                              seed=params.base.seed)
+        row["metrics"]["vs_sft"] = {
+            k: {"delta": result["metrics"][k]["delta"], "ci": result["metrics"][k]["ci"]} for k in COMPARED
+        }
+
+
+# ---- the report --------------------------------------------------------------------------------
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def ablation_table(rows: Sequence[Mapping], variants: Sequence[str]) -> str:
+    """Markdown: per variant, the mean [min, max] over seeds and every seed's paired delta against sft."""
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        f"Held-out GeoScenes, {len(seeds)} seed(s) ({', '.join(map(str, seeds))}); mean over seeds [min, max]; "
+        "Δ = paired-bootstrap delta against the same seed's `sft`, 95% interval.",
+        "",
+        "| variant | what | country_acc | acc_25km | median_km | Δ country_acc per seed | Δ acc_25km per seed | beats sft on every seed |",
+        "|---|---|---:|---:|---:|---|---|:---:|",
+    ]
+    for name in variants:
+        mine = [r for r in rows if r["variant"] == name]
+        if not mine:
+            continue
+        cells = []
+        for k in ("country_acc", "acc_25km", "median_km"):
+            vals = [r["metrics"].get(k) for r in mine if r["metrics"].get(k) is not None]
+            if not vals:
+                cells.append("–")
+            elif k == "median_km":
+                cells.append(f"{_mean(vals):,.1f} [{min(vals):,.1f}, {max(vals):,.1f}]")
+            else:
+                cells.append(f"{100 * _mean(vals):.1f}% [{100 * min(vals):.1f}, {100 * max(vals):.1f}]")
+        deltas, wins = [], []
+        for k in COMPARED:
+            parts = []
+            for r in sorted(mine, key=lambda r: r["seed"]):
+                d = r["metrics"].get("vs_sft", {}).get(k)
+                if not d or d["delta"] is None:
+                    continue
+                lo, hi = d["ci"]
+                parts.append(f"{100 * d['delta']:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]")
+                wins.append(lo is not None and lo > 0)
+            deltas.append("; ".join(parts) or "–")
+        beats = "–" if name == "sft" or not wins else ("yes" if all(wins) else "no")
+        what = VARIANTS[name].what if name in VARIANTS else MAIN_JOB.what
+        lines.append(f"| {name} | {what} | {cells[0]} | {cells[1]} | {cells[2]} | {deltas[0]} | {deltas[1]} | {beats} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_ablation(rows: Sequence[Mapping], variants: Sequence[str], path: Path) -> Path:
+    """Bars: the mean over seeds per variant for country_acc and acc_25km, with each seed as a dot."""
+    from matplotlib.figure import Figure
+
+    names = [v for v in variants if any(r["variant"] == v for r in rows)]
+    fig = Figure(figsize=(1.6 * len(names) + 2, 4.2), dpi=110, layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.38
+    for j, (k, colour) in enumerate((("country_acc", "#1f77b4"), ("acc_25km", "#d62728"))):
+        for i, name in enumerate(names):
+            vals = [100 * r["metrics"][k] for r in rows if r["variant"] == name and r["metrics"].get(k) is not None]
+            x = i + (j - 0.5) * width
+            ax.bar(x, _mean(vals) or 0, width, color=colour, alpha=0.55, label=k if i == 0 else None)
+            ax.plot([x] * len(vals), vals, "o", color=colour, ms=4)
+    ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title("Reward ablation from the same SFT start (bars: mean over seeds; dots: seeds)")
+    from globe.evaluate.plots import _save
+
+    return _save(fig, path)
+
+
+def write_outputs(rows: Sequence[Mapping], out: Path, params: Params, variants: Sequence[str]) -> None:
+    atomic_write_bytes(out / "ablation.json", (json.dumps(list(rows), indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    header = (
+        "## Reward ablation (globe train ablate)\n\n"
+        f"Budget: GRPO {params.grpo.max_steps} steps (G = {params.grpo.num_generations}, "
+        f"{params.grpo.per_device_train_batch_size} completions a step, temperature {params.grpo.temperature}, "
+        f"lr {params.grpo.learning_rate:g}); `sft-longer` the same number of SFT steps "
+        f"({params.sft.per_device_train_batch_size} images a step).\n\n"
+    )
+    atomic_write_bytes(out / "ablation.md", (header + ablation_table(rows, variants)).encode("utf-8"))
+    plot_ablation(rows, variants, out / "ablation.png")

@@ -1,0 +1,418 @@
+"""The predictor under attack (issue 16), against a real `python -m globe.serve` on loopback with
+REST and gRPC on: URL allowlist escapes, per-request pixel budget, V2 shapes and inputs, requested
+outputs, bounded 422s, one-line client-error logs, stalled connections, the connection cap, the
+guarded gRPC port, and upstream errors that must not reach the client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from kserve import InferenceGRPCClient
+from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
+
+from _serve_helpers import b64, png_bytes
+from _servers import free_port, wait_until_ready
+
+pytestmark = pytest.mark.slow
+MAX_BODY = 1_000_000
+BIG = png_bytes(1500, 1500, (10, 120, 30))  # 2.25 MP: under max_image_pixels, three of them over the request budget
+TRUNCATED = png_bytes(64, 48)[:-30]
+
+
+class HostileHost:
+    """A loopback HTTP server for image_url tests that records every raw request path it receives."""
+
+    def __init__(self):
+        self.paths: list[str] = []
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                host.paths.append(self.path)
+                if self.path == "/ok/redirect":
+                    self.send_response(302)
+                    self.send_header("location", "/notok/good.png")
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
+                if self.path == "/ok/slow.png":  # one byte every 0.3 s: each read is quick, the whole is not
+                    self.send_response(200)
+                    self.send_header("content-length", "100000")
+                    self.end_headers()
+                    try:
+                        for _ in range(200):
+                            self.wfile.write(b"\x89")
+                            self.wfile.flush()
+                            time.sleep(0.3)
+                    except OSError:
+                        pass
+                    return
+                body = BIG if self.path == "/ok/big.png" else png_bytes(50, 40, (200, 30, 30))
+                self.send_response(200)
+                self.send_header("content-type", "image/png")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def start_predictor(model: str, log_path: Path, overrides: dict, grpc_port: int | None = None, env: dict | None = None):
+    port = free_port()
+    cmd = [sys.executable, "-m", "globe.serve", "--model", model, "--http_port", str(port), "--params", "no-such-params.yaml"]
+    if grpc_port is not None:
+        cmd += ["--enable_grpc", "true", "--grpc_port", str(grpc_port)]
+    for key, value in overrides.items():
+        cmd += ["--set", f"{key}={value}"]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})})
+    url = f"http://127.0.0.1:{port}"
+    wait_until_ready(f"{url}/v2/models/globe/ready", proc, log_path, what="globe predictor")
+    return type("Server", (), {"url": url, "port": port, "grpc_port": grpc_port, "proc": proc, "log": log_path, "_log": log})
+
+
+def stop(server) -> None:
+    if server.proc.poll() is None:
+        server.proc.kill()
+        server.proc.wait(timeout=10)
+    server._log.close()
+
+
+@pytest.fixture(scope="module")
+def host():
+    h = HostileHost()
+    yield h
+    h.httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir, host, tmp_path_factory):
+    overrides = {
+        "serve.max_body_bytes": MAX_BODY,
+        "serve.max_new_tokens": 8,
+        "serve.max_instances": 8,
+        "serve.max_image_pixels": 4_000_000,
+        "serve.max_request_pixels": 6_000_000,
+        "serve.max_latency_ms": 20,
+        "serve.torch_threads": 1,
+        "serve.url_allowlist": f"[http://127.0.0.1:{host.port}/ok/]",
+        "serve.url_timeout_s": 2,
+        "serve.header_timeout_s": 4,
+        "serve.body_timeout_s": 4,
+        "serve.max_connections": 12,
+    }
+    srv = start_predictor(str(tiny_model_dir), tmp_path_factory.mktemp("hard") / "server.log", overrides, grpc_port=free_port())
+    yield srv
+    stop(srv)
+
+
+def post(server, path: str, **kw) -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", timeout=60, **kw)
+
+
+def v1(*images: bytes) -> dict:
+    return {"json": {"instances": [{"image_b64": b64(i)} for i in images]}}
+
+
+def v1_urls(host, *paths: str) -> dict:
+    return {"json": {"instances": [{"image_url": f"http://127.0.0.1:{host.port}{p}"} for p in paths]}}
+
+
+def binary_v2(header: dict, payload: bytes) -> dict:
+    head = json.dumps(header).encode()
+    return {"content": head + payload, "headers": {"inference-header-content-length": str(len(head)), "content-type": "application/octet-stream"}}
+
+
+def bytes_tensor(*items: bytes) -> bytes:
+    return b"".join(len(i).to_bytes(4, "little") + i for i in items)
+
+
+def batch_calls(server) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith("globe_batch_size_count"):
+            return float(line.split()[1])
+    return 0.0
+
+
+def listening(pid: int) -> set[str]:
+    """host:port of every listening TCP socket the process owns (from /proc; ::ffff:a.b.c.d shown as a.b.c.d)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in inodes:
+                continue
+            addr, port = cols[1].split(":")
+            raw = b"".join(bytes.fromhex(addr[i : i + 8])[::-1] for i in range(0, len(addr), 8))  # 32-bit words, little-endian
+            host = socket.inet_ntop(family, raw).removeprefix("::ffff:")
+            out.add(f"{host}:{int(port, 16)}")
+    return out
+
+
+# ---------------------------------------------------------------------------- image URLs (section 2)
+
+
+@pytest.mark.parametrize(
+    "path, fragment",
+    [
+        ("/ok/../notok/good.png", "not on this server's allowlist"),
+        ("/ok/sub/../../notok/good.png", "not on this server's allowlist"),
+        ("/ok/%2e%2e/notok/good.png", "ambiguous encodings are refused"),
+        ("/ok/%2E%2E/notok/good.png", "ambiguous encodings are refused"),
+        ("/ok%2f..%2fnotok/good.png", "ambiguous encodings are refused"),
+        ("/ok/..%5cnotok/good.png", "ambiguous encodings are refused"),
+        ("/ok/..\\notok/good.png", "backslashes"),
+        ("/ok/%zz.png", "malformed percent-escape"),
+    ],
+)
+def test_url_escapes_are_refused_before_any_fetch(server, host, path, fragment):
+    host.paths.clear()
+    resp = post(server, "/v1/models/globe:predict", **v1_urls(host, path))
+    assert resp.status_code == 400 and fragment in resp.json()["error"], resp.text
+    assert host.paths == []
+
+
+def test_the_checked_url_is_exactly_the_fetched_one(server, host):
+    host.paths.clear()
+    for path in ("/ok/./a.png", "/ok/x/../a.png", "/ok/%61.png"):
+        resp = post(server, "/v1/models/globe:predict", **v1_urls(host, path))
+        assert resp.status_code == 200, resp.text
+    assert host.paths == ["/ok/a.png"] * 3
+
+
+def test_redirects_are_not_followed_and_the_deadline_is_for_the_whole_fetch(server, host):
+    host.paths.clear()
+    resp = post(server, "/v1/models/globe:predict", **v1_urls(host, "/ok/redirect"))
+    assert resp.status_code == 400 and "returned HTTP 302" in resp.json()["error"]
+    assert host.paths == ["/ok/redirect"]
+    slow = post(server, "/v1/models/globe:predict", **v1_urls(host, "/ok/slow.png"))
+    assert slow.status_code == 400 and "took longer than 2 s (serve.url_timeout_s)" in slow.json()["error"], slow.text
+
+
+# ---------------------------------------------------------------------------- memory (section 1)
+
+
+def test_a_request_over_its_pixel_budget_gets_413_naming_the_limit(server, host):
+    calls = batch_calls(server)
+    cases = {
+        "v1": v1(BIG, BIG, BIG),
+        "image_url": v1_urls(host, "/ok/big.png", "/ok/big.png", "/ok/big.png"),
+        "v2 binary": binary_v2(
+            {"inputs": [{"name": "image", "shape": [3], "datatype": "BYTES", "parameters": {"binary_data_size": 3 * (4 + len(BIG))}}]},
+            bytes_tensor(BIG, BIG, BIG),
+        ),
+    }
+    for name, kwargs in cases.items():
+        path = "/v2/models/globe/infer" if name.startswith("v2") else "/v1/models/globe:predict"
+        resp = post(server, path, **kwargs)
+        assert resp.status_code == 413, (name, resp.text)
+        assert "more than 6000000 pixels (serve.max_request_pixels)" in resp.json()["error"], name
+    assert batch_calls(server) == calls  # refused before the model ran
+    two = post(server, "/v1/models/globe:predict", **v1(BIG, BIG))  # within the budget: answered
+    assert two.status_code == 200 and len(two.json()["predictions"]) == 2
+
+
+# ---------------------------------------------------------------------------- V2 inputs (section 6)
+
+
+def test_v2_inputs_that_used_to_give_500_get_400_naming_the_input(server):
+    image = png_bytes(40, 40)
+    image_part = {"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 4 + len(image)}}
+    floats = np.arange(3, dtype=np.float32).tobytes()
+    cases = [
+        (binary_v2({"inputs": [image_part, {"name": "extra", "shape": [3], "datatype": "FP32", "parameters": {"binary_data_size": len(floats)}}]},
+                   bytes_tensor(image) + floats), "inputs['extra']: unknown input"),
+        (binary_v2({"inputs": [image_part, {"name": "extra", "shape": [2, 2], "datatype": "FP32", "parameters": {"binary_data_size": len(floats)}}]},
+                   bytes_tensor(image) + floats), "inputs['extra']: shape [2, 2] holds 4 element(s), but the data has 3"),
+        (binary_v2({"inputs": [{"name": "extra", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 6}}]}, b"\x00" * 6),
+         "input 'extra': 6 bytes is not a whole number of FP32 elements"),
+        ({"json": {"inputs": [{"name": "image", "shape": [5, 7], "datatype": "BYTES", "data": [b64(image)]}]}},
+         "inputs['image']: shape [5, 7] holds 35 element(s), but the data has 1"),
+        ({"json": {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(image)]},
+                              {"name": "x", "shape": [4], "datatype": "FP32", "data": [1.0]}]}},
+         "inputs['x']: shape [4] holds 4 element(s), but the data has 1"),
+    ]  # fmt: skip
+    for kwargs, fragment in cases:
+        resp = post(server, "/v2/models/globe/infer", **kwargs)
+        assert resp.status_code == 400 and fragment in resp.json()["error"], resp.text
+        assert len(resp.content) < 2000  # no raw image bytes echoed back
+
+
+def test_unknown_requested_outputs_are_refused_before_the_model_runs(server):
+    calls = batch_calls(server)
+    body = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(png_bytes())]}], "outputs": [{"name": "lat"}, {"name": "bogus"}]}
+    resp = post(server, "/v2/models/globe/infer", json=body)
+    assert resp.status_code == 400 and "outputs: unknown output 'bogus'" in resp.json()["error"]
+    assert batch_calls(server) == calls
+    body["outputs"] = [{"name": "lat"}]
+    ok = post(server, "/v2/models/globe/infer", json=body)
+    assert ok.status_code == 200 and [o["name"] for o in ok.json()["outputs"]] == ["lat"]
+
+
+# ---------------------------------------------------------------------------- errors and logs (section 5)
+
+
+def test_a_422_echoes_only_a_short_excerpt(server):
+    resp = post(server, "/v2/models/globe/infer", json={"inputs": "x" * 900_000})
+    assert resp.status_code == 422 and "inputs" in resp.json()["error"]
+    assert len(resp.content) < 4000
+
+
+def test_client_errors_log_one_warning_line_without_a_traceback(server):
+    for k, kwargs in enumerate([v1(b"not an image"), {"json": {"instances": "x"}}, {"json": {"inputs": 5}}]):
+        path = "/v2/models/globe/infer" if "inputs" in kwargs["json"] else "/v1/models/globe:predict"
+        rid = f"probe-4xx-{k}"
+        resp = post(server, path, headers={"x-request-id": rid}, **kwargs)
+        assert 400 <= resp.status_code < 500 and resp.headers["x-request-id"] == rid
+    deadline = time.monotonic() + 10
+    while "probe-4xx-2" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = server.log.read_text(errors="replace").splitlines()
+    for k in range(3):
+        mine = [line for line in lines if f"probe-4xx-{k}" in line]
+        assert len(mine) == 1 and "WARNING" in mine[0], mine
+    assert not any("Traceback" in line for line in lines)
+
+
+# ---------------------------------------------------------------------------- connections (section 7)
+
+
+def test_stalled_headers_and_bodies_are_cut_off(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"POST /v1/models/globe:predict HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+        reply = s.recv(4096)
+        assert reply.startswith(b"HTTP/1.1 408") and b"serve.header_timeout_s" in reply
+        assert s.recv(4096) == b""  # closed
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"POST /v1/models/globe:predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{")
+        reply = b""
+        while b"}" not in reply:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408") and b"serve.body_timeout_s" in reply
+
+
+def test_connections_beyond_the_cap_get_503(server):
+    idle = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(12)]
+    try:
+        assert httpx.get(f"{server.url}/v2/health/live", timeout=30).status_code == 503
+    finally:
+        for s in idle:
+            s.close()
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{server.url}/v2/health/live", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, "the server did not recover after the idle connections closed"
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------------------- gRPC (section 4)
+
+
+def test_grpc_listens_where_rest_does_and_answers_the_same(server):
+    assert listening(server.proc.pid) == {f"127.0.0.1:{server.port}", f"127.0.0.1:{server.grpc_port}"}
+    image = png_bytes(64, 48, (30, 160, 90))
+
+    async def grpc_infer(data: bytes, shape=(1,), outputs=None):
+        client = InferenceGRPCClient(f"127.0.0.1:{server.grpc_port}", timeout=60, retries=2)
+        inp = InferInput("image", list(shape), "BYTES")
+        inp._raw_data = bytes_tensor(data)  # raw_input_contents, as set_data_from_numpy makes it (without its shape check)
+        try:
+            return await client.infer(InferRequest("globe", [inp], request_outputs=outputs))
+        finally:
+            await client.close()
+
+    response = asyncio.run(grpc_infer(image))
+    first = next(o for o in response.outputs if o.name == "prediction").as_numpy().reshape(-1)[0]
+    via_grpc = json.loads(first.decode() if isinstance(first, bytes) else first)
+    rest = post(server, "/v2/models/globe/infer", json={"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(image)]}]})
+    via_rest = json.loads(next(o for o in rest.json()["outputs"] if o["name"] == "prediction")["data"][0])
+    assert via_grpc == via_rest
+
+    rest_bad = post(server, "/v2/models/globe/infer", json={"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64(TRUNCATED)]}]})
+    cases = [
+        (lambda: grpc_infer(TRUNCATED), grpc.StatusCode.INVALID_ARGUMENT, rest_bad.json()["error"]),
+        (lambda: grpc_infer(image, shape=(5, 7)), grpc.StatusCode.INVALID_ARGUMENT, "shape [5, 7] holds 35 element(s)"),
+        (lambda: grpc_infer(image, outputs=[RequestedOutput("bogus")]), grpc.StatusCode.INVALID_ARGUMENT, "unknown output 'bogus'"),
+        (lambda: grpc_infer(b"\x00" * (MAX_BODY + 10)), grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
+    ]
+    for call, code, fragment in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            asyncio.run(call())
+        assert err.value.code() == code and fragment in (err.value.details() or ""), err.value
+
+
+# ---------------------------------------------------------------------------- upstream errors (section 5)
+
+
+class FailingUpstream:
+    """An OpenAI-compatible endpoint that refuses every call with a body full of internals."""
+
+    SECRET = "db-7.corp.internal stack: Traceback ... Authorization: Bearer sk-live-123 http://admin:s3cret@vault.internal/"
+
+    def __init__(self):
+        secret = self.SECRET
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = json.dumps({"error": {"message": secret}}).encode()
+                self.send_response(401)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_upstream_errors_reach_the_log_not_the_client(tmp_path):
+    upstream = FailingUpstream()
+    overrides = {"serve.engine": "openai", "serve.base_url": f"http://admin:s3cret@127.0.0.1:{upstream.port}/v1", "serve.retries": 0,
+                 "serve.max_new_tokens": 8}  # fmt: skip
+    srv = start_predictor("some-model", tmp_path / "server.log", overrides)
+    try:
+        resp = post(srv, "/v1/models/globe:predict", headers={"x-request-id": "upstream-1"}, **v1(png_bytes()))
+        assert resp.status_code == 500
+        error = resp.json()["error"]
+        assert "request id upstream-1" in error and "sk-live" not in error and "corp.internal" not in error and "s3cret" not in error
+        time.sleep(0.5)
+        log = srv.log.read_text(errors="replace")
+        assert "upstream-1" in log and "HTTP 401" in log and "db-7.corp.internal" in log  # the detail is for the operator
+        assert "s3cret" not in log and "http://***@vault.internal/" in log  # ... with credentials redacted
+    finally:
+        stop(srv)
+        upstream.httpd.shutdown()
