@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -69,11 +70,22 @@ window.addEventListener('load', () => {
 WINDOW = (1280, 4000)
 
 
+def _short_tmp_base() -> str:
+    """Chromium puts its singleton socket under $TMPDIR, and a Unix socket path has at most 107
+    bytes: under a long temporary path chromium exits ("Socket path too long"). Its TMPDIR is a
+    short system one when there is one; the profile and the page stay in the test's tmp_path."""
+    for base in (tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"):
+        if len(base) <= 40 and os.path.isdir(base) and os.access(base, os.W_OK):
+            return base
+    return tempfile.gettempdir()
+
+
 def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp / 'profile'}",
            "--hide-scrollbars", "--force-device-scale-factor=1", f"--window-size={WINDOW[0]},{WINDOW[1]}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    with tempfile.TemporaryDirectory(dir=_short_tmp_base(), prefix="chromium-") as short:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "TMPDIR": short})
 
 
 def render_problems(html: str, tmp: Path) -> list[str]:
