@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -264,6 +264,11 @@ class GRPOGroup(TrainGroup):
 SAMPLE_TEMPERATURE = 0.5
 SAMPLE_TOP_P = 1.0  # a nucleus cut would drop the minority answers that the confidence counts
 MAX_SAMPLES = 64  # the most samples any setting may ask for (cost grows linearly in N)
+# The consensus settings evaluation and serving share (EvalGroup, ServeGroup): one definition each.
+SampleTemperature = Annotated[float, Field(gt=0.0, le=2.0, description="temperature of consensus samples")]
+SampleTopP = Annotated[float, Field(gt=0.0, le=1.0, description="nucleus (top-p) of consensus samples")]
+CalibrationPath = Annotated[str | None, Field(description="calibration.json from `globe eval calibrate` (a consensus run "
+                                              "on a labelled dev split, never the test set); None = confidence is the raw agreement")]
 
 
 class EvalGroup(Group):
@@ -285,10 +290,9 @@ class EvalGroup(Group):
     gallery_size: int = Field(24, ge=0, description="images shown in report.html")
     samples: int = Field(1, ge=1, le=MAX_SAMPLES, description="reasonings sampled per image; 1 = one answer at "
                          "`temperature` (greedy), N > 1 = consensus of N at `sample_temperature` with a confidence")
-    sample_temperature: float = Field(SAMPLE_TEMPERATURE, gt=0.0, le=2.0, description="temperature of consensus samples")
-    sample_top_p: float = Field(SAMPLE_TOP_P, gt=0.0, le=1.0, description="nucleus (top-p) of consensus samples")
-    calibration: str | None = Field(None, description="calibration.json from `globe eval calibrate` (a consensus run "
-                                    "on a labelled dev split, never the test set); None = confidence is the raw agreement")
+    sample_temperature: SampleTemperature = SAMPLE_TEMPERATURE
+    sample_top_p: SampleTopP = SAMPLE_TOP_P
+    calibration: CalibrationPath = None
 
 
 class RegisterGroup(Group):
@@ -351,10 +355,9 @@ class ServeGroup(Group):
     max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, description="every answer (greedy, and each consensus sample) is decoded up to this")
     max_samples: int = Field(8, ge=1, le=MAX_SAMPLES, description="largest `samples` a request may ask for "
                              "(consensus answers; 1 = off); a batch of B images costs up to B x max_samples sequences")
-    sample_temperature: float = Field(SAMPLE_TEMPERATURE, gt=0.0, le=2.0, description="temperature of consensus samples")
-    sample_top_p: float = Field(SAMPLE_TOP_P, gt=0.0, le=1.0, description="nucleus (top-p) of consensus samples")
-    calibration: str | None = Field(None, description="calibration.json from `globe eval calibrate` (a consensus run "
-                                    "on a labelled dev split, never the test set); None = confidence is the raw agreement")
+    sample_temperature: SampleTemperature = SAMPLE_TEMPERATURE
+    sample_top_p: SampleTopP = SAMPLE_TOP_P
+    calibration: CalibrationPath = None
 
 
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
