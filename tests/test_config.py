@@ -79,3 +79,26 @@ def test_non_mapping_file(tmp_path):
     f.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_params(f)
+
+
+def test_a_command_run_outside_the_project_says_the_defaults_apply(tmp_path, monkeypatch):
+    """Run where there is no ./params.yaml, a command notes on stderr that the built-in defaults
+    apply (a run from the wrong directory must not pass for the project's); stdout stays JSON."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from globe.cli import app
+
+    project = Path(__file__).resolve().parents[1]
+    plan = ["train", "sft", "--dry-run", "--model", "some/model"]
+    monkeypatch.chdir(tmp_path)
+    outside = CliRunner().invoke(app, plan)
+    assert outside.exit_code == 0, outside.output
+    assert "built-in defaults apply" in outside.stderr and str(tmp_path) in outside.stderr
+    assert json.loads(outside.stdout)
+    monkeypatch.chdir(project)
+    inside = CliRunner().invoke(app, plan)
+    assert inside.exit_code == 0 and "defaults apply" not in inside.stderr, inside.output
+    chosen = CliRunner().invoke(app, [*plan, "--params", str(tmp_path / "empty.yaml")])  # an explicit path: no note
+    assert chosen.exit_code == 0 and "defaults apply" not in chosen.stderr, chosen.output

@@ -122,6 +122,40 @@ def test_the_first_client_back_waits_for_the_others_answered_with_it():
     assert [len(b) for b in batches] == [8, 8]
 
 
+def test_a_client_that_left_does_not_hold_up_the_others_for_the_whole_extension():
+    """8 clients answered together, 7 come back and the 8th has gone: the batch of 7 keeps its
+    window (the 8th might still come) but not the EXTEND x window meant for arrivals in progress."""
+    from globe.serve.batching import EXTEND
+
+    batches: list[list[str]] = []
+    started: list[float] = []
+    latency_s = 0.1
+
+    def run(items):
+        started.append(time.perf_counter())
+        batches.append(list(items))
+        return items
+
+    async def main():
+        batcher = DynamicBatcher(run, max_batch_size=8, max_latency_ms=latency_s * 1000)
+
+        async def client(name: str, stays: bool):
+            await batcher.submit_many([f"{name}0"], batcher.announce())
+            if stays:
+                await batcher.submit_many([f"{name}1"], batcher.announce())
+                return time.perf_counter()
+            return None
+
+        back = await asyncio.wait_for(asyncio.gather(*(client(f"c{i}", i < 7) for i in range(8))), 20)
+        await batcher.close()
+        return back
+
+    asyncio.run(main())
+    assert [len(b) for b in batches] == [8, 7]
+    waited = started[1] - started[0]
+    assert latency_s * 0.9 <= waited < (EXTEND - 1) * latency_s, f"the batch of 7 waited {waited:.3f} s"
+
+
 def test_max_batch_size_one_disables_batching():
     fn = Recorder(cost_s=0.01)
 

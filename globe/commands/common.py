@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+DEFAULT_PARAMS = Path("params.yaml")
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read (defaults apply when absent)")]
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="named preset from params.yaml `presets:`")]
 SetOpt = Annotated[
@@ -18,8 +19,17 @@ SetOpt = Annotated[
 
 
 def load(params: Path, preset: str | None, overrides: list[str] | None):
-    """Load and validate params, turning a config error into a clean CLI error."""
+    """Load and validate params, turning a config error into a clean CLI error.
+
+    Run outside the project, a command finds no `./params.yaml` and runs on the built-in defaults
+    (another preset, other step counts): it says so, so that the result is not mistaken for the
+    project's. A path given explicitly that does not exist means "the defaults", silently.
+    """
     from globe.config import ConfigError, load_params
+
+    if params == DEFAULT_PARAMS and not params.exists():
+        typer.secho(f"note: no {params} in {Path.cwd()}: the built-in defaults apply (--params FILE reads another)",
+                    fg=typer.colors.YELLOW, err=True)  # fmt: skip
 
     try:
         return load_params(params, preset=preset, overrides=overrides or [])

@@ -31,7 +31,9 @@ applies while
   `CONCURRENCY_MEMORY` batch durations, at least `ANNOUNCE_TTL_S`): closed-loop clients come back
   a round trip after their answer, and the first one back must not find an "idle" predictor, or 8
   clients drift into batches of 1 and 7 for good. Such a batch waits for them up to the same
-  `EXTEND` x `max_latency_ms`.
+  `EXTEND` x `max_latency_ms`, but past its first `max_latency_ms` only while requests keep
+  arriving: once none has entered for `max_latency_ms`, the rest are not coming (a client that
+  left must not hold up the others for the whole extension).
 
 A lone client never had company, so its requests start at once. Calls without a token (`submit`)
 count only while queued.
@@ -92,12 +94,14 @@ class DynamicBatcher(Generic[T, R]):
         self._waiting: set[object] = set()  # submitted, results not yet returned
         self._peaks: deque[tuple[float, int]] = deque()  # (when, requests in flight) each time it rose
         self._last_batch_s = 0.0
+        self._last_arrival = 0.0  # when a request last entered (announce or submit)
         self._wake: asyncio.Event | None = None
 
     def announce(self) -> object:
         """Say that a request will submit soon; pass the returned token to `submit_many`/`withdraw`."""
         token = object()
         now = time.monotonic()
+        self._last_arrival = now
         self._announced[token] = now
         self._peaks.append((now, len(self._announced) + len(self._waiting)))
         return token
@@ -132,6 +136,7 @@ class DynamicBatcher(Generic[T, R]):
     async def submit_many(self, items: Sequence[T], token: object | None = None) -> list[R]:
         """Queue `items` and wait for all their results (raises the first item error)."""
         self._announced.pop(token, None)
+        self._last_arrival = time.monotonic()
         queue = self._ensure_worker()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in items]
@@ -185,7 +190,8 @@ class DynamicBatcher(Generic[T, R]):
             if not expected and not self._others_in_flight(batch):
                 break  # nobody else is coming: start now
             now = time.monotonic()
-            if now >= deadline and now < hard_deadline and (expected or self._incoming() > 0):
+            arriving = expected and now - self._last_arrival < self.max_latency_s
+            if now >= deadline and now < hard_deadline and (arriving or self._incoming() > 0):
                 deadline = min(hard_deadline, now + self.max_latency_s / EXTEND)  # on their way, or decoding
             remaining = deadline - now
             if remaining <= 0:
