@@ -60,3 +60,10 @@ def test_a_small_ablation_runs_resumes_and_writes_its_table(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "abl").glob("seed-*/*/model.safetensors")} == stamp
     bad = CliRunner().invoke(app, [*args, "--variant", "nope"])
     assert bad.exit_code == 2 and "unknown variant" in bad.output
+    # run with other settings (another params.yaml, or none): the runs there are refused, not reused
+    other = CliRunner().invoke(app, [*args, "--set", "grpo.learning_rate=3e-4"])
+    assert other.exit_code == 2, other.output
+    assert "runs trained with other settings" in other.output
+    assert "seed-0/grpo-accuracy: learning_rate 0.0001, not 0.0003" in other.output and "seed-1/grpo-accuracy" in other.output
+    assert "sft-longer" not in other.output  # its settings did not change
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "abl").glob("seed-*/*/model.safetensors")} == stamp

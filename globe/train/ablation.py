@@ -130,29 +130,71 @@ def _resume(out: Path) -> bool:
     return out.is_dir() and any(p.name.startswith("checkpoint-") for p in out.iterdir())
 
 
-# ---- the tasks (each runs in a worker process; arguments are plain data) -----------------------
-
-def _train_sft(params: dict, data: str, out: str, model: str) -> str:
-    from globe.train.sft import train_sft
-
-    if not done(Path(out)):
-        train_sft(Params.model_validate(params), data, out, model=model, resume=_resume(Path(out)))
-    return out
+# what a plan's arguments hold that does not change what is learned
+_PRESENTATION = {"output_dir", "run_name", "report_to", "logging_steps", "save_strategy", "save_steps", "save_total_limit",
+                 "dataloader_num_workers", "disable_tqdm", "deepspeed", "activation_checkpointing_kwargs"}
 
 
-def _train_judge(params: dict, data: str, out: str, model: str) -> str:
-    from globe.train.reward_model import train_reward_model
+def _saved_args(out: Path) -> Any | None:
+    """The TrainingArguments a run in `out` was trained with (the finished model's, else its newest checkpoint's)."""
+    import torch
 
-    if not done(Path(out)):
-        train_reward_model(Params.model_validate(params), data, out, model=model, resume=_resume(Path(out)))
-    return out
+    candidates = [out / "training_args.bin"] if done(out) else []
+    checkpoints = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                         key=lambda p: int(p.name.split("-")[-1]))  # fmt: skip
+    candidates += [c / "training_args.bin" for c in reversed(checkpoints)]
+    for path in candidates:
+        if path.is_file():
+            return torch.load(path, weights_only=False)  # our own file, written by the trainer
+    return None
 
 
-def _train_grpo(params: dict, data: str, out: str, model: str, judge: str | None) -> str:
-    from globe.train.grpo import train_grpo
+def settings_mismatch(stage: str, params: Params, out: Path, model: str, reward_model: str | None = None) -> list[str]:
+    """How the run already in `out` was trained differently from what `params` asks ([] when alike).
 
-    if not done(Path(out)):
-        train_grpo(Params.model_validate(params), data, out, model=model, reward_model=judge, resume=_resume(Path(out)))
+    An ablation directory is resumed: a finished run is kept and a started one continued. A run
+    trained with other settings (another params.yaml, or none, when the command was started
+    outside the project) would otherwise be reused silently and compared as if it were this one.
+    """
+    from globe.train.plan import make_plan
+
+    saved = _saved_args(out)
+    if saved is None:
+        return []
+    wanted = make_plan(stage, params, out, model=model, reward_model=reward_model).args
+    differences = []
+    for key, value in wanted.items():
+        if key in _PRESENTATION or not hasattr(saved, key):
+            continue
+        have = getattr(saved, key)
+        have = getattr(have, "value", have)  # enums (lr_scheduler_type)
+        same = abs(float(have) - float(value)) <= 1e-12 * max(1.0, abs(float(value))) if (
+            isinstance(value, (int, float)) and isinstance(have, (int, float)) and not isinstance(value, bool)) else have == value
+        if not same:
+            differences.append(f"{key} {have!r}, not {value!r}")
+    return differences
+
+
+def _train(stage: str, params: dict, data: str, out: str, model: str, reward_model: str | None = None) -> str:
+    """Train `stage` into `out` unless it is there already (`check_reuse` has vetted what is).
+
+    Runs in a worker process: the arguments are plain data."""
+    p, where = Params.model_validate(params), Path(out)
+    if done(where):
+        return out
+    resume = _resume(where)
+    if stage == "sft":
+        from globe.train.sft import train_sft
+
+        train_sft(p, data, out, model=model, resume=resume)
+    elif stage == "reward_model":
+        from globe.train.reward_model import train_reward_model
+
+        train_reward_model(p, data, out, model=model, resume=resume)
+    else:
+        from globe.train.grpo import train_grpo
+
+        train_grpo(p, data, out, model=model, reward_model=reward_model, resume=resume)
     return out
 
 
@@ -197,22 +239,23 @@ def run_ablation(
 
     import multiprocessing
 
+    judge_dir = str(out / "reward_model") if needs_judge else None
+    runs = trainings(params, inputs, out, seeds, variants, judge_dir)
+    check_reuse(runs, out)
+    by_out = {r.out: r for r in runs}
+
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-        judge: Future | None = None
-        if needs_judge:
-            judge = pool.submit(_train_judge, params.model_dump(), str(inputs.judge_data), str(out / "reward_model"),
-                                str(inputs.model))
-        starts = {s: pool.submit(_train_sft, seed_params(params, s).model_dump(), str(inputs.sft_data),
-                                 str(out / f"seed-{s}" / "sft"), str(inputs.model)) for s in seeds}
-        judge_dir = judge.result() if judge else None
-        if judge_dir:
-            say(f"judge trained: {judge_dir}")
+        judge = _submit(pool, by_out[out / "reward_model"]) if needs_judge else None
+        starts = {s: _submit(pool, by_out[out / f"seed-{s}" / "sft"]) for s in seeds}
+        if judge:
+            say(f"judge trained: {judge.result()}")
         jobs: dict[tuple[str, int], Future] = {}
         for s in seeds:
             start = starts[s].result()
             say(f"seed {s}: SFT start ready ({start})")
             for name in variants:
-                jobs[(name, s)] = pool.submit(_variant, params, variant(name, params), s, inputs, out, start, judge_dir)
+                run = by_out.get(out / f"seed-{s}" / name) if name != "sft" else None
+                jobs[(name, s)] = pool.submit(_variant, params, run, s, name, inputs, out, start)
         rows = []
         for (name, s), job in jobs.items():
             metrics = job.result()
@@ -243,21 +286,59 @@ def variant(name: str, params: Params) -> Variant:
     return VARIANTS[name]
 
 
-def _variant(params: Params, v: Variant, seed: int, inputs: Inputs, out: Path, start: str, judge: str | None) -> dict:
-    """Train one variant from `start` (in this worker) and evaluate it on the held-out set."""
-    base = out / f"seed-{seed}"
-    model = start
-    if v.kind == "sft":
-        steps = params.grpo.max_steps if params.grpo.max_steps > 0 else None
-        if steps is None:
-            raise AblationError("sft-longer needs grpo.max_steps > 0: it gets the same number of optimizer steps as GRPO")
-        p = seed_params(params, seed, sft={"max_steps": steps})
-        model = _train_sft(p.model_dump(), str(inputs.sft_data), str(base / v.name), start)
-    elif v.kind == "grpo":
-        p = seed_params(params, seed, rewards={"weights": dict(v.weights)})
-        model = _train_grpo(p.model_dump(), str(inputs.grpo_data), str(base / v.name), start,
-                            judge if v.weights.get("localizability") else None)
-    return _evaluate(seed_params(params, seed).model_dump(), model, str(inputs.heldout), str(base / f"{v.name}.eval"))
+@dataclass(frozen=True)
+class Training:
+    """One training of the ablation: what `_train` gets."""
+
+    stage: str
+    params: Params
+    data: Path
+    out: Path
+    model: str
+    reward_model: str | None = None
+
+
+def trainings(params: Params, inputs: Inputs, out: Path, seeds: Sequence[int], variants: Sequence[str],
+              judge: str | None) -> list[Training]:
+    """Every training an ablation over `seeds` x `variants` runs, in order: the judge (when a
+    variant needs it), each seed's SFT start, then the variants that train."""
+    runs = [Training("reward_model", params, inputs.judge_data, out / "reward_model", str(inputs.model))] if judge else []
+    for seed in seeds:
+        base, start = out / f"seed-{seed}", str(out / f"seed-{seed}" / "sft")
+        runs.append(Training("sft", seed_params(params, seed), inputs.sft_data, base / "sft", str(inputs.model)))
+        for name in variants:
+            v = variant(name, params)
+            if v.kind == "sft":
+                if params.grpo.max_steps <= 0:
+                    raise AblationError("sft-longer needs grpo.max_steps > 0: it gets the same number of optimizer steps as GRPO")
+                p = seed_params(params, seed, sft={"max_steps": params.grpo.max_steps})
+                runs.append(Training("sft", p, inputs.sft_data, base / v.name, start))
+            elif v.kind == "grpo":
+                p = seed_params(params, seed, rewards={"weights": dict(v.weights)})
+                runs.append(Training("grpo", p, inputs.grpo_data, base / v.name, start,
+                                     judge if v.weights.get("localizability") else None))
+    return runs
+
+
+def check_reuse(runs: Sequence[Training], root: Path) -> None:
+    """Refuse, before anything trains, to reuse a run in `root` that was trained with other settings."""
+    found = [f"{r.out.relative_to(root)}: {'; '.join(m[:6])}" for r in runs if r.out.is_dir()
+             for m in [settings_mismatch(r.stage, r.params, r.out, r.model, r.reward_model)] if m]
+    if found:
+        raise AblationError(f"{root} holds runs trained with other settings than these (another params.yaml, or none?): "
+                            + " | ".join(found[:4]) + (f" | and {len(found) - 4} more" if len(found) > 4 else "")
+                            + ". Remove them to retrain, or pass another --out")  # fmt: skip
+
+
+def _submit(pool: ProcessPoolExecutor, run: Training) -> Future:
+    return pool.submit(_train, run.stage, run.params.model_dump(), str(run.data), str(run.out), run.model, run.reward_model)
+
+
+def _variant(params: Params, run: Training | None, seed: int, name: str, inputs: Inputs, out: Path, start: str) -> dict:
+    """Train one variant (in this worker; `run` is None for the start itself) and evaluate it on the held-out set."""
+    model = start if run is None else _train(run.stage, run.params.model_dump(), str(run.data), str(run.out), run.model,
+                                             run.reward_model)  # fmt: skip
+    return _evaluate(seed_params(params, seed).model_dump(), model, str(inputs.heldout), str(out / f"seed-{seed}" / f"{name}.eval"))
 
 
 def _add_deltas(rows: list[dict], out: Path, params: Params) -> None:
