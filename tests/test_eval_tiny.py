@@ -8,14 +8,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from _servers import free_port, wait_until_ready
+from _servers import free_port, start_predictor, stop
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -158,18 +157,9 @@ def test_report_renders_its_table_and_images_in_headless_chromium(im2gps_run, tm
 @pytest.fixture(scope="module")
 def predictor_url(tiny_model_dir, tmp_path_factory):
     """`python -m globe.serve` (the KServe container entrypoint) with the tiny model on loopback."""
-    port, log_path = free_port(), tmp_path_factory.mktemp("serve") / "server.log"
-    cmd = [sys.executable, "-m", "globe.serve", "--model", str(tiny_model_dir), "--http_port", str(port),
-           "--enable_grpc", "false", "--params", "no-such-params.yaml", "--set", f"serve.max_new_tokens={TOKENS}"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(f"{url}/v1/models/globe", proc, log_path, what="predictor")
-        yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    srv = start_predictor(str(tiny_model_dir), tmp_path_factory.mktemp("serve") / "server.log", {"serve.max_new_tokens": TOKENS})
+    yield srv.url
+    stop(srv)
 
 
 def test_served_predictor_is_evaluated_through_its_v1_endpoint(predictor_url, tiny_model_dir, shared_data, tmp_path):

@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +22,7 @@ from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from _serve_helpers import b64, png_bytes
-from _servers import free_port, wait_until_ready
+from _servers import ImageHost, free_port, start_predictor, stop
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 1_000_000
@@ -32,74 +30,9 @@ BIG = png_bytes(1500, 1500, (10, 120, 30))  # 2.25 MP: under max_image_pixels, t
 TRUNCATED = png_bytes(64, 48)[:-30]
 
 
-class HostileHost:
-    """A loopback HTTP server for image_url tests that records every raw request path it receives."""
-
-    def __init__(self):
-        self.paths: list[str] = []
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                host.paths.append(self.path)
-                if self.path == "/ok/redirect":
-                    self.send_response(302)
-                    self.send_header("location", "/notok/good.png")
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                if self.path == "/ok/slow.png":  # one byte every 0.3 s: each read is quick, the whole is not
-                    self.send_response(200)
-                    self.send_header("content-length", "100000")
-                    self.end_headers()
-                    try:
-                        for _ in range(200):
-                            self.wfile.write(b"\x89")
-                            self.wfile.flush()
-                            time.sleep(0.3)
-                    except OSError:
-                        pass
-                    return
-                body = BIG if self.path == "/ok/big.png" else png_bytes(50, 40, (200, 30, 30))
-                self.send_response(200)
-                self.send_header("content-type", "image/png")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-
-def start_predictor(model: str, log_path: Path, overrides: dict, grpc_port: int | None = None, env: dict | None = None):
-    port = free_port()
-    cmd = [sys.executable, "-m", "globe.serve", "--model", model, "--http_port", str(port), "--params", "no-such-params.yaml"]
-    if grpc_port is not None:
-        cmd += ["--enable_grpc", "true", "--grpc_port", str(grpc_port)]
-    for key, value in overrides.items():
-        cmd += ["--set", f"{key}={value}"]
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1", **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(f"{url}/v2/models/globe/ready", proc, log_path, what="globe predictor")
-    return type("Server", (), {"url": url, "port": port, "grpc_port": grpc_port, "proc": proc, "log": log_path, "_log": log})
-
-
-def stop(server) -> None:
-    if server.proc.poll() is None:
-        server.proc.kill()
-        server.proc.wait(timeout=10)
-    server._log.close()
-
-
 @pytest.fixture(scope="module")
 def host():
-    h = HostileHost()
+    h = ImageHost(big=BIG)
     yield h
     h.httpd.shutdown()
 

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -21,36 +17,11 @@ from kserve import InferenceRESTClient, RESTConfig
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from _serve_helpers import b64, bomb_png, png_bytes
-from _servers import free_port, wait_until_ready
+from _servers import ImageHost, start_predictor, stop
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 1_000_000
 FIELDS = {"id", "reasoning", "country", "country_code", "city", "lat", "lon", "coords_source", "resolution", "format_ok", "raw"}
-
-
-class ImageHost:
-    """A loopback HTTP server that serves one PNG and records every request it receives."""
-
-    def __init__(self):
-        self.paths: list[str] = []
-        host = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                host.paths.append(self.path)
-                body = png_bytes(50, 40, (200, 30, 30))
-                self.send_response(200)
-                self.send_header("content-type", "image/png")
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +34,6 @@ def image_host():
 @pytest.fixture(scope="module")
 def server(tiny_model_dir, image_host, tmp_path_factory):
     """`python -m globe.serve` (the container entrypoint) with small limits, on a free port."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("serve") / "server.log"
     overrides = {
         "serve.max_body_bytes": MAX_BODY,
         "serve.max_new_tokens": 8,
@@ -75,20 +44,9 @@ def server(tiny_model_dir, image_host, tmp_path_factory):
         "serve.torch_threads": 1,  # a shared CI box: 2 OpenMP threads spin against other processes
         "serve.url_allowlist": f"[http://127.0.0.1:{image_host.port}/ok/]",
     }
-    cmd = [sys.executable, "-m", "globe.serve", "--model", str(tiny_model_dir), "--http_port", str(port),
-           "--enable_grpc", "false", "--params", "no-such-params.yaml"]  # fmt: skip
-    for key, value in overrides.items():
-        cmd += ["--set", f"{key}={value}"]
-    log = open(log_path, "wb")
-    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(f"{url}/v2/models/globe/ready", proc, log_path, what="globe predictor")
-    yield type("Server", (), {"url": url, "port": port, "proc": proc, "log": log_path})
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(timeout=10)
-    log.close()
+    srv = start_predictor(str(tiny_model_dir), tmp_path_factory.mktemp("serve") / "server.log", overrides)
+    yield srv
+    stop(srv)
 
 
 def post(server, path: str, **kw) -> httpx.Response:
