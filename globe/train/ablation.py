@@ -136,17 +136,14 @@ _PRESENTATION = {"output_dir", "run_name", "report_to", "logging_steps", "save_s
 
 
 def _saved_args(out: Path) -> Any | None:
-    """The TrainingArguments a run in `out` was trained with (the finished model's, else its newest checkpoint's)."""
+    """The TrainingArguments a run in `out` was trained with: the finished model's, else those of
+    the checkpoint a resume would continue from."""
     import torch
+    from transformers.trainer_utils import get_last_checkpoint
 
-    candidates = [out / "training_args.bin"] if done(out) else []
-    checkpoints = sorted((p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                         key=lambda p: int(p.name.split("-")[-1]))  # fmt: skip
-    candidates += [c / "training_args.bin" for c in reversed(checkpoints)]
-    for path in candidates:
-        if path.is_file():
-            return torch.load(path, weights_only=False)  # our own file, written by the trainer
-    return None
+    last = out if done(out) else get_last_checkpoint(str(out))
+    path = Path(last) / "training_args.bin" if last else None
+    return torch.load(path, weights_only=False) if path is not None and path.is_file() else None  # our own file
 
 
 def settings_mismatch(stage: str, params: Params, out: Path, model: str, reward_model: str | None = None) -> list[str]:
@@ -175,26 +172,25 @@ def settings_mismatch(stage: str, params: Params, out: Path, model: str, reward_
     return differences
 
 
-def _train(stage: str, params: dict, data: str, out: str, model: str, reward_model: str | None = None) -> str:
-    """Train `stage` into `out` unless it is there already (`check_reuse` has vetted what is).
+def _train(run: "Training") -> str:
+    """Train `run` into its directory unless it is there already (`check_reuse` has vetted what is).
 
-    Runs in a worker process: the arguments are plain data."""
-    p, where = Params.model_validate(params), Path(out)
-    if done(where):
-        return out
-    resume = _resume(where)
-    if stage == "sft":
+    Runs in a worker process."""
+    if done(run.out):
+        return str(run.out)
+    out, resume = str(run.out), _resume(run.out)
+    if run.stage == "sft":
         from globe.train.sft import train_sft
 
-        train_sft(p, data, out, model=model, resume=resume)
-    elif stage == "reward_model":
+        train_sft(run.params, run.data, out, model=run.model, resume=resume)
+    elif run.stage == "reward_model":
         from globe.train.reward_model import train_reward_model
 
-        train_reward_model(p, data, out, model=model, resume=resume)
+        train_reward_model(run.params, run.data, out, model=run.model, resume=resume)
     else:
         from globe.train.grpo import train_grpo
 
-        train_grpo(p, data, out, model=model, reward_model=reward_model, resume=resume)
+        train_grpo(run.params, run.data, out, model=run.model, reward_model=run.reward_model, resume=resume)
     return out
 
 
@@ -245,8 +241,8 @@ def run_ablation(
     by_out = {r.out: r for r in runs}
 
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-        judge = _submit(pool, by_out[out / "reward_model"]) if needs_judge else None
-        starts = {s: _submit(pool, by_out[out / f"seed-{s}" / "sft"]) for s in seeds}
+        judge = pool.submit(_train, by_out[out / "reward_model"]) if needs_judge else None
+        starts = {s: pool.submit(_train, by_out[out / f"seed-{s}" / "sft"]) for s in seeds}
         if judge:
             say(f"judge trained: {judge.result()}")
         jobs: dict[tuple[str, int], Future] = {}
@@ -330,14 +326,9 @@ def check_reuse(runs: Sequence[Training], root: Path) -> None:
                             + ". Remove them to retrain, or pass another --out")  # fmt: skip
 
 
-def _submit(pool: ProcessPoolExecutor, run: Training) -> Future:
-    return pool.submit(_train, run.stage, run.params.model_dump(), str(run.data), str(run.out), run.model, run.reward_model)
-
-
 def _variant(params: Params, run: Training | None, seed: int, name: str, inputs: Inputs, out: Path, start: str) -> dict:
     """Train one variant (in this worker; `run` is None for the start itself) and evaluate it on the held-out set."""
-    model = start if run is None else _train(run.stage, run.params.model_dump(), str(run.data), str(run.out), run.model,
-                                             run.reward_model)  # fmt: skip
+    model = start if run is None else _train(run)
     return _evaluate(seed_params(params, seed).model_dump(), model, str(inputs.heldout), str(out / f"seed-{seed}" / f"{name}.eval"))
 
 
