@@ -173,7 +173,7 @@ class VerifyGroup(Group):
     )
 
 
-REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic")  # globe.rewards.recipe
+REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic", "consistency")  # globe.rewards.recipe
 
 
 class RewardsGroup(Group):

@@ -39,8 +39,9 @@ def test_every_model_on_every_split_with_the_paired_delta(suite):
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"in_domain", "shifted"}
     for split, n in (("in_domain", 10), ("shifted", 6)):
-        assert set(metrics[split]["a"]) == set(metrics[split]["b"]) == {"country_acc", "acc_25km"}
-        assert set(metrics[split]["b_vs_a"]) == {"country_acc", "acc_25km"}
+        assert set(metrics[split]["a"]) == set(metrics[split]["b"]) == {"country_acc", "acc_25km", "consistency",
+                                                                          "wrong_reason"}
+        assert set(metrics[split]["b_vs_a"]) == {"country_acc", "acc_25km", "consistency"}
         d = metrics[split]["b_vs_a"]["acc_25km"]
         assert d["lo"] <= d["delta"] <= d["hi"]
         assert json.loads((out / split / "a" / "metrics.json").read_text())["n"] == n

@@ -47,6 +47,9 @@ class Sample:
     city: str | None = None
     label_source: str = "benchmark"
     reasoning: str | None = None
+    # The visual cues really in the image, when known exactly (GeoScenes: what the renderer drew);
+    # None elsewhere. `globe.faithfulness.cue_grounding` scores the reasoning's cues against them.
+    entities: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +127,7 @@ def _derive_labels(samples: list[Sample]) -> list[Sample]:
         out[i] = Sample(
             id=s.id, image=s.image, lat=s.lat, lon=s.lon, country_code=place.country_code,
             country=place.country, city=s.city or place.city, label_source="reverse-geocoded",
-            reasoning=s.reasoning,
+            reasoning=s.reasoning, entities=s.entities,
         )
     return out
 
@@ -291,6 +294,7 @@ def load_geoscenes(dataset_dir: Path, limit: int | None = None, split: str = "te
                 id=rec.id, image=image, lat=rec.lat, lon=rec.lon, country_code=rec.country_code,
                 country=rec.country, city=rec.city, label_source=str(rec.label_source or "dataset"),
                 reasoning=rec.reasoning,
+                entities=tuple(rec.entities) if rec.meta.get("generator") == "geoscenes" else None,
             )
         )
         if limit is not None and len(samples) >= limit:

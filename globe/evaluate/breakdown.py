@@ -35,7 +35,8 @@ from globe.evaluate.metrics import THRESHOLDS_KM, summarize
 
 ACC_KEYS = tuple(f"acc_{t}km" for t in THRESHOLDS_KM)
 NAME_KEYS = ("country_acc", "city_acc", "country_acc_string", "city_acc_string")
-CI_KEYS = (*ACC_KEYS, "median_km", "mean_km", *NAME_KEYS)
+FAITH_KEYS = ("consistency", "wrong_reason", "cue_precision", "cue_recall")  # metrics.faithfulness_summary
+CI_KEYS = (*ACC_KEYS, "median_km", "mean_km", *NAME_KEYS, *FAITH_KEYS)
 
 
 def scored_view(rows: Sequence[Mapping]) -> list[dict]:
@@ -56,6 +57,10 @@ def row_columns(rows: Sequence[Mapping]) -> dict[str, np.ndarray]:
     for field in ("country", "city"):
         cols[f"{field}_acc"] = _match_column(rows, f"{field}_match_alias")
         cols[f"{field}_acc_string"] = _match_column(rows, f"{field}_match_string")
+    cols["consistency"] = _match_column(rows, "consistent")
+    cols["wrong_reason"] = np.array([float(bool(r.get("wrong_reason"))) for r in rows], dtype=float)
+    for key in ("cue_precision", "cue_recall"):
+        cols[key] = np.array([np.nan if r.get(key) is None else float(r[key]) for r in rows], dtype=float)
     return cols
 
 
@@ -65,6 +70,7 @@ STATISTICS: dict[str, Callable[..., np.ndarray]] = {
     "median_km": np.median,  # over all rows: the column holds inf for unlocated ones
     "mean_km": np.nanmean,
     **{name: np.nanmean for name in NAME_KEYS},
+    **{name: np.nanmean for name in FAITH_KEYS},
 }
 
 

@@ -19,7 +19,7 @@ from globe.evaluate.breakdown import CI_KEYS, deltas
 from globe.evaluate.runner import PREDICTIONS, RUN_INFO, PredictionLog, RunError
 from globe.evaluate.scoring import rescore_legacy
 
-LOWER_IS_BETTER = {"median_km", "mean_km"}
+LOWER_IS_BETTER = {"median_km", "mean_km", "wrong_reason"}
 
 
 @dataclass

@@ -38,10 +38,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from globe.answer import Answer, parse
+from globe.faithfulness import cue_grounding, judge, wrong_reason
 from globe.jsonl import json_line, json_safe
 from globe.scorer import HEADLINE_PROTOCOL, Location, as_float, city_match, country_match, locate
 
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
+# What `score_rows` adds per row from `globe.faithfulness` (the prediction rows keep them too).
+FAITHFULNESS_FIELDS = ("reasoning_place", "consistent", "wrong_reason", "cue_precision", "cue_recall")
 _MEAN_METRICS = {f"acc_{t}km" for t in THRESHOLDS_KM} | {
     "country_acc", "city_acc", "country_acc_string", "city_acc_string", "country_acc_alias", "city_acc_alias"}
 
@@ -86,6 +89,7 @@ def score_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                        place=answer.place if pred_country == answer.country and pred_city == answer.city else None)
         headline, stated = locate(named, HEADLINE_PROTOCOL, given), locate(named, "stated", given)
         country, city = _text(row.get("country")), _text(row.get("city"))
+        faith = _faithfulness(answer if isinstance(output, str) else None, named, headline, row.get("entities"))
         scored.append({
             "id": row.get("id", index),
             "lat": lat, "lon": lon, "country": country, "city": city,
@@ -98,10 +102,26 @@ def score_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "country_match_alias": _match(pred_country, country, country_match, aliases=True),
             "city_match_string": _match(pred_city, city, city_match, aliases=False),
             "city_match_alias": _match(pred_city, city, lambda p, t: city_match(p, t, country, True, True)),
+            **faith,
         })
     _add_distances(scored)
+    for r in scored:
+        r["wrong_reason"] = wrong_reason(r["consistent"], r["distance_km"])
     _add_distances([r["stated"] | {"lat": r["lat"], "lon": r["lon"]} for r in scored], into=[r["stated"] for r in scored])
     return scored
+
+
+def _faithfulness(answer: Answer | None, named: Answer, where: Location, entities: Any) -> dict[str, Any]:
+    """`globe.faithfulness` on one row: the reasoning's conclusion read from the model's own text,
+    whether it supports the scored answer, and cue precision/recall when the image's cues are known
+    (`wrong_reason` needs the distance and is added after it)."""
+    if answer is None:
+        return {"reasoning_place": None, "consistent": None, "cue_precision": None, "cue_recall": None}
+    support = judge(Answer(think=answer.think, country=named.country, city=named.city, lat=named.lat,
+                           lon=named.lon), where)
+    known = list(entities) if isinstance(entities, (list, tuple)) else None
+    precision, recall = cue_grounding(answer.think, known)
+    return {**support.to_dict(), "cue_precision": precision, "cue_recall": recall}
 
 
 def _add_distances(scored: list[dict[str, Any]], into: list[dict[str, Any]] | None = None) -> None:
@@ -150,11 +170,46 @@ def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["format_ok"] = _share([r["format_ok"] for r in scored])
     out["coords_source"] = dict(sorted(Counter(r["coords_source"] for r in scored).items()))
     out["resolution"] = dict(sorted(Counter(r.get("resolution", "none") for r in scored).items()))
+    out.update(faithfulness_summary(scored))
     stated = [r.get("stated") or {} for r in scored]
     out["stated"] = {
         **_distance_metrics([s.get("distance_km", math.inf) for s in stated]),
         "coords_source": dict(sorted(Counter(s.get("coords_source", "none") for s in stated).items())),
     }
+    return out
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [float(v) for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def faithfulness_summary(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Whether the reasoning supports the answer, over scored rows (`globe.faithfulness`):
+
+    - `consistency`: share of the rows whose reasoning concludes a place and whose answer names one
+      (`n_consistency` of them) where the answer is the place the reasoning concludes;
+    - `no_conclusion`: share of the rows whose answer names a place while their reasoning concludes
+      none (not counted in `consistency`, never counted as support);
+    - `wrong_reason`: share of *all* rows that are right within 25 km while the reasoning concludes
+      another place;
+    - `cue_precision` / `cue_recall`: mean over the rows whose image's cues are known (GeoScenes) of
+      the share of named cues really in the image / of the image's cues named; None with
+      `cue_grounding: "not measured"` when no row's cues are known.
+    """
+    answered = [r for r in scored if r.get("format_ok") is not None and (r.get("pred_country") or r.get("pred_city"))]
+    defined = [r["consistent"] for r in scored if r.get("consistent") is not None]
+    out: dict[str, Any] = {
+        "consistency": _share(defined),
+        "n_consistency": len(defined),
+        "no_conclusion": (sum(1 for r in answered if r.get("reasoning_place") is None) / len(answered)
+                          if answered else None),
+        "wrong_reason": _share([bool(r.get("wrong_reason")) for r in scored]) if scored else None,
+        "cue_precision": _mean([r.get("cue_precision") for r in scored]),
+        "cue_recall": _mean([r.get("cue_recall") for r in scored]),
+    }
+    if out["cue_recall"] is None:
+        out["cue_grounding"] = "not measured: the images' cues are not known (GeoScenes records them)"
     return out
 
 

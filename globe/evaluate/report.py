@@ -41,6 +41,7 @@ tr:nth-child(even) td{background:#f6f8fa}
 .kv{display:grid;grid-template-columns:84px 1fr;gap:1px 6px;margin:6px 0} .kv b{color:#555;font-weight:600}
 .think{white-space:pre-wrap;background:#f6f8fa;border-radius:4px;padding:6px;max-height:170px;overflow:auto;font-size:12px}
 .err{color:#b00020}
+.card.contradicts{border:2px solid #b00020} .flag{color:#b00020;font-weight:600}
 </style></head>
 <body>
 <h1>{{ title }}</h1>
@@ -70,12 +71,21 @@ maps API. Stated coordinates: the coordinates the answer states, else its names;
 <h2>Plots</h2>
 <div class="plots">{% for alt, uri in plots %}<img alt="{{ alt }}" src="{{ uri }}">{% endfor %}</div>
 
+{% if contradicting %}<h2>Reasoning that does not support its answer ({{ contradicting|length }} shown)</h2>
+<p class="meta">The place the reasoning concludes (read from the reasoning alone) is not the place the answer names
+(same city, or within 25 km): right answers among them are right for the wrong reason.</p>
+<div class="gallery">{% for g in contradicting %}<div class="card contradicts">
+<div><span class="badge b{{ g.bucket }}">{{ g.distance }}</span> <code>{{ g.id }}</code></div>
+<div class="kv"><b>answer</b><span>{{ g.pred }}</span><b>reasoning</b><span class="flag">{{ g.support }}</span></div>
+{% if g.think.strip() %}<div class="think">{{ g.think }}</div>{% endif %}
+</div>{% endfor %}</div>{% endif %}
+
 <h2>Gallery ({{ gallery|length }} of {{ n }} images, across the error range)</h2>
 <div class="gallery">
-{% for g in gallery %}<div class="card">
+{% for g in gallery %}<div class="card{% if g.contradicts %} contradicts{% endif %}">
 {% if g.thumb %}<img alt="{{ g.id }}" src="{{ g.thumb }}">{% else %}<div class="err">image unavailable: {{ g.image_error }}</div>{% endif %}
 <div><span class="badge b{{ g.bucket }}">{{ g.distance }}</span> <code>{{ g.id }}</code></div>
-<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>geocoded</b><span>{{ g.coords }}</span><b>stated</b><span>{{ g.stated }}</span>{% if g.consensus %}<b>consensus</b><span>{{ g.consensus }}</span>{% endif %}</div>
+<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>geocoded</b><span>{{ g.coords }}</span><b>stated</b><span>{{ g.stated }}</span>{% if g.consensus %}<b>consensus</b><span>{{ g.consensus }}</span>{% endif %}<b>reasoning</b><span{% if g.contradicts %} class="flag"{% endif %}>{{ g.support }}</span></div>
 {% if g.error %}<div class="err">engine error: {{ g.error }}</div>{% endif %}
 {% if g.think.strip() %}<div class="think">{{ g.think }}</div>{% endif %}
 </div>
@@ -143,6 +153,11 @@ METRIC_ROWS = (
     ("city_acc", "city accuracy (alias-aware)", "pct"),
     ("country_acc_string", "country accuracy (released string rule)", "pct"),
     ("city_acc_string", "city accuracy (released string rule)", "pct"),
+    ("consistency", "reasoning supports the answer (consistency)", "pct"),
+    ("wrong_reason", "right for the wrong reason (right, reasoning concludes elsewhere)", "pct"),
+    ("no_conclusion", "reasoning concludes no place (not in consistency)", "pct"),
+    ("cue_precision", "cue precision (named cues really in the image)", "pct"),
+    ("cue_recall", "cue recall (image cues the reasoning names)", "pct"),
     ("n", "images", "int"),
     ("n_unparsed", "unparsed answers (counted as misses)", "int"),
     ("n_errors", "engine errors (counted as misses)", "int"),
@@ -187,7 +202,7 @@ def _coords(where: Mapping) -> str:
 def _gallery_card(row: Mapping, thumb_size: int) -> dict:
     answer = row.get("answer") or {}
     try:
-        thumb, image_error = thumbnail_uri(row["image"], thumb_size), None
+        thumb, image_error = (thumbnail_uri(row["image"], thumb_size) if thumb_size else None), None
     except Exception as exc:  # a missing image must not cost the whole report
         thumb, image_error = None, f"{type(exc).__name__}: {exc}"
     think = answer.get("think") or row.get("output") or ""
@@ -204,7 +219,18 @@ def _gallery_card(row: Mapping, thumb_size: int) -> dict:
         "error": row.get("error"),
         "think": think if len(think) <= 1200 else think[:1200] + " …",
         "consensus": _consensus_line(row),
+        "contradicts": row.get("consistent") is False,
+        "support": _support_line(row),
     }
+
+
+def _support_line(row: Mapping) -> str:
+    """What the reasoning concludes and whether it supports the answer (globe.faithfulness)."""
+    where = row.get("reasoning_place") or {}
+    place = _place(where.get("city"), where.get("country") or where.get("country_code")) if where else "no place"
+    if row.get("consistent") is None:
+        return f"concludes {place}: not comparable" if where else "concludes no place"
+    return f"concludes {place}: " + ("supports the answer" if row["consistent"] else "does NOT support the answer")
 
 
 def _consensus_line(row: Mapping) -> str:
@@ -251,6 +277,7 @@ def render_report(
         continent_rows=_continent_rows(metrics.get("by_continent", {})),
         plots=[(name, data_uri(Path(p).read_bytes(), "image/png")) for name, p in plots.items()],
         gallery=[_gallery_card(r, thumb_size) for r in select_gallery(rows, gallery_size)],
+        contradicting=[_gallery_card(r, 0) for r in [r for r in rows if r.get("consistent") is False][:6]],
     )
 
 

@@ -99,12 +99,13 @@ def vote_samples(results: Sequence["Result"], calibration: Any = None) -> Answer
 def score_batch(samples: Sequence[Sample], answers: Sequence[Answer]) -> list[dict[str, Any]]:
     """One JSON-ready prediction row per sample (ground truth, output, answer, coordinates, distance)."""
     from globe.answer import parse
-    from globe.evaluate.metrics import score_rows
+    from globe.evaluate.metrics import FAITHFULNESS_FIELDS, score_rows
     from globe.jsonl import json_safe
 
     inputs = []
     for s, a in zip(samples, answers, strict=True):
-        row: dict[str, Any] = {"id": s.id, "lat": s.lat, "lon": s.lon, "country": s.country, "city": s.city}
+        row: dict[str, Any] = {"id": s.id, "lat": s.lat, "lon": s.lon, "country": s.country, "city": s.city,
+                               "entities": s.entities}
         if a.error is None and a.text is not None:
             row["output"] = a.text
             row.update(a.given)
@@ -147,6 +148,7 @@ def score_batch(samples: Sequence[Sample], answers: Sequence[Answer]) -> list[di
             "country_match_alias": sc["country_match_alias"],
             "city_match_string": sc["city_match_string"],
             "city_match_alias": sc["city_match_alias"],
+            **{k: sc[k] for k in FAITHFULNESS_FIELDS},
             "latency_s": round(float(a.latency_s), 4),
             **a.consensus,
         })

@@ -23,9 +23,11 @@ from typing import Any, Mapping, Sequence
 
 from globe.io import atomic_write_bytes
 
-HEADLINE = ("country_acc", "acc_25km")  # metrics.json: what `dvc metrics show` prints, per model and split
-TABLE = ("country_acc", "city_acc", "acc_25km", "acc_2500km")  # summary.md and report.html
-DELTA_KEYS = ("country_acc", "acc_25km")
+# metrics.json: what `dvc metrics show` prints, per model and split (consistency and wrong_reason:
+# does the reasoning support the answer, globe.faithfulness)
+HEADLINE = ("country_acc", "acc_25km", "consistency", "wrong_reason")
+TABLE = ("country_acc", "city_acc", "acc_25km", "acc_2500km", "consistency", "wrong_reason")  # summary.md, report.html
+DELTA_KEYS = ("country_acc", "acc_25km", "consistency")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@
 | `grounding`      | `grounding_reward`               | entities           |
 | `localizability` | `make_localizability_reward(judge)` | image           |
 | `geodesic`       | `geodesic_reward` (ours)         | lat, lon           |
+| `consistency`    | `consistency_reward` (ours)      | —                  |
 
 Each function's `__name__` is its params key, so TRL logs `rewards/<key>/mean`.
 `build_reward_funcs(params.rewards, judge)` turns the `rewards.weights` mapping into the
@@ -16,6 +17,7 @@ Each function's `__name__` is its params key, so TRL logs `rewards/<key>/mean`.
 from __future__ import annotations
 
 from globe.rewards.accuracy import accuracy_reward, city_match, country_match, string_match
+from globe.rewards.consistency import consistency_reward
 from globe.rewards.format import format_reward
 from globe.rewards.geodesic import geodesic_reward, locate
 from globe.rewards.grounding import grounding_reward
@@ -32,6 +34,7 @@ __all__ = [
     "build_reward_funcs",
     "planned_rewards",
     "city_match",
+    "consistency_reward",
     "country_match",
     "format_reward",
     "geodesic_reward",

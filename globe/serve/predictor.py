@@ -6,7 +6,9 @@ everything around them — the shared prompt, the shared parser (`globe.answer.p
 normalisation, and coordinates. Coordinates come from the model's own `lat:`/`lon:` lines when it
 wrote valid ones (`coords_source: "stated"`), else from geocoding the place it names offline
 (`"geocoded"`, with `resolution` saying how precisely); when neither works they are null rather
-than invented. The scorer that decides this (`globe.scorer`) is the one evaluation uses.
+than invented. The scorer that decides this (`globe.scorer`) is the one evaluation uses. Every
+answer says whether its reasoning supports it (`consistent`, with the `reasoning_place` the
+reasoning concludes): the same `globe.faithfulness.judge` as evaluation's `consistency` metric.
 
 Asked for `samples` N > 1 (per V1 instance, or a V2 request parameter), the predictor samples N
 reasonings and answers with their great-circle consensus (`globe.consensus`): the winning
@@ -138,9 +140,11 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
     """
     from globe import geo
     from globe.answer import parse
+    from globe.faithfulness import judge
     from globe.scorer import locate
 
     ans = parse(text)
+    support = judge(ans)
     code = geo.normalize_country(ans.country) if ans.country else None
     country = geo.country_name(code) if code else ans.country
     where = locate(ans, "stated")
@@ -158,5 +162,8 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
         "coords_source": where.source if where.found else None,
         "resolution": where.resolution if where.found else None,
         "format_ok": ans.format_ok,
+        # does the reasoning support the answer (globe.faithfulness; null: it concludes no place)
+        "consistent": support.consistent,
+        "reasoning_place": None if support.conclusion is None else support.conclusion.to_dict(),
         "raw": text,
     }

@@ -38,6 +38,10 @@ from globe.io import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 PAPER_WEIGHTS = {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+# Below accuracy's 1.0, so a right answer whose reasoning argues elsewhere (1.0) still beats a wrong
+# answer that follows its reasoning (0.5 + 0.2 for the country): consistency breaks ties among right
+# answers instead of trading accuracy for agreement (docs/train.md, "Reasoning that supports its answer").
+CONSISTENCY_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,17 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "accuracy + localizability + format"),
     Variant("globe", "grpo", PAPER_WEIGHTS, "the paper's four rewards and weights"),
     Variant("globe-geodesic", "grpo", {**PAPER_WEIGHTS, "geodesic": 0.5}, "GLOBE + the continuous geodesic reward"),
+    Variant("globe-consistency", "grpo", {**PAPER_WEIGHTS, "consistency": CONSISTENCY_WEIGHT},
+            "GLOBE + the consistency reward (the reasoning concludes the answered place)"),
 )}
 # the main job's GRPO: params.rewards as configured (not part of the default ablation)
 MAIN_JOB = Variant("grpo", "grpo", {}, "the main job's GRPO (params.rewards)")
-REPORTED = ("country_acc", "city_acc", "acc_25km", "acc_750km", "acc_2500km", "median_km")
+REPORTED = ("country_acc", "city_acc", "acc_25km", "acc_750km", "acc_2500km", "median_km",
+            "consistency", "wrong_reason", "no_conclusion", "cue_precision", "cue_recall")
 COMPARED = ("country_acc", "acc_25km")
+# What each reward is for, compared against accuracy-only GRPO on the same images and seed.
+FAITHFULNESS = ("acc_25km", "country_acc", "consistency", "wrong_reason", "cue_precision", "cue_recall")
+REFERENCE = "grpo-accuracy"
 
 
 class AblationError(ValueError):
@@ -345,6 +355,12 @@ def _add_deltas(rows: list[dict], out: Path, params: Params) -> None:
         row["metrics"]["vs_sft"] = {
             k: {"delta": result["metrics"][k]["delta"], "ci": result["metrics"][k]["ci"]} for k in COMPARED
         }
+        if row["variant"] != REFERENCE and (base / f"{REFERENCE}.eval").is_dir():
+            result = compare_runs(base / f"{REFERENCE}.eval", base / f"{row['variant']}.eval",
+                                  n_boot=params.eval.bootstrap, seed=params.base.seed)
+            row["metrics"][f"vs_{REFERENCE}"] = {
+                k: {"delta": result["metrics"][k]["delta"], "ci": result["metrics"][k]["ci"]} for k in FAITHFULNESS
+            }
 
 
 # ---- the report --------------------------------------------------------------------------------
@@ -394,6 +410,37 @@ def ablation_table(rows: Sequence[Mapping], variants: Sequence[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _pt(d: Mapping | None) -> str:
+    if not d or d.get("delta") is None:
+        return "–"
+    lo, hi = d["ci"]
+    return f"{100 * d['delta']:+.1f} [{'–' if lo is None else f'{100 * lo:+.1f}'}, {'–' if hi is None else f'{100 * hi:+.1f}'}]"
+
+
+def faithfulness_table(rows: Sequence[Mapping], variants: Sequence[str]) -> str:
+    """Markdown: does each variant's reasoning support its answers (means over seeds), and every
+    seed's paired delta against `grpo-accuracy` on each metric its extra rewards target."""
+    lines = [
+        "", f"Does the reasoning support the answer (docs/eval.md)? Mean over seeds; Δ: paired delta against "
+        f"`{REFERENCE}` per seed, 95% interval.", "",
+        "| variant | consistency | wrong reason | no conclusion | cue precision | cue recall | "
+        + " | ".join(f"Δ {k}" for k in FAITHFULNESS) + " |",
+        "|---|---:|---:|---:|---:|---:|" + "---|" * len(FAITHFULNESS),
+    ]
+    for name in variants:
+        mine = sorted((r for r in rows if r["variant"] == name), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        means = []
+        for k in ("consistency", "wrong_reason", "no_conclusion", "cue_precision", "cue_recall"):
+            m = _mean([r["metrics"].get(k) for r in mine])
+            means.append("–" if m is None else f"{100 * m:.1f}%")
+        deltas = ["; ".join(_pt(r["metrics"].get(f"vs_{REFERENCE}", {}).get(k)) for r in mine) if name != REFERENCE
+                  else "–" for k in FAITHFULNESS]
+        lines.append(f"| {name} | " + " | ".join(means) + " | " + " | ".join(deltas) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_ablation(rows: Sequence[Mapping], variants: Sequence[str], path: Path) -> Path:
     """Bars: the mean over seeds per variant for country_acc and acc_25km, with each seed as a dot."""
     from matplotlib.figure import Figure
@@ -428,5 +475,6 @@ def write_outputs(rows: Sequence[Mapping], out: Path, params: Params, variants: 
         f"lr {params.grpo.learning_rate:g}); `sft-longer` the same number of SFT steps "
         f"({params.sft.per_device_train_batch_size} images a step).\n\n"
     )
-    atomic_write_bytes(out / "ablation.md", (header + ablation_table(rows, variants)).encode("utf-8"))
+    tables = ablation_table(rows, variants) + faithfulness_table(rows, variants)
+    atomic_write_bytes(out / "ablation.md", (header + tables).encode("utf-8"))
     plot_ablation(rows, variants, out / "ablation.png")

@@ -1,0 +1,149 @@
+"""Does the reasoning support the answer (globe.faithfulness, globe.answer.conclusion): the metric on
+real model text (GeoCoT's reasonings), on GeoScenes rows with known cues, the reward, and the
+served answer's flag."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+
+from globe.answer import format_answer, parse
+from globe.answer.conclusion import reasoning_conclusion
+from globe.data.geoscenes import describe
+from globe.evaluate.metrics import compute_metrics, score_rows
+from globe.faithfulness import cue_grounding, judge
+from globe.geo import resolve
+from globe.geo.text import fold
+from globe.rewards import consistency_reward
+
+HAMBURG = {"lat": 53.5507, "lon": 9.9930, "country": "Germany", "city": "Hamburg"}
+CUES = ["black-red-gold flag band", "arch landmark", "temperate sky", "grassy ground"]
+
+
+def _think(city: str, landmark: str = "arch", palette=("black", "red", "gold")) -> str:
+    return describe(palette, landmark, "temperate", "grassy", "Germany", city)
+
+
+def _geocot_rows(shared_data) -> list[dict]:
+    path = shared_data / "reasoning_outputs" / "geocomp_geocot.csv"
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# "…most likely taken in Kampala, Uganda, Africa." -> the city and country the sentence names
+_FINAL = re.compile(r"\b(?:in|near|from|likely)\s+([A-Z][\w'.-]*(?:\s+[A-Za-z][\w'.-]*){0,3}?),\s+([A-Z][\w' .-]+?),\s+(?:in\s+)?"
+                    r"(?:the continent of\s+)?(?:Africa|Asia|Europe|Oceania|North America|South America)\.\s*$")
+
+
+def test_the_conclusion_of_real_reasonings_is_the_city_and_country_their_last_sentence_names(shared_data):
+    rows = _geocot_rows(shared_data)
+    checked = agreed = 0
+    for row in rows:
+        m = _FINAL.search(row["output"])
+        if not m:
+            continue
+        want, country = m.group(1).strip(), m.group(2).strip()
+        found = resolve(want, country)
+        if found is None or found.how != "city" or fold(found.place.city) != fold(want):
+            continue  # a region ("Patagonia, Argentina"): a country-level claim, not a city
+        checked += 1
+        c = reasoning_conclusion(row["output"])
+        agreed += c is not None and c.level == "city" and fold(c.city) == fold(want)
+    assert checked >= 45, checked  # 89 of the 494 end "… in Name, Country, Continent."; 52 name a city
+    assert agreed / checked >= 0.95, (agreed, checked)
+    concluded = sum(reasoning_conclusion(r["output"]) is not None for r in rows)
+    assert concluded / len(rows) >= 0.9, concluded  # 494 reasonings that conclude a place
+
+
+def test_a_real_reasoning_supports_its_own_place_and_not_another_countrys(shared_data):
+    rows = [r for r in _geocot_rows(shared_data) if (c := reasoning_conclusion(r["output"])) and c.level == "city"]
+    assert len(rows) >= 100
+    supported = contradicted = 0
+    for i, row in enumerate(rows):
+        mine = reasoning_conclusion(row["output"])
+        other = next(reasoning_conclusion(r["output"]) for r in rows[i + 1:] + rows[:i]
+                     if reasoning_conclusion(r["output"]).country_code != mine.country_code)
+        own = parse(f"<think>{row['output']}</think><answer>country: {mine.country}\ncity: {mine.city}</answer>")
+        wrong = parse(f"<think>{row['output']}</think><answer>country: {other.country}\ncity: {other.city}</answer>")
+        supported += judge(own).consistent is True
+        contradicted += judge(wrong).consistent is False
+    assert supported == len(rows)
+    assert contradicted == len(rows)
+
+
+def test_reasoning_that_names_no_place_concludes_nothing():
+    assert reasoning_conclusion("The image shows no flag, landmark or landscape that points to a place.") is None
+    assert reasoning_conclusion("") is None and reasoning_conclusion(None) is None
+    row = {**HAMBURG, "output": format_answer("Plain walls; this is a guess.", "Germany", "Hamburg")}
+    scored = score_rows([row])[0]
+    assert scored["consistent"] is None and scored["reasoning_place"] is None and scored["wrong_reason"] is False
+    assert compute_metrics([row])["no_conclusion"] == 1.0
+
+
+def test_a_right_answer_past_its_reasoning_is_right_for_the_wrong_reason():
+    # the real GRPO example of issue 22: the reasoning reads Berlin, the answer says Hamburg
+    past = {**HAMBURG, "entities": CUES,
+            "output": format_answer(_think("Berlin"), "Germany", "Hamburg", 52.5244, 13.4105)}
+    honest = {**HAMBURG, "entities": CUES, "output": format_answer(_think("Hamburg"), "Germany", "Hamburg")}
+    wrong_but_honest = {**HAMBURG, "entities": CUES, "output": format_answer(_think("Munich"), "Germany", "Munich")}
+    a, b, c = score_rows([past, honest, wrong_but_honest])
+    assert a["distance_km"] < 25 and a["consistent"] is False and a["wrong_reason"] is True
+    assert a["reasoning_place"]["city"] == "Berlin" and a["reasoning_place"]["level"] == "city"
+    assert b["consistent"] is True and b["wrong_reason"] is False
+    assert c["distance_km"] > 25 and c["consistent"] is True and c["wrong_reason"] is False
+    m = compute_metrics([past, honest, wrong_but_honest])
+    assert m["consistency"] == pytest.approx(2 / 3) and m["n_consistency"] == 3
+    assert m["wrong_reason"] == pytest.approx(1 / 3)
+
+
+def test_within_25_km_is_the_same_place():
+    # Paris and Boulogne-Billancourt (8 km): an answer a suburb away from the reasoning's city is supported
+    text = "<think>The Eiffel Tower is right there; this is most likely taken in Paris, France.</think>"
+    near = parse(text + "<answer>country: France\ncity: Boulogne-Billancourt</answer>")
+    far = parse(text + "<answer>country: France\ncity: Lyon</answer>")
+    assert judge(near).consistent is True and judge(far).consistent is False
+
+
+def test_a_country_only_conclusion_is_compared_by_country():
+    text = "<think>Birch trees and right-side traffic: this is likely taken in a rural area in Finland, Europe.</think>"
+    assert judge(parse(text + "<answer>country: Finland\ncity: Tampere</answer>")).consistent is True
+    assert judge(parse(text + "<answer>country: Sweden\ncity: Uppsala</answer>")).consistent is False
+
+
+def test_cue_precision_and_recall_on_geoscenes_rows_with_known_cues():
+    exact = _think("Hamburg")
+    assert cue_grounding(exact, CUES) == (1.0, 1.0)
+    # a teacher that names a cue the image does not show, and one that leaves the landmark out
+    invented = _think("Hamburg", landmark="dome")
+    assert cue_grounding(invented, CUES) == (0.75, 0.75)
+    omitted = "The top of the image shows a black-red-gold flag band, the colours of Germany."
+    assert cue_grounding(omitted, CUES) == (1.0, 0.25)
+    assert cue_grounding("Nothing visible.", CUES) == (None, 0.0)
+    assert cue_grounding(exact, None) == (None, None)
+    rows = [{**HAMBURG, "entities": CUES, "output": format_answer(t, "Germany", "Hamburg")} for t in (exact, invented)]
+    m = compute_metrics(rows)
+    assert m["cue_precision"] == pytest.approx(0.875) and m["cue_recall"] == pytest.approx(0.875)
+    assert "cue_grounding" not in m
+    unknown = compute_metrics([{**HAMBURG, "output": format_answer(exact, "Germany", "Hamburg")}])
+    assert unknown["cue_precision"] is None and unknown["cue_grounding"].startswith("not measured")
+
+
+def test_the_consistency_reward_is_the_metric():
+    texts = [format_answer(_think("Berlin"), "Germany", "Hamburg"), format_answer(_think("Hamburg"), "Germany", "Hamburg"),
+             format_answer("No cue points anywhere.", "Germany", "Hamburg"), "garbage"]
+    assert consistency_reward(texts) == [0.0, 1.0, 0.0, 0.0]
+    assert [judge(parse(t)).consistent for t in texts] == [False, True, None, None]
+    chat = [[{"role": "assistant", "content": texts[1]}]]
+    assert consistency_reward(chat) == [1.0]
+
+
+def test_the_served_answer_carries_the_flag():
+    from globe.serve.predictor import answer_to_prediction
+
+    doc = answer_to_prediction(format_answer(_think("Berlin"), "Germany", "Hamburg"))
+    assert doc["consistent"] is False and doc["reasoning_place"]["city"] == "Berlin"
+    doc = answer_to_prediction(format_answer(_think("Hamburg"), "Germany", "Hamburg"))
+    assert doc["consistent"] is True
+    assert answer_to_prediction("no tags, no place")["consistent"] is None
