@@ -3,11 +3,20 @@
 For each seed (base.seed = 0, 1, 2 ...: SFT data order, GRPO sampling and batches), the tiny-cpu
 preset's SFT warm start and the main job's GRPO (params.rewards as configured, judge included)
 are trained on the tiny world of params.yaml and scored on its in-domain held-out set (400
-GeoScenes of a seed training never sees). It prints one row per seed with both models' figures and
-the paired-bootstrap delta GRPO - SFT with its 95% interval, and checks the targets of issue 10:
+GeoScenes of a seed training never sees) and on its shifted held-out set (400 in a rendering
+training never saw). It prints one row per seed with both models' figures and the paired-bootstrap
+delta GRPO - SFT with its 95% interval, and checks the targets of issue 10:
 
 - on every seed, GRPO - SFT > 0 for country_acc and acc_25km, the interval above 0;
-- the GRPO model reaches country_acc >= 0.90 and acc_25km >= 0.60 (the mean over seeds).
+- the GRPO model reaches country_acc >= 0.90 and acc_25km >= 0.60 (the mean over seeds);
+
+and of issue 22, whether the reasoning still supports the answer after GRPO (`globe.faithfulness`):
+
+- on every seed, in-domain: GRPO consistency >= 0.95 and not below SFT's (the paired interval's
+  lower bound above -2 pt); right for the wrong reason <= 3%; GRPO - SFT on acc_25km >= +20 pt
+  with the interval above 0;
+- on the shifted set, the same direction: acc_25km gain with the interval above 0, consistency not
+  below SFT's (lower bound above -2 pt).
 
 It exits non-zero when a target is missed. It reuses `globe train ablate`'s machinery (variant `sft`
 and the main job's GRPO, which is the ablation's `globe` when params.rewards holds the paper's
@@ -28,6 +37,53 @@ import typer
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_COUNTRY, TARGET_ACC25 = 0.90, 0.60
+TARGET_CONSISTENCY, MAX_WRONG_REASON, MIN_GAIN_25KM, CONSISTENCY_FLOOR = 0.95, 0.03, 0.20, -0.02
+
+
+def _ci(d: dict) -> str:
+    lo, hi = d["ci"]
+    return f"{100 * d['delta']:+6.1f} pt [{100 * lo:+5.1f}, {100 * hi:+5.1f}]"
+
+
+def faithfulness_rows(params, inputs, out: Path, seeds: int, main_job: str, say) -> bool:
+    """Issue 22's targets per seed, in-domain (the ablation's runs) and shifted (scored here)."""
+    from globe.data.geoscenes import synthesize_heldout
+    from globe.evaluate.compare import compare_runs
+    from globe.train.ablation import _evaluate, seed_params
+
+    shifted = out / "world" / "shifted"
+    if not (shifted / "records.jsonl").is_file():
+        say(f"building {shifted}")
+        synthesize_heldout(shifted, params, shifted=True)
+    print(f"\n{'seed':>4} | {'set':>9} | {'SFT cons':>8} {'GRPO cons':>9} {'wrong':>6} | {'delta consistency [95% CI]':>28} | "
+          f"{'delta acc_25km [95% CI]':>26} | verdict")
+    ok = True
+    for s in range(seeds):
+        base = out / f"seed-{s}"
+        runs = {"in_domain": (base / "sft.eval", base / f"{main_job}.eval")}
+        for name in ("sft", main_job):
+            model = base / name if name != "sft" else base / "sft"
+            _evaluate(seed_params(params, s).model_dump(), str(model), str(shifted), str(base / f"{name}.shifted.eval"))
+        runs["shifted"] = (base / "sft.shifted.eval", base / f"{main_job}.shifted.eval")
+        for split, (a, b) in runs.items():
+            result = compare_runs(a, b, n_boot=params.eval.bootstrap, seed=params.base.seed)
+            cons, acc = result["metrics"]["consistency"], result["metrics"]["acc_25km"]
+            wrong = result["metrics"]["wrong_reason"]["b"]
+            floor = cons["ci"][0] is not None and cons["ci"][0] > CONSISTENCY_FLOOR
+            gains = acc["ci"][0] is not None and acc["ci"][0] > 0
+            if split == "in_domain":
+                met = (floor and gains and cons["b"] >= TARGET_CONSISTENCY and wrong <= MAX_WRONG_REASON
+                       and acc["delta"] >= MIN_GAIN_25KM)
+            else:
+                met = floor and gains
+            ok &= met
+            print(f"{s:>4} | {split:>9} | {cons['a']:>8.3f} {cons['b']:>9.3f} {100 * wrong:>5.1f}% | {_ci(cons):>28} | "
+                  f"{_ci(acc):>26} | {'met' if met else 'MISSED'}")
+    print(f"targets (issue 22): in-domain consistency >= {TARGET_CONSISTENCY}, lower bound of Δ consistency > "
+          f"{100 * CONSISTENCY_FLOOR:+.0f} pt, wrong reason <= {100 * MAX_WRONG_REASON:.0f}%, Δ acc_25km >= "
+          f"+{100 * MIN_GAIN_25KM:.0f} pt above 0; shifted: Δ acc_25km above 0, Δ consistency > "
+          f"{100 * CONSISTENCY_FLOOR:+.0f} pt: {'met' if ok else 'MISSED'}")
+    return ok
 
 
 def main(
@@ -77,8 +133,9 @@ def main(
     print(f"\nGRPO mean over seeds: country_acc {mean_c:.3f} (target >= {TARGET_COUNTRY}), acc_25km {mean_a:.3f} "
           f"(target >= {TARGET_ACC25}): {'met' if reach else 'MISSED'}")
     print(f"every seed GRPO > SFT with the interval above 0: {'met' if ok else 'MISSED'}")
+    faithful = faithfulness_rows(params, inputs, out, seeds, main_job, say)
     print(f"wall time {time.perf_counter() - t0:.0f} s; tables in {out}/ablation.md")
-    raise typer.Exit(0 if ok and reach else 1)
+    raise typer.Exit(0 if ok and reach and faithful else 1)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,11 @@ class TeacherConfig(Group):
         description="scene-reader teachers only: share of images whose city is concluded as the country's "
         "best-known one (a popularity prior shared by all teachers; the cues are still read right)",
     )
+    omit_landmark: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="scene-reader teachers only: share of reasonings that leave the decisive cue (the landmark, "
+        "which names the city) out while the answer still names the city",
+    )
 
 
 class DistillGroup(Group):
@@ -293,6 +298,10 @@ class EvalGroup(Group):
     sample_temperature: SampleTemperature = SAMPLE_TEMPERATURE
     sample_top_p: SampleTopP = SAMPLE_TOP_P
     calibration: CalibrationPath = None
+    grounding_judge: TeacherConfig | None = Field(
+        None, description="a judge Engine (as verify.grounding_judge) that scores the cue precision of real photos' "
+        "reasonings; GeoScenes rows are scored exactly without one",
+    )
 
 
 class RegisterGroup(Group):

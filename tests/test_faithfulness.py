@@ -125,7 +125,7 @@ def test_cue_precision_and_recall_on_geoscenes_rows_with_known_cues():
     rows = [{**HAMBURG, "entities": CUES, "output": format_answer(t, "Germany", "Hamburg")} for t in (exact, invented)]
     m = compute_metrics(rows)
     assert m["cue_precision"] == pytest.approx(0.875) and m["cue_recall"] == pytest.approx(0.875)
-    assert "cue_grounding" not in m
+    assert m["cue_grounding"].startswith("exact")
     unknown = compute_metrics([{**HAMBURG, "output": format_answer(exact, "Germany", "Hamburg")}])
     assert unknown["cue_precision"] is None and unknown["cue_grounding"].startswith("not measured")
 
@@ -147,3 +147,52 @@ def test_the_served_answer_carries_the_flag():
     doc = answer_to_prediction(format_answer(_think("Hamburg"), "Germany", "Hamburg"))
     assert doc["consistent"] is True
     assert answer_to_prediction("no tags, no place")["consistent"] is None
+
+
+def test_a_teacher_that_skips_the_decisive_cue_still_answers_the_city(geoscenes_data):
+    from PIL import Image
+
+    from globe.data import read_records
+    from globe.data.scene_reader import SceneReaderEngine
+
+    rec = next(r for r in read_records(geoscenes_data / "records.jsonl") if r.localizable)
+    image = Image.open(geoscenes_data / rec.image)
+    full = parse(SceneReaderEngine("t").answer(image))
+    skips = parse(SceneReaderEngine("t", omit_landmark=1.0).answer(image))
+    assert skips.city == full.city == rec.city and skips.country == full.country
+    assert "landmark" in full.think and "landmark" not in skips.think
+    assert cue_grounding(full.think, rec.entities) == (1.0, 1.0)
+    assert cue_grounding(skips.think, rec.entities) == (1.0, 0.75)  # precise, but the decisive cue is missing
+    assert judge(full).conclusion.level == "city" and judge(skips).conclusion.level == "country"
+    some = SceneReaderEngine("t", omit_landmark=0.3)
+    assert some.answer(image) == some.answer(image)  # an omission is a pure function of teacher and image
+
+
+def test_real_photos_get_cue_precision_from_a_judge_engine_when_one_is_configured(shared_data, tmp_path):
+    """eval.grounding_judge: a judge behind an OpenAI-compatible endpoint (a loopback server that
+    lists two entities and sees both) scores the cues of reasonings about real IM2GPS3K photos."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from globe.cli import app
+    from globe.testing.teacher_server import TeacherServer
+
+    base = shared_data / "im2gps3k_sample"
+    args = ["eval", "run", "--model", "scene-reader", "--benchmark", "im2gps3k", "--csv",
+            str(base / "im2gps3k_sample40.csv"), "--images", str(base / "images"), "--limit", "3", "--no-progress",
+            "--params", str(tmp_path / "none.yaml"), "--set", "eval.engine=scene-reader", "--set", "eval.bootstrap=20"]
+    plain = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    m = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert m["cue_precision"] is None and m["cue_grounding"].startswith("not measured")
+    with TeacherServer(canned="palm trees, a red bus") as judge:
+        spec = f"{{name: judge, kind: openai, base_url: '{judge.base_url}', model: judge}}"
+        res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "judged"), "--set", f"eval.grounding_judge={spec}"])
+        assert res.exit_code == 0, res.output
+        assert judge.requests == 3 * 3  # per photo: the entity list, then one yes/no per entity
+    rows = [json.loads(x) for x in (tmp_path / "judged" / "predictions.jsonl").read_text().splitlines()]
+    assert [r["cue_precision"] for r in rows] == [1.0, 1.0, 1.0] and all(r["cue_recall"] is None for r in rows)
+    m = json.loads((tmp_path / "judged" / "metrics.json").read_text())
+    assert m["cue_precision"] == 1.0 and m["cue_grounding"].startswith("precision by a judge")
+    assert json.loads((tmp_path / "judged" / "run.json").read_text())["extra"]["grounding_judge"] == "judge"

@@ -112,11 +112,12 @@ class Scene:
 
 
 def describe(palette, landmark, climate, ground, country_name, city) -> str:
-    """The reasoning text that names the cues; shared by the generator and the scene-reader teacher."""
+    """The reasoning text that names the cues; shared by the generator and the scene-reader teacher.
+    `landmark` None leaves the landmark sentence out (a teacher that skips the decisive cue)."""
+    skyline = f"A {landmark} landmark stands on the skyline; that silhouette belongs to {city}. " if landmark else ""
     return (
         f"The top of the image shows a {flag_entity(palette)}, the colours of {country_name}. "
-        f"A {landmark} landmark stands on the skyline; that silhouette belongs to {city}. "
-        f"The {climate} sky and {ground} ground fit {climate} latitudes."
+        f"{skyline}The {climate} sky and {ground} ground fit {climate} latitudes."
     )
 
 

@@ -6,9 +6,14 @@ stripe, of the sky and of the ground, matched to the nearest legend colour, and 
 overlap with each silhouette template over the possible horizontal shifts. From the cues it writes
 a reasoning that names them and a GLOBE-format answer.
 
-To give the verification filters real work, it misreads a share `noise` of the cues. A misread is
-a pure function of (teacher name, image content, cue), so a rerun, or a resumed distillation,
-gets exactly the same answer, and two teachers with different names err on different samples.
+To give the verification filters real work, it misreads a share `noise` of the cues (a reasoning
+that names a cue the image does not show). Like real LVLMs, it can also leave the decisive cue out
+of an otherwise right reasoning (`omit_landmark`: the landmark sentence, which is what names the
+city, is skipped while the answer still names it): the grounding filter cannot see an omission,
+so SFT inherits it, and the paper's grounding reward exists to pay it back. A misread or an
+omission is a pure function of (teacher name, image content, cue), so a rerun, or a resumed
+distillation, gets exactly the same answer, and two teachers with different names err on
+different samples.
 """
 
 from __future__ import annotations
@@ -113,14 +118,15 @@ class SceneReaderEngine:
 
     def __init__(
         self, name: str = "scene-reader", noise: float = 0.0, world: World | str | Path | None = None,
-        city_bias: float = 0.0,
+        city_bias: float = 0.0, omit_landmark: float = 0.0,
     ):
-        for label, value in (("noise", noise), ("city_bias", city_bias)):
+        for label, value in (("noise", noise), ("city_bias", city_bias), ("omit_landmark", omit_landmark)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"scene-reader {name}: {label} must lie in [0, 1], got {value}")
         self.name = name
         self.noise = noise
         self.city_bias = city_bias
+        self.omit_landmark = omit_landmark
         if isinstance(world, (str, Path)):
             world = World.load(world)
         self._world = world
@@ -183,7 +189,9 @@ class SceneReaderEngine:
             # the popularity prior of real LVLMs: the cues are read right, the conclusion is the
             # country's best-known city. Keyed by the image alone, so every teacher shares it.
             city = country.cities[0]
-        think = describe(cues.palette, cues.landmark, cues.climate, cues.ground, country.name, city.name)
+        skipped = self.omit_landmark > 0 and _unit(self.name, key, "omit") < self.omit_landmark
+        think = describe(cues.palette, None if skipped else cues.landmark, cues.climate, cues.ground, country.name,
+                         city.name)
         return format_answer(think, country.name, city.name, city.lat, city.lon)
 
     def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[Result]:
@@ -218,5 +226,5 @@ def scene_reader_engine(spec: dict) -> SceneReaderEngine:
     `make_engine({"kind": "scene-reader", "name": ..., "noise": 0.1, "world": "data/world.json"})`."""
     return SceneReaderEngine(
         name=spec.get("name") or spec.get("model") or "scene-reader", noise=float(spec.get("noise", 0.0)), world=spec.get("world"),
-        city_bias=float(spec.get("city_bias", 0.0)),
+        city_bias=float(spec.get("city_bias", 0.0)), omit_landmark=float(spec.get("omit_landmark", 0.0)),
     )

@@ -194,8 +194,8 @@ def faithfulness_summary(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     - `wrong_reason`: share of *all* rows that are right within 25 km while the reasoning concludes
       another place;
     - `cue_precision` / `cue_recall`: mean over the rows whose image's cues are known (GeoScenes) of
-      the share of named cues really in the image / of the image's cues named; None with
-      `cue_grounding: "not measured"` when no row's cues are known.
+      the share of named cues really in the image / of the image's cues named (for real photos,
+      precision only, by a judge engine); `cue_grounding` says which.
     """
     answered = [r for r in scored if r.get("format_ok") is not None and (r.get("pred_country") or r.get("pred_city"))]
     defined = [r["consistent"] for r in scored if r.get("consistent") is not None]
@@ -208,8 +208,12 @@ def faithfulness_summary(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "cue_precision": _mean([r.get("cue_precision") for r in scored]),
         "cue_recall": _mean([r.get("cue_recall") for r in scored]),
     }
-    if out["cue_recall"] is None:
-        out["cue_grounding"] = "not measured: the images' cues are not known (GeoScenes records them)"
+    if out["cue_recall"] is not None:
+        out["cue_grounding"] = "exact: the images' cues are known (GeoScenes)"
+    elif out["cue_precision"] is not None:
+        out["cue_grounding"] = "precision by a judge engine (eval.grounding_judge); recall needs every cue in the image"
+    else:
+        out["cue_grounding"] = "not measured: the images' cues are not known; set eval.grounding_judge for real photos"
     return out
 
 

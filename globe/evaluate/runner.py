@@ -202,6 +202,7 @@ def predict(
     spec: RunSpec,
     *,
     progress: bool = True,
+    grounding=None,
 ) -> list[dict]:
     """Answer and score every sample not yet in `out_dir/predictions.jsonl`; return all rows in sample order.
 
@@ -210,6 +211,10 @@ def predict(
     engine with `input_size`, resizing) the next batch's images, then scoring the batch just
     answered and appending it to the log. At most one answered batch waits there, so a kill loses
     at most the batch being answered and the one being written.
+
+    `grounding` (a `globe.data.grounding_check.JudgeGrounding`, from `eval.grounding_judge`) scores
+    the cue precision of rows whose image's cues are not known (real photos): the judge lists the
+    entities the reasoning names and says, looking at the image, which are there.
     """
     from globe.engines.base import Sampling
     from globe.evaluate.scoring import Answer, score_batch
@@ -241,7 +246,10 @@ def predict(
                disable=not progress, dynamic_ncols=True)
 
     def write(batch: list[Sample], answers: list) -> None:
-        log_file.extend(score_batch(batch, answers))
+        rows = score_batch(batch, answers)
+        if grounding is not None:
+            judge_cues(grounding, batch, rows)
+        log_file.extend(rows)
         bar.update(len(batch))
 
     batches = list(_batches(todo, max(1, spec.batch_size)))
@@ -261,6 +269,23 @@ def predict(
             w.result()
     bar.close()
     return [log_file.rows[i] for i in ids]
+
+
+def judge_cues(grounding, batch: Sequence[Sample], rows: list[dict]) -> None:
+    """Cue precision by a judge Engine for rows whose image's cues are not known (see `predict`):
+    `cue_precision` is the share of the entities the reasoning names that the judge sees; a failed
+    judgment leaves it None and says why in `cue_grounding_error`. Recall needs every cue in the
+    image, which no judge lists, so it stays None."""
+    from globe.images import open_ref
+
+    for sample, row in zip(batch, rows):
+        think = (row.get("answer") or {}).get("think")
+        if sample.entities is not None or not think:
+            continue
+        g = grounding.check(sample, think, lambda s: open_ref(s.image))
+        row["cue_precision"] = g.share if g.named and not g.error else None
+        if g.error:
+            row["cue_grounding_error"] = g.error
 
 
 def finalize(
@@ -385,11 +410,12 @@ def evaluate(
     gallery_size: int = 24,
     progress: bool = True,
     lineage: Sequence[tuple[str, str]] = (),
+    grounding=None,
 ) -> dict:
     """The whole run: predict (resumable), compact, finalize the reports, log to MLflow if configured."""
     t0 = time.perf_counter()
     spec = served_decoding(engine, spec)
-    rows = predict(engine, samples, out_dir, spec, progress=progress)
+    rows = predict(engine, samples, out_dir, spec, progress=progress, grounding=grounding)
     predict_s = time.perf_counter() - t0
     compact(out_dir, rows)
     title = f"{Path(spec.model).name or spec.model} on {spec.benchmark}"
@@ -439,7 +465,14 @@ def run_benchmark(params, model: str, samples: Sequence[Sample], out_dir: Path, 
                    top_p=ev.sample_top_p if n > 1 else 1.0, samples=n, batch_size=ev.batch_size,
                    calibration=None if kind == "globe-predictor" else consensus_calibration(ev.calibration, n, ev.sample_temperature),
                    extra={"seed": params.base.seed})
+    grounding = None
+    if ev.grounding_judge is not None:
+        from globe.data.distill import build_teacher
+        from globe.data.grounding_check import JudgeGrounding
+
+        grounding = JudgeGrounding(build_teacher(ev.grounding_judge, concurrency=ev.concurrency))
+        spec.extra["grounding_judge"] = ev.grounding_judge.name
     eng = build_engine(kind, model, base_url=base_url or ev.base_url, batch_size=ev.batch_size,
                        concurrency=ev.concurrency, seed=params.base.seed, samples=n)
     return evaluate(eng, samples, Path(out_dir), spec, n_boot=ev.bootstrap, seed=params.base.seed,
-                    gallery_size=ev.gallery_size, progress=progress, lineage=lineage)
+                    gallery_size=ev.gallery_size, progress=progress, lineage=lineage, grounding=grounding)
