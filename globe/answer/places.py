@@ -24,7 +24,9 @@ _CONNECTORS = {"of", "and", "the", "de", "du", "da", "do", "dos", "das", "del", 
 _OPENERS = {"therefore", "thus", "hence", "however", "overall", "additionally", "finally", "based", "given",
             "considering", "combining", "this", "these", "it", "there", "in", "on", "at", "a", "an", "so",
             "also", "moreover", "furthermore", "consequently", "accordingly", "while", "although", "with",
-            "without", "i", "my", "answer", "final", "yes", "no", "the"}
+            "without", "i", "my", "answer", "final", "yes", "no", "the", "it's", "it’s", "that's", "that’s", "i'd",
+            "i’d", "i'm", "i’m", "taken", "located", "situated", "photographed", "probably", "likely", "possibly",
+            "perhaps", "maybe", "somewhere", "near", "here's", "here’s", "this's", "we're", "we’re", "i'll", "i’ll"}
 # Words that may precede a country inside one capitalised run: "Northern Italy" -> Italy ("New Mexico" stays).
 _MODIFIERS = {"the", "northern", "southern", "eastern", "western", "central", "north", "south", "east", "west",
               "northeastern", "northwestern", "southeastern", "southwestern", "rural", "coastal", "mainland",
@@ -65,10 +67,12 @@ def _country_code(name: str) -> str | None:
 
 
 def _country_of(name: str) -> tuple[str, str] | None:
-    """(name without a sentence-final full stop, ISO code) when `name` is a country."""
+    """(name without a sentence-final full stop or a possessive, ISO code) when `name` is a country."""
     name = name.strip()
     if name.endswith(".") and not _ABBREV_END_RE.search(name):
         name = name.rstrip(".")
+    if name.endswith(("'s", "’s")) and len(name) > 3:  # "New Zealand's South Island"
+        name = name[:-2]
     code = _country_code(name) if name else None
     return (name, code) if code else None
 
@@ -151,6 +155,9 @@ def _country_in_run(run: _Run, i: int = 0, j: int | None = None) -> tuple[int, s
     hit = _country_of(run.text(i, j))
     if hit:
         return i, hit[0]
+    for k in range(i + 1, j):  # "New Zealand's South Island"
+        if run.words[k - 1][2].endswith(("'s", "’s")) and (hit := _country_of(run.text(i, k))):
+            return i, hit[0]
     if not any(w[2].casefold().strip(".") in _REGION_WORDS for w in run.words[i:j]):
         for k in range(i + 1, j):  # "Northern Italy" -> Italy; "New Mexico", "South America" stay
             if run.words[k - 1][2].casefold() not in _MODIFIERS:
@@ -162,6 +169,12 @@ def _country_in_run(run: _Run, i: int = 0, j: int | None = None) -> tuple[int, s
         if run.words[k][2].islower():
             return _country_in_run(run, i, k) or _country_in_run(run, k + 1, j)
     return None
+
+
+def _is_code(name: str) -> bool:
+    """A country written as a two-letter code ("CA", "GA", "IN"): in an address, usually a state's."""
+    compact = name.replace(".", "").strip()
+    return len(compact) == 2 and compact.isupper()
 
 
 def _is_city_name(name: str, require_caps: bool = True) -> bool:
@@ -254,6 +267,8 @@ def _place_in_sentence(sentence: str) -> tuple[str | None, str | None, str | Non
     if not found:
         return None, None, None
     pos, country = next((f for f in found if f[0] >= anchor), found[0])
+    if _is_code(country):  # "San Francisco, CA 94117, USA": CA is the state; a country's name follows
+        pos, country = next((f for f in found if f[0] > pos and not _is_code(f[1])), (pos, country))
     chain = _chain_before(sentence, pos)
     place = ", ".join([*chain, country]) if len(chain) > 1 else None
     return _city_before(sentence, pos) or _city_near(sentence), country, place
@@ -273,7 +288,11 @@ def comma_place(text: str) -> tuple[str | None, str | None]:
              for p, c in zip(parts, countries)]
     if not all(names):
         return None, None
-    for i, hit in enumerate(countries):
+    named = [i for i, hit in enumerate(countries) if hit]
+    if len(named) > 1 and _is_code(countries[named[0]][0]):  # "Atlanta, GA, USA": GA is Georgia, not Gabon
+        named = [i for i in named if not _is_code(countries[i][0])] or named
+    for i in named[:1]:
+        hit = countries[i]
         if hit:
             city = next((p for p in parts[:i] if _is_city_name(p, require_caps=False)), None)
             return city, hit[0]
