@@ -1,0 +1,154 @@
+"""Named natural features: peaks, waterfalls, islands, capes and US national parks, offline.
+
+The data is Natural Earth's (public domain), vendored in `data/ne_features.json` by
+`scripts/build_ne_features.py`: 1:10m elevation points (Mt. Blanc, Grossglockner, Uluru/Ayers
+Rock), region points (islands, capes, Iguazu and Victoria Falls) and the US National Park Service
+units, a park with a polygon placed at the polygon's representative point (Yosemite, Zion).
+
+Names are matched exactly after folding and after expanding Natural Earth's and people's
+abbreviations the same way on both sides: "Mt."/"Mount"/"Mont"/"Monte" at the start, "Pk." ->
+peak, "NP"/"N.P." -> national park, "NM" -> national monument, "NHS", "NHP", "NRA", "N PRES",
+"MEM", ... A mountain is also known by its name without the prefix ("Kilimanjaro", "Aconcagua")
+and a national park by its name alone ("Yosemite"), because that is how people write them; a
+name Natural Earth lists twice ("Mt. Olympus" in Greece and in Washington) is only used where
+the rest of the answer says which, or where the copies lie within `SAME_KM` of each other.
+
+`globe.geo.geocoding` asks here only for a part of an answer that names no city and no region.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
+from globe.geo.distance import haversine_km
+from globe.geo.text import fold
+
+# Copies of one name further apart than this are different features: which one needs a country.
+SAME_KM = 100.0
+# A feature lies "in" the countries and regions of the gazetteer places within this of it (a peak
+# on a border is in both countries: Mont Blanc is French and Italian).
+AREA_KM = 40.0
+
+_PREFIXES = ("mount", "cerro", "pico", "nevado", "volcan", "volcano", "gunung", "jebel", "jabal", "djebel",
+             "gora", "pik", "pic", "monte", "mont", "mt", "puncak", "sierra")
+_EXPAND = [(re.compile(p), r) for p, r in (
+    (r"^(?:mt|mont|monte|mount)\b", "mount"),
+    (r"\bmt$", "mountain"),
+    (r"\bpk\b", "peak"),
+    (r"\bn ?p\b", "national park"),
+    (r"\bn ?pres\b", "national preserve"),
+    (r"\bpres\b", "preserve"),
+    (r"\bnhp\b", "national historical park"),
+    (r"\bnhs\b", "national historic site"),
+    (r"\bnmp\b", "national military park"),
+    (r"\bnm\b", "national monument"),
+    (r"\bnra\b", "national recreation area"),
+    (r"\bnrra\b", "national river and recreation area"),
+    (r"\bns\b", "national seashore"),
+    (r"\bnl\b", "national lakeshore"),
+    (r"\bnbp\b", "national battlefield park"),
+    (r"\bnb\b", "national battlefield"),
+    (r"\bn ?mem\b", "national memorial"),
+    (r"\bmem\b", "memorial"),
+    (r"\bst\b", "saint"),
+    (r"\band\b", " "),
+)]
+_PARK_TYPE = re.compile(r"\s+national (?:park|preserve|monument)(?: preserve| national preserve)*$")
+
+
+def feature_key(text: str) -> str:
+    """Folded name with abbreviations expanded: 'Mt. Blanc' and 'Mont Blanc' -> 'mount blanc',
+    'Yosemite NP' and 'Yosemite N.P.' -> 'yosemite national park'.
+
+    >>> feature_key("Mt. Blanc"), feature_key("Yosemite N.P."), feature_key("Great Sand Dunes NP & PRES")
+    ('mount blanc', 'yosemite national park', 'great sand dunes national park preserve')
+    """
+    key = fold(text)
+    for pattern, repl in _EXPAND:
+        key = pattern.sub(repl, key)
+    return " ".join(key.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    name: str
+    kind: str  # mountain, waterfall, island, cape, park, ... (Natural Earth's featurecla; "park")
+    lat: float
+    lon: float
+    rank: int  # Natural Earth's scalerank: lower is more prominent
+
+
+def _keys(name: str, kind: str) -> set[str]:
+    return {k for k, _ in _keyed(name, kind)}
+
+
+def _keyed(name: str, kind: str) -> set[tuple[str, bool]]:
+    """(key, whether it is a park's bare name) for every way the feature's name is written."""
+    keys = set()
+    for written in {name, *name.split("/")}:
+        written = re.sub(r"\s*\([^)]*\)", "", written).strip()
+        if not written:
+            continue
+        key = feature_key(written)
+        keys.add((key, False))
+        words = key.split()
+        if kind != "park" and len(words) > 1 and words[0] in _PREFIXES:
+            keys.add((" ".join(words[1:]), False))  # "Kilimanjaro", "Aconcagua", "Etna"
+        if kind == "park" and (bare := _PARK_TYPE.sub("", key)) != key:
+            keys.add((bare, True))  # "Yosemite", "Death Valley"
+    return {(k, bare) for k, bare in keys if len(k) >= 3}
+
+
+@cache
+def features() -> list[Feature]:
+    data = json.loads(resources.files("globe.geo").joinpath("data", "ne_features.json").read_text(encoding="utf-8"))
+    return [Feature(n, k, float(lat), float(lon), int(r) if r is not None else 10) for n, k, lat, lon, r in data["features"]]
+
+
+@cache
+def index(inner: bool = False) -> dict[str, tuple[int, ...]]:
+    """Folded key -> features. `inner`: without parks' bare names, for names found inside a longer
+    text ("Olympic Stadium" is not Olympic National Park; "Olympic", written alone, may be)."""
+    out: dict[str, list[int]] = {}
+    for i, f in enumerate(features()):
+        for key, bare in _keyed(f.name, f.kind):
+            if not (inner and bare) and i not in out.setdefault(key, []):
+                out[key].append(i)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+@cache
+def areas() -> list[frozenset[tuple[str, str]]]:
+    """(country code, admin1 code) of the gazetteer places within AREA_KM of each feature, and of
+    the nearest place whatever its distance."""
+    from globe.geo.gazetteer import load, unit_vectors
+
+    g = load()
+    fs = features()
+    lat = np.array([f.lat for f in fs])
+    lon = np.array([f.lon for f in fs])
+    vectors = unit_vectors(lat, lon)
+    chord = 2 * np.sin(AREA_KM / 6371.0 / 2)
+    out = []
+    for v, near in zip(vectors, g.tree.query_ball_point(vectors, chord)):
+        rows = list(near) or [int(g.tree.query(v)[1])]
+        out.append(frozenset((g.country_code[r], g.admin1_code[r]) for r in rows))
+    return out
+
+
+def lookup(text: str, inner: bool = False) -> list[int]:
+    """Indexes of the features named exactly `text` (after folding and expanding abbreviations);
+    `inner` for a run of words inside a longer text (no park by its bare name)."""
+    return list(index(inner).get(feature_key(text), ()))
+
+
+def one_place(ids: list[int]) -> bool:
+    """True when the features lie within SAME_KM of the first (one feature, listed more than once)."""
+    fs = features()
+    return all(haversine_km(fs[ids[0]].lat, fs[ids[0]].lon, fs[i].lat, fs[i].lon) <= SAME_KM for i in ids)
