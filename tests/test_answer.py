@@ -217,7 +217,8 @@ def test_format_ok_is_the_tag_regex(text):
     assert format_ok(text) == (FORMAT_RE.fullmatch(text) is not None)
 
 
-@pytest.mark.parametrize("module", ["globe.answer.result", "globe.answer.reader", "globe.answer.coordinates"])
+@pytest.mark.parametrize("module", ["globe.answer.result", "globe.answer.reader", "globe.answer.coordinates",
+                                    "globe.answer.values", "globe.answer.refuse"])
 def test_docstring_examples(module):
     import doctest
     import importlib
