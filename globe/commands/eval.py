@@ -80,7 +80,25 @@ def _print_table(metrics: dict, source: Path, out: Path) -> None:
     how = ", ".join(f"{k} {v}" for k, v in metrics["resolution"].items())
     sources = ", ".join(f"{k} {v}" for k, v in stated.get("coords_source", {}).items())
     console.print(f"headline: the answered places geocoded (resolved as: {how})\n"
-                  f"stated: the answers' own coordinates, else their places (coordinates from: {sources})\nwrote {out}")
+                  f"stated: the answers' own coordinates, else their places (coordinates from: {sources})")
+    console.print(resolution_table(metrics.get("by_resolution") or {}))
+    console.print(f"wrote {out}")
+
+
+def resolution_table(split: dict):
+    """Rows within each threshold by how they were placed: a fallback's lucky hit shows here."""
+    from rich.table import Table
+
+    from globe.evaluate.metrics import THRESHOLDS_KM
+
+    table = Table(title="headline hits by resolution (rows within d km / rows)")
+    table.add_column("resolution")
+    table.add_column("n", justify="right")
+    for t in THRESHOLDS_KM:
+        table.add_column(f"<= {t} km", justify="right")
+    for name, m in split.items():
+        table.add_row(name, str(m["n"]), *(f"{m[f'hits_{t}km']} ({100 * m[f'acc_{t}km']:.0f}%)" for t in THRESHOLDS_KM))
+    return table
 
 
 @eval_app.command("run")
