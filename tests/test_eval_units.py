@@ -290,6 +290,19 @@ def test_every_gallery_card_says_how_it_was_placed_and_a_fallback_is_not_called_
     assert split["capital-fallback"]["hits_1km"] == 1 and split["city" if "city" in split else "feature"]["n"] == 1
 
 
+def test_consensus_rows_count_their_unplaced_samples_from_the_harness_and_from_a_served_predictor():
+    from globe.engines.base import Result
+    from globe.evaluate.scoring import Answer as Scored, vote_samples
+    from globe.serve.client import Prediction
+
+    say = "<think>x</think>\n<answer>country: France\ncity: Paris</answer>"
+    own = vote_samples([Result(text=say), Result(text="no idea"), Result(text="<think>x</think>"), Result(error="t")])
+    assert (own.consensus["agreement"], own.consensus["n_unplaced"]) == (0.25, 3)
+    served = Scored.from_prediction(Prediction(document={"raw": say, "country": "France", "city": "Paris",
+                                                          "samples": 4, "agreement": 0.25, "n_unplaced": 3}))
+    assert served.consensus["n_unplaced"] == 3
+
+
 # ----------------------------------------------------------------------------- run log and resume
 
 

@@ -242,11 +242,12 @@ def _gallery_card(row: Mapping, thumb_size: int) -> dict:
 
 
 def _consensus_line(row: Mapping) -> str:
-    """'confidence 0.62 of 8: Paris, France 62% · Lyon, France 25%' for a consensus row, else ''."""
+    """'confidence 0.62 of 8, 1 unplaced: Paris, France 62% · Lyon, France 25%' for a consensus row, else ''."""
     if row.get("confidence") is None:
         return ""
     shown = " · ".join(f"{_place(c.get('city'), c.get('country'))} {100 * c['share']:.0f}%" for c in (row.get("candidates") or [])[:4])
-    return f"confidence {row['confidence']:.2f} of {row.get('samples', '?')}" + (f": {shown}" if shown else ": no sample placed")
+    unplaced = f", {row['n_unplaced']} unplaced" if row.get("n_unplaced") else ""
+    return f"confidence {row['confidence']:.2f} of {row.get('samples', '?')}{unplaced}" + (f": {shown}" if shown else ": no sample placed")
 
 
 def render_report(
