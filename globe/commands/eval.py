@@ -192,13 +192,16 @@ def compare(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples")] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="also write compare.json, compare.md and a self-contained compare.html (with both accuracy curves) here")] = None,
 ) -> None:
     """Metric deltas B - A with paired bootstrap 95% intervals (over the images both runs answered)."""
-    from globe.evaluate.compare import compare_runs, comparison_table
+    from globe.evaluate.compare import compare_runs, comparison_table, write_comparison
     from globe.evaluate.runner import RunError
 
     try:
         result = compare_runs(run_a, run_b, n_boot=bootstrap, seed=seed)
+        written = write_comparison(result, out) if out is not None else []
     except (RunError, ValueError, OSError) as exc:
         fail(str(exc))
     if as_json:
@@ -206,7 +209,10 @@ def compare(
         return
     from rich.console import Console
 
-    Console(width=140).print(comparison_table(result))
+    console = Console(width=140)
+    console.print(comparison_table(result))
+    if written:
+        console.print("wrote " + ", ".join(str(p) for p in written))
 
 
 @eval_app.command("calibrate")
