@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import numpy as np
@@ -123,23 +123,24 @@ def index(inner: bool = False) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v) for k, v in out.items()}
 
 
-@cache
-def areas() -> list[frozenset[tuple[str, str]]]:
-    """(country code, admin1 code) of the gazetteer places within AREA_KM of each feature, and of
-    the nearest place whatever its distance."""
-    from globe.geo.gazetteer import load, unit_vectors
+@lru_cache(maxsize=4096)
+def nearby(i: int) -> tuple[frozenset[tuple[str, str]], int]:
+    """((country code, admin1 code) of the gazetteer places within AREA_KM of feature `i`, and of
+    the nearest place whatever its distance; that nearest place's row). One vectorised distance
+    to every place (a few ms), computed only for the features an answer names: no k-d tree, so
+    geocoding never pays for importing scipy."""
+    from globe.geo.gazetteer import load
 
     g = load()
-    fs = features()
-    lat = np.array([f.lat for f in fs])
-    lon = np.array([f.lon for f in fs])
-    vectors = unit_vectors(lat, lon)
-    chord = 2 * np.sin(AREA_KM / 6371.0 / 2)
-    out = []
-    for v, near in zip(vectors, g.tree.query_ball_point(vectors, chord)):
-        rows = list(near) or [int(g.tree.query(v)[1])]
-        out.append(frozenset((g.country_code[r], g.admin1_code[r]) for r in rows))
-    return out
+    f = features()[i]
+    d = haversine_km(f.lat, f.lon, g.lat, g.lon)
+    nearest = int(np.argmin(d))
+    rows = np.flatnonzero(d <= AREA_KM).tolist() or [nearest]
+    return frozenset((g.country_code[r], g.admin1_code[r]) for r in rows), nearest
+
+
+def areas(i: int) -> frozenset[tuple[str, str]]:
+    return nearby(i)[0]
 
 
 def lookup(text: str, inner: bool = False) -> list[int]:

@@ -329,13 +329,12 @@ def _feature(g: Gazetteer, parts: list[_Part], candidates: list[_Part], inner: b
             ids = nf.lookup(span, inner=inner and not parkish)
             if not ids:
                 continue
-            near = nf.areas()
-            ids = [i for i in ids if all(any(cc in a.countries or (cc, ad) in a.regions for cc, ad in near[i])
+            ids = [i for i in ids if all(any(cc in a.countries or (cc, ad) in a.regions for cc, ad in nf.areas(i))
                                          for a in areas)]
             if not ids or not (areas or nf.one_place(ids)):
                 continue
-            f = min((nf.features()[i] for i in ids), key=lambda f: (f.rank, f.kind != "park"))
-            return Resolved(_feature_place(g, f), "feature", span)
+            best = min(ids, key=lambda i: (nf.features()[i].rank, nf.features()[i].kind != "park", i))
+            return Resolved(_feature_place(g, best), "feature", span)
     return None
 
 
@@ -358,11 +357,10 @@ def _feature_spans(text: str) -> list[tuple[str, bool]]:
     return out
 
 
-def _feature_place(g: Gazetteer, f) -> Place:
+def _feature_place(g: Gazetteer, i: int) -> Place:
     """A feature as a Place: its own point and name, the country and region of the nearest place."""
-    from globe.geo.reverse_geocoding import reverse_rows
-
-    row = int(reverse_rows([f.lat], [f.lon], nearest=True)[0])
+    f = _features.features()[i]
+    row = _features.nearby(i)[1]
     cc = g.country_code[row]
     known = countries().get(cc)
     return Place(city=f.name, admin1=g.admin1[row], country_code=cc, country=known.name if known else cc,
