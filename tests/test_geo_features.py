@@ -27,6 +27,10 @@ FEATURES = [
     ("Mount Olympus, Greece", 40.085, 22.358, 5),
     ("Mount Olympus, Washington", 47.80, -123.71, 5),
     ("Kilimanjaro National Park", -3.07, 37.35, 10),
+    ("Mount Fuji, Japan", 35.363, 138.731, 2),  # Natural Earth writes "Fuji"; Fuji the city is ~25 km away
+    ("Yellowstone National Park, Wyoming", 44.6, -110.5, 40),  # no Wyoming town within 100 km of its point
+    ("Aconcagua, Argentina", -32.653, -70.011, 2),  # on the border; the nearest Argentine town is 112 km off
+    ("Mount Rushmore", 43.879, -103.459, 5),  # a national memorial by its bare name
 ]
 
 

@@ -31,9 +31,11 @@ from globe.geo.text import fold
 
 # Copies of one name further apart than this are different features: which one needs a country.
 SAME_KM = 100.0
-# A feature lies "in" the countries and regions of the gazetteer places within this of it (a peak
-# on a border is in both countries: Mont Blanc is French and Italian).
-AREA_KM = 40.0
+# A feature lies "in" a country or region when one of its gazetteer places is within this of it: a
+# peak on a border is in both countries (Mont Blanc is French and Italian), and mountains and parks
+# lie far from the towns of cities1000 (Aconcagua 112 km from an Argentine one, Yellowstone's point
+# ~120 km from a Wyoming one).
+AREA_KM = 150.0
 
 _PREFIXES = ("mount", "cerro", "pico", "nevado", "volcan", "volcano", "gunung", "jebel", "jabal", "djebel",
              "gora", "pik", "pic", "monte", "mont", "mt", "puncak", "sierra")
@@ -59,7 +61,9 @@ _EXPAND = [(re.compile(p), r) for p, r in (
     (r"\bst\b", "saint"),
     (r"\band\b", " "),
 )]
-_PARK_TYPE = re.compile(r"\s+national (?:park|preserve|monument)(?: preserve| national preserve)*$")
+_PARK_TYPE = re.compile(r"\s+(?:national (?:park|preserve|monument|memorial|seashore|lakeshore|recreation area"
+                        r"|historical park|historic site|battlefield|military park)|memorial)"
+                        r"(?: preserve| national preserve)*$")
 
 
 def feature_key(text: str) -> str:
@@ -100,6 +104,8 @@ def _keyed(name: str, kind: str) -> set[tuple[str, bool]]:
         words = key.split()
         if kind != "park" and len(words) > 1 and words[0] in _PREFIXES:
             keys.add((" ".join(words[1:]), False))  # "Kilimanjaro", "Aconcagua", "Etna"
+        elif kind in ("mountain", "spot elevation") and words and words[0] not in _PREFIXES:
+            keys.add(("mount " + key, False))  # "Mount Fuji" for Natural Earth's "Fuji"
         if kind == "park" and (bare := _PARK_TYPE.sub("", key)) != key:
             keys.add((bare, True))  # "Yosemite", "Death Valley"
     return {(k, bare) for k, bare in keys if len(k) >= 3}
@@ -124,23 +130,40 @@ def index(inner: bool = False) -> dict[str, tuple[int, ...]]:
 
 
 @lru_cache(maxsize=4096)
-def nearby(i: int) -> tuple[frozenset[tuple[str, str]], int]:
-    """((country code, admin1 code) of the gazetteer places within AREA_KM of feature `i`, and of
-    the nearest place whatever its distance; that nearest place's row). One vectorised distance
-    to every place (a few ms), computed only for the features an answer names: no k-d tree, so
-    geocoding never pays for importing scipy."""
+def nearest_row(i: int) -> int:
+    """The gazetteer row nearest feature `i` (its country and region label the feature)."""
     from globe.geo.gazetteer import load
 
     g = load()
     f = features()[i]
-    d = haversine_km(f.lat, f.lon, g.lat, g.lon)
-    nearest = int(np.argmin(d))
-    rows = np.flatnonzero(d <= AREA_KM).tolist() or [nearest]
-    return frozenset((g.country_code[r], g.admin1_code[r]) for r in rows), nearest
+    return int(np.argmin(haversine_km(f.lat, f.lon, g.lat, g.lon)))
 
 
-def areas(i: int) -> frozenset[tuple[str, str]]:
-    return nearby(i)[0]
+@lru_cache(maxsize=16384)
+def lies_in(i: int, country: str, admin1: str | None = None) -> bool:
+    """Whether feature `i` is within AREA_KM of a gazetteer place of the country, or of its
+    first-level region `admin1` (a code) when given."""
+    rows = _area_rows().get((country, admin1) if admin1 is not None else (country,))
+    if rows is None or not len(rows):
+        return False
+    from globe.geo.gazetteer import load
+
+    g = load()
+    f = features()[i]
+    return bool(np.min(haversine_km(f.lat, f.lon, g.lat[rows], g.lon[rows])) <= AREA_KM)
+
+
+@cache
+def _area_rows() -> dict[tuple, np.ndarray]:
+    """(country,) and (country, admin1 code) -> gazetteer rows."""
+    from globe.geo.gazetteer import load
+
+    g = load()
+    groups: dict[tuple, list[int]] = {}
+    for row, (cc, admin1) in enumerate(zip(g.country_code, g.admin1_code)):
+        groups.setdefault((cc,), []).append(row)
+        groups.setdefault((cc, admin1), []).append(row)
+    return {k: np.asarray(v) for k, v in groups.items()}
 
 
 def lookup(text: str, inner: bool = False) -> list[int]:

@@ -26,7 +26,8 @@ multi-part address with every component ("Old Dutch Churchyard, Kingston, NY, US
 4b. "feature": a named natural feature (`globe.geo.features`, Natural Earth: peaks, waterfalls,
    islands, capes, US national parks) that a part names whole or by a run of its words
    ("Grossglockner High Alpine Road"), only when no part names a city; it must lie in every
-   country and region the other parts name ("Mount Olympus, Greece" is not the one in Washington).
+   country and region the other parts name (within 150 km of one of its places: "Mount Olympus,
+   Greece" is not the one in Washington).
 5. "admin1": the most specific region named, as the centre of its places ("Jiangxi, China").
 6. "capital-fallback" / "centroid-fallback": the country's capital, or its centroid when it has no
    capital in the gazetteer; only when nothing more specific was found.
@@ -329,8 +330,8 @@ def _feature(g: Gazetteer, parts: list[_Part], candidates: list[_Part], inner: b
             ids = nf.lookup(span, inner=inner and not parkish)
             if not ids:
                 continue
-            ids = [i for i in ids if all(any(cc in a.countries or (cc, ad) in a.regions for cc, ad in nf.areas(i))
-                                         for a in areas)]
+            ids = [i for i in ids if all(any(nf.lies_in(i, cc) for cc in a.countries)
+                                         or any(nf.lies_in(i, cc, ad) for cc, ad in a.regions) for a in areas)]
             if not ids or not (areas or nf.one_place(ids)):
                 continue
             best = min(ids, key=lambda i: (nf.features()[i].rank, nf.features()[i].kind != "park", i))
@@ -360,7 +361,7 @@ def _feature_spans(text: str) -> list[tuple[str, bool]]:
 def _feature_place(g: Gazetteer, i: int) -> Place:
     """A feature as a Place: its own point and name, the country and region of the nearest place."""
     f = _features.features()[i]
-    row = _features.nearby(i)[1]
+    row = _features.nearest_row(i)
     cc = g.country_code[row]
     known = countries().get(cc)
     return Place(city=f.name, admin1=g.admin1[row], country_code=cc, country=known.name if known else cc,
