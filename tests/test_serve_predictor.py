@@ -206,7 +206,7 @@ def test_a_consensus_of_garbage_samples_says_how_many_gave_no_place():
     assert (doc["city"], doc["agreement"], doc["n_unplaced"]) == ("Paris", 0.25, 3)
     assert [c["votes"] for c in doc["candidates"]] == [1]
     one = answer_to_prediction("<think>x</think>\n<answer>country: Brazil\ncity: </think></answer>", "y")
-    assert one["city"] is None and one["format_ok"] is False
+    assert one["city"] is None and one["format_ok"] is False and one["refused"] == ["city"]
 
 
 def test_serve_calibration_maps_the_agreement_for_its_n_and_must_match_the_temperature(tmp_path):

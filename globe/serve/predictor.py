@@ -136,8 +136,10 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
 
     Coordinates come from the one scorer (`globe.scorer.locate`, "stated" protocol): the model's
     own lat/lon when valid (`coords_source` "stated"), else its place names geocoded offline
-    ("geocoded"), with `resolution` saying how precisely (city, landmark, admin1,
+    ("geocoded"), with `resolution` saying how precisely (city, landmark, feature, admin1,
     capital-fallback, centroid-fallback; "coordinates" for stated ones); null when neither works.
+    `refused` names the fields the parser refused (a tag, a bare number, a country as the city:
+    `globe.answer.refuse`); they are null and `format_ok` is false.
     """
     from globe import geo
     from globe.answer import parse
@@ -161,5 +163,6 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
         "coords_source": where.source if where.found else None,
         "resolution": where.resolution if where.found else None,
         "format_ok": ans.format_ok,
+        "refused": list(ans.refused),  # fields whose value was not a name ("city": "</think>"), now null
         "raw": text,
     }
