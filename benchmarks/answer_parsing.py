@@ -17,7 +17,9 @@
    ../shared/data, so these are built from their layouts. Target: >= 98% yield the stated country.
 4. G3's free-text place answers (../shared/data/reasoning_outputs/g3_gemini_im2gps3k_dev900.csv,
    900 real outputs such as "Rhode Island State House, Providence, RI, USA"): those with a comma
-   part that names a country commit to it. Target: >= 98% read as that country.
+   part that names a country commit to the last such part (a two-letter code before a country's
+   name is a state: "Los Angeles, CA, USA" commits to the US, not Canada). Target: >= 98% read as
+   that country.
 5. Garbage is refused, nothing well-formed is lost: the garbage fields seen from a real model
    (`city: </think>`, `city: 55.5525`, `country: Brazil / city: Brazil`, ...) must all be refused
    and not `format_ok`; a seeded fuzz corpus of truncated, duplicated and interleaved tags must
@@ -189,11 +191,14 @@ def g3_places(rows: list[dict]) -> tuple[int, int, list[str]]:
     for row in rows:
         place = row["location"]
         parts = [p.strip(" .") for p in re.split(r"[,()]", place) if p.strip(" .")]
-        named = {c for p in parts if (c := normalize_country(p))}
+        # the country an address commits to is its last part that names one; a two-letter code
+        # before it is a state's ("Los Angeles, CA, USA"), unless no other country is named
+        named = [c for p in parts if (c := normalize_country(p))]
+        by_name = [c for p in parts if (c := normalize_country(p)) and not re.fullmatch(r"[A-Z]{2}", p)]
         if not named:
             continue
         committed += 1
-        if normalize_country(parse(place).country or "") in named:
+        if normalize_country(parse(place).country or "") == (by_name or named)[-1]:
             hits += 1
         else:
             misses.append(place)

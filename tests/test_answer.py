@@ -346,3 +346,25 @@ def test_well_formed_real_places_are_never_refused(shared_data):
         if not a.format_ok or a.refused or not a.city or not a.country:
             bad.append((place, a.refused))
     assert not bad, bad[:10]
+
+
+@pytest.mark.parametrize(
+    ("text", "country", "city"),
+    [  # how other LVLMs write addresses and conclusions (G3's, Claude-style); read as a person would
+        ("Los Angeles, CA, USA", "USA", "Los Angeles"),  # CA is the state, not Canada
+        ("Axum Cafe, 698 Haight St, San Francisco, CA 94117, USA", "USA", None),
+        ("Overall: GA, USA", "USA", None),
+        ("Tunis, Tunisia", "Tunisia", "Tunis"),  # Tunis is Tunisia only in translation
+        ("Palace of Charles V, Granada, Spain", "Spain", "Palace of Charles V"),  # and Granada Grenada
+        ("Taken in Granada, Spain.", "Spain", "Granada"),
+        ("Hong Kong, China", "Hong Kong", None),  # a country by its own name stays first
+        ("…in a country like the UK or France.", "UK", None),  # a hedge, not an address: the first
+        ("The photo is likely from New Zealand's South Island.", "New Zealand", None),
+        ("It's Türkiye, near Istanbul.", "Türkiye", "Istanbul"),
+        ("Near Telluride, Colorado", None, "Telluride"),
+        ('{"predicted_country": "Kenya", "predicted_city": "Nairobi"}', "Kenya", "Nairobi"),
+    ],
+)
+def test_countries_are_read_the_way_addresses_are_written(text, country, city):
+    a = parse(text)
+    assert (a.country, a.city) == (country, city)

@@ -171,10 +171,30 @@ def _country_in_run(run: _Run, i: int = 0, j: int | None = None) -> tuple[int, s
     return None
 
 
+_LEADING_HEDGE_RE = re.compile(r"^(?:near|around|outside|close to|somewhere in|probably|possibly|likely)\s+",
+                               re.IGNORECASE)
+_ADDRESS_GAP_RE = re.compile(r"[\s\d\-]*,\s*(?:the\s+)?")  # "CA 94117, " between a state code and the country
+
+
 def _is_code(name: str) -> bool:
     """A country written as a two-letter code ("CA", "GA", "IN"): in an address, usually a state's."""
     compact = name.replace(".", "").strip()
     return len(compact) == 2 and compact.isupper()
+
+
+@lru_cache(maxsize=4096)
+def _weak(name: str) -> bool:
+    """A country reading that a later country in the same address overrules: a two-letter code
+    (a state's: "CA", "GA") or a name that is a country only in translation ("Granada" is Grenada
+    in Spanish: "Granada, Spain")."""
+    if _is_code(name):
+        return True
+    try:
+        from globe.geo.countries import is_country_name
+
+        return not is_country_name(name)
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _is_city_name(name: str, require_caps: bool = True) -> bool:
@@ -188,7 +208,8 @@ def _is_city_name(name: str, require_caps: bool = True) -> bool:
         return False
     if any(w.casefold().strip(".") in _REGION_WORDS for w in words):
         return False
-    return _country_of(name) is None
+    country = _country_of(name)  # a country only in translation is a city here: "Tunis, Tunisia"
+    return country is None or (not _is_code(country[0]) and _weak(country[0]))
 
 
 def _sentences(text: str) -> list[str]:
@@ -267,8 +288,10 @@ def _place_in_sentence(sentence: str) -> tuple[str | None, str | None, str | Non
     if not found:
         return None, None, None
     pos, country = next((f for f in found if f[0] >= anchor), found[0])
-    if _is_code(country):  # "San Francisco, CA 94117, USA": CA is the state; a country's name follows
-        pos, country = next((f for f in found if f[0] > pos and not _is_code(f[1])), (pos, country))
+    if _weak(country):  # "San Francisco, CA 94117, USA", "Granada, Spain": the country follows
+        after = next((f for f in found if f[0] > pos), None)
+        if after and not _weak(after[1]) and _ADDRESS_GAP_RE.fullmatch(sentence[pos + len(country):after[0]]):
+            pos, country = after
     chain = _chain_before(sentence, pos)
     place = ", ".join([*chain, country]) if len(chain) > 1 else None
     return _city_before(sentence, pos) or _city_near(sentence), country, place
@@ -280,7 +303,8 @@ def comma_place(text: str) -> tuple[str | None, str | None]:
     Every comma part must look like a name (at most four words), so a sentence such as
     "Sorry, I cannot tell" is not read as a city called "Sorry".
     """
-    parts = [p.strip(" .\"'") for p in re.split(r"[,\n]", text) if p.strip(" .\"'")]
+    parts = [_LEADING_HEDGE_RE.sub("", p.strip(" .\"'")) for p in re.split(r"[,\n]", text) if p.strip(" .\"'")]
+    parts = [p for p in parts if p]
     if not parts or len(parts) > 4 or any(len(p.split()) > 4 for p in parts):
         return None, None
     countries = [_country_of(p) for p in parts]
@@ -289,8 +313,8 @@ def comma_place(text: str) -> tuple[str | None, str | None]:
     if not all(names):
         return None, None
     named = [i for i, hit in enumerate(countries) if hit]
-    if len(named) > 1 and _is_code(countries[named[0]][0]):  # "Atlanta, GA, USA": GA is Georgia, not Gabon
-        named = [i for i in named if not _is_code(countries[i][0])] or named
+    if len(named) > 1 and _weak(countries[named[0]][0]):  # "Atlanta, GA, USA": GA is Georgia, not Gabon
+        named = [i for i in named if not _weak(countries[i][0])] or named
     for i in named[:1]:
         hit = countries[i]
         if hit:
