@@ -25,7 +25,8 @@ multi-part address with every component ("Old Dutch Churchyard, Kingston, NY, US
    Rainier N.P.") is tried before this step, so that Zion, Illinois does not stand in for it.
 4b. "feature": a named natural feature (`globe.geo.features`, Natural Earth: peaks, waterfalls,
    islands, capes, US national parks) that a part names whole or by a run of its words
-   ("Grossglockner High Alpine Road"), only when no part names a city; it must lie in every
+   ("Grossglockner High Alpine Road"; never words that name a region or country: "Kilimanjaro
+   Airport" is the region), only when no part names a city; it must lie in every
    country and region the other parts name (within 150 km of one of its places: "Mount Olympus,
    Greece" is not the one in Washington).
 5. "admin1": the most specific region named, as the centre of its places ("Jiangxi, China").
@@ -327,6 +328,8 @@ def _feature(g: Gazetteer, parts: list[_Part], candidates: list[_Part], inner: b
     for part in candidates:
         spans = _feature_spans(part.text) if inner else [(part.text, False)]
         for span, parkish in spans:
+            if inner and (g.by_admin1.get(fold(span)) or normalize_country(span)):
+                continue  # "Kilimanjaro Airport": the region of that name, which admin1 places
             ids = nf.lookup(span, inner=inner and not parkish)
             if not ids:
                 continue
