@@ -15,6 +15,16 @@
    a flat object). The places are real: the G3 system's coordinates reverse geocoded, countries
    written as people do (name, USA/UK, ISO alpha-3). The ten LVLMs' own JSON answers are not in
    ../shared/data, so these are built from their layouts. Target: >= 98% yield the stated country.
+4. G3's free-text place answers (../shared/data/reasoning_outputs/g3_gemini_im2gps3k_dev900.csv,
+   900 real outputs such as "Rhode Island State House, Providence, RI, USA"): those with a comma
+   part that names a country commit to the last such part (a two-letter code before a country's
+   name is a state: "Los Angeles, CA, USA" commits to the US, not Canada). Target: >= 98% read as
+   that country.
+5. Garbage is refused, nothing well-formed is lost: the garbage fields seen from a real model
+   (`city: </think>`, `city: 55.5525`, `country: Brazil / city: Brazil`, ...) must all be refused
+   and not `format_ok`; a seeded fuzz corpus of truncated, duplicated and interleaved tags must
+   never yield a tag or a bare number as a field; every G3 place written in GLOBE's format (a
+   well-formed answer) must read back `format_ok` with its country and city.
 
     python benchmarks/answer_parsing.py
 
@@ -153,6 +163,73 @@ def json_answers(points: list[tuple[float, float]], seed: int = 0) -> tuple[int,
     return total, ok, misses
 
 
+GARBAGE = (  # the fields a real model wrote (served and `globe predict`, IM2GPS3K photos) and their kin
+    "<think>x</think>\n<answer>country: Brazil\ncity: </think></answer>",
+    "<think>x</think>\n<answer>country: Brazil\ncity: Brazil</answer>",
+    "<think>x</think>\n<answer>country: Brazil\ncity: 55.5525</answer>",
+    "<think>x</think>\n<answer>country: </think>\ncity: Lima</answer>",
+    "<think>x</think>\n<answer>country: France\ncity: **</answer>",
+    "<think>x</think>\n<answer>country: France\ncity: </thi",
+    "<think>x</think>\n<answer>country: Japan\ncity: 35.68° N, 139.69° E</answer>",
+)
+TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
+TAG_BITS = TAGS + [t[:k] for t in TAGS for k in range(2, len(t))] + [t[k:] for t in TAGS for k in range(1, len(t) - 1)]
+FIELD_BITS = ["country: France", "city: Paris", "country: Brazil", "city: Brazil", "city: 55.5525", "lat: 48.85",
+              "lon: 2.35", "country:", "city:", "Rio", "Cues. "]
+
+
+def _garbage_value(value: str | None) -> bool:
+    return value is not None and ("<" in value or ">" in value or bool(re.fullmatch(r"[\s\d.,°+-]*\d[\s\d.,°+-]*", value)))
+
+
+def g3_places(rows: list[dict]) -> tuple[int, int, list[str]]:
+    from globe.answer import parse
+    from globe.geo import normalize_country
+
+    committed = hits = 0
+    misses = []
+    for row in rows:
+        place = row["location"]
+        parts = [p.strip(" .") for p in re.split(r"[,()]", place) if p.strip(" .")]
+        # the country an address commits to is its last part that names one; a two-letter code
+        # before it is a state's ("Los Angeles, CA, USA"), unless no other country is named
+        named = [c for p in parts if (c := normalize_country(p))]
+        by_name = [c for p in parts if (c := normalize_country(p)) and not re.fullmatch(r"[A-Z]{2}", p)]
+        if not named:
+            continue
+        committed += 1
+        if normalize_country(parse(place).country or "") == (by_name or named)[-1]:
+            hits += 1
+        else:
+            misses.append(place)
+    return committed, hits, misses
+
+
+def garbage(rows: list[dict], n_fuzz: int = 20000, seed: int = 0) -> dict[str, tuple[int, int]]:
+    """(ok, of) for: real garbage refused; fuzz texts with no garbage field; well-formed answers kept."""
+    from globe.answer import format_answer, parse
+
+    refused = sum(1 for t in GARBAGE if not parse(t).format_ok and _garbage_value(parse(t).city) is False
+                  and (parse(t).city is None or parse(t).country is None))
+    rng = random.Random(seed)
+    clean = 0
+    for _ in range(n_fuzz):
+        pieces = [rng.choice(TAG_BITS) if rng.random() < 0.4 else rng.choice(FIELD_BITS) for _ in range(rng.randint(1, 14))]
+        a = parse(rng.choice(["", "\n", " "]).join(pieces))
+        bad = _garbage_value(a.country) or _garbage_value(a.city) or _garbage_value(a.place) or (
+            a.city is not None and a.city == a.country)
+        clean += not bad
+    kept = total = 0
+    for row in rows:
+        parts = [p.strip() for p in row["location"].split(",") if p.strip()]
+        if len(parts) < 2:
+            continue
+        total += 1
+        a = parse(format_answer("Cues.", parts[-1], ", ".join(parts[:-1])))
+        kept += bool(a.format_ok and a.country and a.city)
+    return {"refused": (refused, len(GARBAGE)), "fuzz": (clean, n_fuzz), "kept": (kept, total)}
+
+
 def main() -> int:
     if not (DATA / "geocomp_geocot.csv").is_file() or not (DATA / "g3_gemini_im2gps3k_dev900.csv").is_file():
         print(f"{DATA}: data not found (see ../shared/data/SOURCE.md)")
@@ -165,6 +242,10 @@ def main() -> int:
     n, any_country, committed, hits, cot_misses = geocot()
     total_c, ok_c, coord_misses = coordinate_forms(points)
     total_j, ok_j, json_misses = json_answers(points)
+    with (DATA / "g3_gemini_im2gps3k_dev900.csv").open(encoding="utf-8-sig", newline="") as fh:
+        g3_rows = list(csv.DictReader(fh))
+    committed_g3, hits_g3, g3_misses = g3_places(g3_rows)
+    junk = garbage(g3_rows)
     elapsed = time.perf_counter() - t0
     rate_cot, rate_c, rate_j = hits / max(committed, 1), ok_c / max(total_c, 1), ok_j / max(total_j, 1)
     print(f"{'':44}{'read':>8}{'of':>8}{'rate':>9}{'target':>9}")
@@ -172,11 +253,21 @@ def main() -> int:
     print(f"{'  all GeoCoT answers that yield a country':44}{any_country:>8}{n:>8}{any_country / n:>9.1%}{'':>9}")
     print(f"{f'Latitude/Longitude lines ({len(COORD_FORMS)} forms)':44}{ok_c:>8}{total_c:>8}{rate_c:>9.1%}{'100%':>9}")
     print(f"{'JSON answers with an address block':44}{ok_j:>8}{total_j:>8}{rate_j:>9.1%}{TARGET_JSON:>9.0%}")
+    rate_g3 = hits_g3 / max(committed_g3, 1)
+    print(f"{'G3 place answers committing to a country':44}{hits_g3:>8}{committed_g3:>8}{rate_g3:>9.1%}{TARGET_COMMITTED:>9.0%}")
+    both, both_of = hits + hits_g3, committed + committed_g3
+    print(f"{'  all real answers committing to a country':44}{both:>8}{both_of:>8}{both / both_of:>9.1%}{TARGET_COMMITTED:>9.0%}")
+    for key, label in (("refused", "real garbage fields refused"), ("fuzz", "fuzzed tags: no garbage field"),
+                       ("kept", "well-formed GLOBE answers kept")):
+        got, of = junk[key]
+        print(f"{label:44}{got:>8}{of:>8}{got / max(of, 1):>9.1%}{'100%':>9}")
     print(f"time: {elapsed:.1f} s")
-    for label, misses in (("GeoCoT", cot_misses), ("coordinates", coord_misses), ("JSON", json_misses)):
+    for label, misses in (("GeoCoT", cot_misses), ("coordinates", coord_misses), ("JSON", json_misses),
+                          ("G3", g3_misses)):
         for m in misses[:5]:
             print(f"  {label} miss: {m}")
-    ok = rate_cot >= TARGET_COMMITTED and ok_c == total_c and rate_j >= TARGET_JSON
+    ok = rate_cot >= TARGET_COMMITTED and ok_c == total_c and rate_j >= TARGET_JSON and rate_g3 >= TARGET_COMMITTED \
+        and all(got == of for got, of in junk.values())
     print("all targets met" if ok else "targets missed")
     return 0 if ok else 1
 

@@ -180,6 +180,14 @@ def _geocoded(place: str | None, country: str | None, city: str | None) -> Locat
     return Location(p.lat, p.lon, "geocoded", found.how, label, p.country_code)
 
 
+def clear_caches() -> None:
+    """Forget every cached geocoding result (after switching a geocoder setting, as a benchmark does)."""
+    from globe.geo.geocoding import _resolve
+
+    for cached in (_real_place, city_match, score, _geocoded, _resolve):
+        cached.cache_clear()
+
+
 def geocoded(answer: Answer) -> Location | None:
     """The answer's names geocoded (None when they name nothing the gazetteer knows). Never raises:
     a geocoder bug must not stop a training run, so the row is then simply unplaced."""

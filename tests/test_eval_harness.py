@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -175,6 +176,18 @@ def test_compare_runs_finds_the_noisy_reader_worse(geoscenes, tmp_path):
     assert "paired over" in table.output and "acc_25km" in table.output and "B worse" in table.output
     as_json = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "clean"), str(tmp_path / "clean"), "--json"])
     assert json.loads(as_json.output)["metrics"]["acc_25km"]["delta"] == 0.0
+    out = tmp_path / "cmp"
+    written = CliRunner().invoke(app, ["eval", "compare", str(tmp_path / "clean"), str(tmp_path / "noisy"),
+                                       "--bootstrap", "200", "--out", str(out)])
+    assert written.exit_code == 0, written.output
+    doc = json.loads((out / "compare.json").read_text())
+    assert doc["paired"] and doc["metrics"]["acc_25km"]["significant"] and doc["metrics"]["acc_25km"]["ci"][1] < 0
+    md = (out / "compare.md").read_text()
+    assert "| acc_25km |" in md and "B worse" in md and "paired over" in md
+    html = (out / "compare.html").read_text()
+    srcs = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert len(srcs) == 1 and srcs[0].startswith("data:image/png;base64,")  # both curves, inlined
+    assert "http://" not in html and "https://" not in html and 'id="compare"' in html and "B worse" in html
 
 
 def test_a_run_written_before_the_two_protocols_is_compared_under_the_headline(geoscenes, tmp_path):

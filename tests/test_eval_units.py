@@ -15,6 +15,7 @@ from PIL import Image
 from globe.evaluate import breakdown, metrics
 from globe.evaluate.benchmarks import BenchmarkError, Sample, load_benchmark
 from globe.evaluate.plots import accuracy_curve, great_circle_paths, plot_accuracy_curve, plot_world_map
+from globe.evaluate.metrics import by_resolution
 from globe.evaluate.report import render_report, select_gallery
 from globe.evaluate.runner import RunError, RunSpec
 
@@ -259,6 +260,47 @@ def test_report_is_self_contained_escaped_and_spans_the_error_range(tmp_path):
     assert len(srcs) == 7 and all(s.startswith("data:image/") for s in srcs)
     assert "http://" not in html and "https://" not in html and "@import" not in html
     assert "reverse geocoding" in html
+
+
+def test_every_gallery_card_says_how_it_was_placed_and_a_fallback_is_not_called_stated(tmp_path):
+    img = _jpg(tmp_path / "x.jpg", (10, 100, 200))
+    long_id = "a" * 180 + ".jpg"
+    rows = [
+        {**_row(0, 0.86), "id": long_id, "image": str(img), "lat": 38.9, "lon": -77.0, "pred_lat": 38.9, "pred_lon": -77.03,
+         "coords_source": "geocoded", "resolution": "capital-fallback", "resolved_place": "Washington, United States",
+         "stated": {"pred_lat": 38.9, "pred_lon": -77.03, "coords_source": "geocoded", "resolution": "capital-fallback"},
+         "answer": {"country": "United States", "city": "Calgary"}},
+        {**_row(1, 5.0), "image": str(img), "lat": 1.0, "lon": 2.0, "pred_lat": 1.01, "pred_lon": 2.0,
+         "coords_source": "stated", "resolution": "coordinates",
+         "stated": {"pred_lat": 1.01, "pred_lon": 2.0, "coords_source": "stated", "resolution": "coordinates"},
+         "answer": {}},
+        {**_row(2, 9.0), "image": str(img), "lat": -25.6, "lon": -54.4, "pred_lat": -25.57, "pred_lon": -54.58,
+         "coords_source": "geocoded", "resolution": "feature", "resolved_place": "Iguazu Falls, Parana, Brazil",
+         "stated": {}, "answer": {"city": "Iguazu Falls"}},
+    ]
+    split = by_resolution(rows)
+    m = {"n": 3, "acc_1km": 1 / 3, "by_resolution": split}
+    html = render_report(m, rows, {}, title="t", gallery_size=3)
+    cards = html.split('<div class="card">')[1:]
+    assert 'class="how fallback">capital-fallback<' in cards[0] and "none stated (names placed as the headline)" in cards[0]
+    assert 'class="how">stated<' in cards[1] and 'class="how">feature<' in cards[2]
+    assert "(geocoded, capital-fallback)" not in html  # the old card put this under a "stated" heading
+    assert 'id="by-resolution"' in html and "capital-fallback</td><td class=\"num\">1</td><td class=\"num\">1 (100.0%)" in html
+    assert "overflow-wrap:anywhere" in html  # a long file name wraps inside its card
+    assert split["capital-fallback"]["hits_1km"] == 1 and split["city" if "city" in split else "feature"]["n"] == 1
+
+
+def test_consensus_rows_count_their_unplaced_samples_from_the_harness_and_from_a_served_predictor():
+    from globe.engines.base import Result
+    from globe.evaluate.scoring import Answer as Scored, vote_samples
+    from globe.serve.client import Prediction
+
+    say = "<think>x</think>\n<answer>country: France\ncity: Paris</answer>"
+    own = vote_samples([Result(text=say), Result(text="no idea"), Result(text="<think>x</think>"), Result(error="t")])
+    assert (own.consensus["agreement"], own.consensus["n_unplaced"]) == (0.25, 3)
+    served = Scored.from_prediction(Prediction(document={"raw": say, "country": "France", "city": "Paris",
+                                                          "samples": 4, "agreement": 0.25, "n_unplaced": 3}))
+    assert served.consensus["n_unplaced"] == 3
 
 
 # ----------------------------------------------------------------------------- run log and resume

@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize("module", ["globe.geo.distance", "globe.geo.countries",
-                                    "globe.geo.reverse_geocoding", "globe.geo.geocoding"])
+                                    "globe.geo.reverse_geocoding", "globe.geo.geocoding",
+                                    "globe.geo.features"])
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

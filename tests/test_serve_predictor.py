@@ -169,6 +169,7 @@ def test_samples_answer_with_the_consensus_its_confidence_and_the_candidates():
     voted, greedy = response["predictions"]
     assert (voted["city"], voted["country_code"], voted["samples"], voted["confidence"]) == ("Paris", "FR", 4, 0.75)
     assert voted["agreement"] == 0.75 and voted["calibrated"] is False  # no serve.calibration: the raw agreement
+    assert voted["n_unplaced"] == 0
     assert [(c["city"], c["share"], c["votes"], c["reasoning"]) for c in voted["candidates"]] == [
         ("Paris", 0.75, 3, "I see Paris."), ("Rome", 0.25, 1, "I see Rome.")]
     assert haversine_km(voted["lat"], voted["lon"], voted["candidates"][0]["lat"], voted["candidates"][0]["lon"]) == 0
@@ -186,10 +187,26 @@ def test_failed_samples_count_against_the_confidence_and_all_failed_is_an_error(
     paris = Result(text=_say("Paris", "France"))
     half = consensus_prediction([paris, paris, Result(error="timeout"), Result(text="no idea")], "x")
     assert half["confidence"] == 0.5 and half["city"] == "Paris" and len(half["candidates"]) == 1
+    assert half["n_unplaced"] == 2  # the timeout and "no idea" gave no place
     lost = consensus_prediction([Result(text="no idea"), Result(error="timeout")], "y")
     assert lost["confidence"] == 0.0 and lost["candidates"] == [] and lost["lat"] is None and lost["raw"] == "no idea"
+    assert lost["n_unplaced"] == 2
     failed = consensus_prediction([Result(error="timeout")] * 3, "z")
     assert isinstance(failed, GenerationFailed) and "timeout" in str(failed)
+
+
+def test_a_consensus_of_garbage_samples_says_how_many_gave_no_place():
+    """`globe predict --samples 4` on a real photo: one sample placed, three garbage (issue 25)."""
+    from globe.engines.base import Result
+    from globe.serve.predictor import answer_to_prediction, consensus_prediction
+
+    garbage = ["<think>x</think>\n<answer>country: </think>\ncity: </think></answer>",
+               "<think>x</think>\n<answer>country: 55.5525\ncity: 55.5525</answer>", "<think>x</think>"]
+    doc = consensus_prediction([Result(text=_say("Paris", "France"))] + [Result(text=t) for t in garbage], "x")
+    assert (doc["city"], doc["agreement"], doc["n_unplaced"]) == ("Paris", 0.25, 3)
+    assert [c["votes"] for c in doc["candidates"]] == [1]
+    one = answer_to_prediction("<think>x</think>\n<answer>country: Brazil\ncity: </think></answer>", "y")
+    assert one["city"] is None and one["format_ok"] is False and one["refused"] == ["city"]
 
 
 def test_serve_calibration_maps_the_agreement_for_its_n_and_must_match_the_temperature(tmp_path):

@@ -21,7 +21,8 @@ from _servers import ImageHost, start_predictor, stop
 
 pytestmark = pytest.mark.slow
 MAX_BODY = 1_000_000
-FIELDS = {"id", "reasoning", "country", "country_code", "city", "lat", "lon", "coords_source", "resolution", "format_ok", "raw"}
+FIELDS = {"id", "reasoning", "country", "country_code", "city", "lat", "lon", "coords_source", "resolution", "format_ok",
+          "refused", "consistent", "reasoning_place", "raw"}
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +212,8 @@ def test_samples_ask_for_a_consensus_over_v1_and_v2(server):
         {"image_b64": b64(image), "id": "a", "samples": 3}, {"image_b64": b64(image), "id": "b"}]})
     assert v1.status_code == 200, v1.text
     voted, greedy = v1.json()["predictions"]
-    assert set(voted) == FIELDS | {"samples", "agreement", "confidence", "calibrated", "candidates"} and set(greedy) == FIELDS
+    assert set(voted) == FIELDS | {"samples", "agreement", "n_unplaced", "confidence", "calibrated", "candidates"}
+    assert set(greedy) == FIELDS
     assert voted["samples"] == 3 and 0.0 <= voted["confidence"] <= 1.0 and voted["calibrated"] is False
     assert voted["confidence"] == voted["agreement"] == (voted["candidates"][0]["share"] if voted["candidates"] else 0.0)
     for cand in voted["candidates"]:

@@ -24,7 +24,9 @@ _CONNECTORS = {"of", "and", "the", "de", "du", "da", "do", "dos", "das", "del", 
 _OPENERS = {"therefore", "thus", "hence", "however", "overall", "additionally", "finally", "based", "given",
             "considering", "combining", "this", "these", "it", "there", "in", "on", "at", "a", "an", "so",
             "also", "moreover", "furthermore", "consequently", "accordingly", "while", "although", "with",
-            "without", "i", "my", "answer", "final", "yes", "no", "the"}
+            "without", "i", "my", "answer", "final", "yes", "no", "the", "it's", "it’s", "that's", "that’s", "i'd",
+            "i’d", "i'm", "i’m", "taken", "located", "situated", "photographed", "probably", "likely", "possibly",
+            "perhaps", "maybe", "somewhere", "near", "here's", "here’s", "this's", "we're", "we’re", "i'll", "i’ll"}
 # Words that may precede a country inside one capitalised run: "Northern Italy" -> Italy ("New Mexico" stays).
 _MODIFIERS = {"the", "northern", "southern", "eastern", "western", "central", "north", "south", "east", "west",
               "northeastern", "northwestern", "southeastern", "southwestern", "rural", "coastal", "mainland",
@@ -65,10 +67,12 @@ def _country_code(name: str) -> str | None:
 
 
 def _country_of(name: str) -> tuple[str, str] | None:
-    """(name without a sentence-final full stop, ISO code) when `name` is a country."""
+    """(name without a sentence-final full stop or a possessive, ISO code) when `name` is a country."""
     name = name.strip()
     if name.endswith(".") and not _ABBREV_END_RE.search(name):
         name = name.rstrip(".")
+    if name.endswith(("'s", "’s")) and len(name) > 3:  # "New Zealand's South Island"
+        name = name[:-2]
     code = _country_code(name) if name else None
     return (name, code) if code else None
 
@@ -151,6 +155,9 @@ def _country_in_run(run: _Run, i: int = 0, j: int | None = None) -> tuple[int, s
     hit = _country_of(run.text(i, j))
     if hit:
         return i, hit[0]
+    for k in range(i + 1, j):  # "New Zealand's South Island"
+        if run.words[k - 1][2].endswith(("'s", "’s")) and (hit := _country_of(run.text(i, k))):
+            return i, hit[0]
     if not any(w[2].casefold().strip(".") in _REGION_WORDS for w in run.words[i:j]):
         for k in range(i + 1, j):  # "Northern Italy" -> Italy; "New Mexico", "South America" stay
             if run.words[k - 1][2].casefold() not in _MODIFIERS:
@@ -164,6 +171,32 @@ def _country_in_run(run: _Run, i: int = 0, j: int | None = None) -> tuple[int, s
     return None
 
 
+_LEADING_HEDGE_RE = re.compile(r"^(?:near|around|outside|close to|somewhere in|probably|possibly|likely)\s+",
+                               re.IGNORECASE)
+_ADDRESS_GAP_RE = re.compile(r"[\s\d\-]*,\s*(?:the\s+)?")  # "CA 94117, " between a state code and the country
+
+
+def _is_code(name: str) -> bool:
+    """A country written as a two-letter code ("CA", "GA", "IN"): in an address, usually a state's."""
+    compact = name.replace(".", "").strip()
+    return len(compact) == 2 and compact.isupper()
+
+
+@lru_cache(maxsize=4096)
+def _weak(name: str) -> bool:
+    """A country reading that a later country in the same address overrules: a two-letter code
+    (a state's: "CA", "GA") or a name that is a country only in translation ("Granada" is Grenada
+    in Spanish: "Granada, Spain")."""
+    if _is_code(name):
+        return True
+    try:
+        from globe.geo.countries import is_country_name
+
+        return not is_country_name(name)
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def _is_city_name(name: str, require_caps: bool = True) -> bool:
     words = name.replace(",", " ").split()
     if not words or len(words) > 5 or (require_caps and not _capitalised(name)):
@@ -175,7 +208,8 @@ def _is_city_name(name: str, require_caps: bool = True) -> bool:
         return False
     if any(w.casefold().strip(".") in _REGION_WORDS for w in words):
         return False
-    return _country_of(name) is None
+    country = _country_of(name)  # a country only in translation is a city here: "Tunis, Tunisia"
+    return country is None or (not _is_code(country[0]) and _weak(country[0]))
 
 
 def _sentences(text: str) -> list[str]:
@@ -254,6 +288,10 @@ def _place_in_sentence(sentence: str) -> tuple[str | None, str | None, str | Non
     if not found:
         return None, None, None
     pos, country = next((f for f in found if f[0] >= anchor), found[0])
+    if _weak(country):  # "San Francisco, CA 94117, USA", "Granada, Spain": the country follows
+        after = next((f for f in found if f[0] > pos), None)
+        if after and not _weak(after[1]) and _ADDRESS_GAP_RE.fullmatch(sentence[pos + len(country):after[0]]):
+            pos, country = after
     chain = _chain_before(sentence, pos)
     place = ", ".join([*chain, country]) if len(chain) > 1 else None
     return _city_before(sentence, pos) or _city_near(sentence), country, place
@@ -265,7 +303,8 @@ def comma_place(text: str) -> tuple[str | None, str | None]:
     Every comma part must look like a name (at most four words), so a sentence such as
     "Sorry, I cannot tell" is not read as a city called "Sorry".
     """
-    parts = [p.strip(" .\"'") for p in re.split(r"[,\n]", text) if p.strip(" .\"'")]
+    parts = [_LEADING_HEDGE_RE.sub("", p.strip(" .\"'")) for p in re.split(r"[,\n]", text) if p.strip(" .\"'")]
+    parts = [p for p in parts if p]
     if not parts or len(parts) > 4 or any(len(p.split()) > 4 for p in parts):
         return None, None
     countries = [_country_of(p) for p in parts]
@@ -273,7 +312,11 @@ def comma_place(text: str) -> tuple[str | None, str | None]:
              for p, c in zip(parts, countries)]
     if not all(names):
         return None, None
-    for i, hit in enumerate(countries):
+    named = [i for i, hit in enumerate(countries) if hit]
+    if len(named) > 1 and _weak(countries[named[0]][0]):  # "Atlanta, GA, USA": GA is Georgia, not Gabon
+        named = [i for i in named if not _weak(countries[i][0])] or named
+    for i in named[:1]:
+        hit = countries[i]
         if hit:
             city = next((p for p in parts[:i] if _is_city_name(p, require_caps=False)), None)
             return city, hit[0]

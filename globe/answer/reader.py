@@ -7,10 +7,12 @@ from typing import Any
 
 from globe.answer.coordinates import parse_coordinates
 from globe.answer.places import from_free_text
+from globe.answer.refuse import refuse_fields
 from globe.answer.result import Answer
 from globe.answer.strict import parse_strict
 from globe.answer.structured import from_json, from_lines
 from globe.answer.tags import format_ok, regions
+from globe.answer.values import refusal
 
 _LOCALIZABLE_RE = re.compile(
     r"\blocali[sz](?:able|ability)\b\s*\??\s*[\"']?\s*[:=：]\s*[*_`\"']*\s*(yes|no|true|false|y|n)\b", re.IGNORECASE
@@ -57,7 +59,7 @@ def read_general(answer: Answer, raw: str) -> None:
         if answer.localizable is None and got.get("localizable") is not None:
             answer.localizable = got["localizable"]
         coords = coords or got.get("coords")
-        if got.get("country") or got.get("city"):
+        if got.get("country") or got.get("city") or got.get("refused"):
             place, answer.source = got, source
             break
     coords = coords or parse_coordinates(region)
@@ -67,9 +69,15 @@ def read_general(answer: Answer, raw: str) -> None:
         place = from_free_text(region)
         if place.get("country") or place.get("city"):
             answer.source = "free_text"
-    answer.country = place.get("country")
-    answer.city = place.get("city")
+    answer.country, answer.city, refused = refuse_fields(place.get("country"), place.get("city"))
+    refused = tuple(sorted({*place.get("refused", ()), *refused}))
+    if refused:
+        answer.refused, answer.format_ok = refused, False
+        if answer.source != "none" and not (answer.country or answer.city):
+            answer.source = "none"
     # a short text read whole as a place, unless it is coordinates ("Latitude: -33.86 / Longitude: 151.2")
     answer.place = place.get("place") if not (coords and answer.source != "json" and not answer.city) else None
+    if answer.place is not None and refusal(answer.place) in ("tag", "number"):
+        answer.place = None
     if answer.source == "none" and coords:
         answer.source = "lines"

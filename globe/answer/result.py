@@ -14,6 +14,8 @@ class Answer:
     `source` says which reader found the place: "lines", "json", "free_text" or "none". `place` is
     the whole place the answer names when it says more than a city and a country ("Chelsea Market,
     New York City, USA", a JSON address with its state): the geocoder reads every component.
+    `refused` names the fields whose written value was not a name (markup, a bare number, a country
+    in `city:`; see `globe.answer.refuse`): they are None here and the answer is not `format_ok`.
     """
 
     think: str | None = None
@@ -27,6 +29,7 @@ class Answer:
     raw: str = ""
     source: str = "none"
     place: str | None = None
+    refused: tuple[str, ...] = ()
 
     @property
     def has_coordinates(self) -> bool:

@@ -14,8 +14,9 @@ from functools import lru_cache
 from typing import Any
 
 from globe.answer.coordinates import DIGIT_RE, valid_coordinates
+from globe.answer.refuse import refuse_fields
 from globe.answer.result import Answer
-from globe.answer.values import NONE_VALUES, clean_value
+from globe.answer.values import NONE_VALUES, clean_value, refusal
 
 _STRICT_NUMBER_RE = re.compile(r"-?\d{1,3}(?:\.\d+)?")
 _PLAIN_VALUE_RE = re.compile(r"[^\W_][\w '’-]*")
@@ -63,9 +64,11 @@ def _strict_tail(tail: str) -> tuple[Any, ...] | None:
         if not (lat_text and lon_text and number(lat_text) and number(lon_text)):
             return None
         lat, lon = valid_coordinates(float(lat_text), float(lon_text)) or (None, None)
-    country, city = _fast_value(country), _fast_value(city)
+    empty = tuple(k for k, v in (("country", country), ("city", city)) if v and refusal(v) == "empty")
+    country, city, refused = refuse_fields(_fast_value(country), _fast_value(city))
+    refused = tuple(sorted({*empty, *refused}))
     source = "lines" if (country or city or lat is not None) else "none"
-    return country, city, lat, lon, closed, body.strip(), source
+    return country, city, lat, lon, closed and not refused, body.strip(), source, refused
 
 
 def parse_strict(raw: str) -> Answer | None:
@@ -92,4 +95,4 @@ def parse_strict(raw: str) -> Answer | None:
     # a localizability line needs a separator; most thoughts have none, so skip the word search
     if (":" in think or "=" in think or "：" in think) and ("ocali" in think or "OCALI" in think):
         return None
-    return Answer(think.strip(), tail[5], tail[0], tail[1], tail[2], tail[3], None, tail[4], raw, tail[6])
+    return Answer(think.strip(), tail[5], tail[0], tail[1], tail[2], tail[3], None, tail[4], raw, tail[6], None, tail[7])

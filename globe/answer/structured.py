@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from globe.answer.coordinates import coord, coord_value, parse_coordinates, valid_coordinates
 from globe.answer.places import comma_place
-from globe.answer.values import clean_value, localizable_from, strip_markdown
+from globe.answer.values import clean_value, localizable_from, refusal, strip_markdown
 
 _KEYS = r"country|nation|city|town|location|place|address|localizable|localizability|region|state|province"
 _KV_RE = re.compile(
@@ -26,11 +26,15 @@ def from_lines(region: str) -> dict[str, Any]:
     if ":" not in region and "=" not in region and "：" not in region:
         return found
     plain = strip_markdown(region)
+    refused: list[str] = []
     for m in _KV_RE.finditer(plain):
         key = m.group("key").casefold()
         key = {"nation": "country", "town": "city", "localizability": "localizable",
                "place": "location", "address": "location", "state": "region", "province": "region"}.get(key, key)
-        if key in found:
+        if key in found or key in refused:
+            continue
+        if key in ("country", "city") and refusal(m.group("value")):
+            refused.append(key)
             continue
         value = clean_value(m.group("value"))
         if key == "localizable":
@@ -43,6 +47,8 @@ def from_lines(region: str) -> dict[str, Any]:
         found.setdefault("country", country)
         found.setdefault("city", city)
     _add_place(found)
+    if refused:
+        found["refused"] = tuple(refused)
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -86,6 +92,9 @@ def _json_objects(region: str) -> Iterator[dict]:
                 return
 
 
+_KEY_PREFIX_RE = re.compile(r"^(?:predicted|final|guessed|estimated|likely|most_likely|best)_(?=\w)")
+
+
 def _walk(obj: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
     """(normalised key, value) pairs, breadth first, so top-level keys win over nested ones."""
     level = [obj]
@@ -94,7 +103,8 @@ def _walk(obj: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
         for node in level:
             if isinstance(node, dict):
                 for k, v in list(node.items())[:200]:
-                    yield re.sub(r"[\s\-]+", "_", str(k).strip().casefold()), v
+                    key = re.sub(r"[\s\-]+", "_", str(k).strip().casefold())
+                    yield _KEY_PREFIX_RE.sub("", key), v
                     if isinstance(v, (dict, list)):
                         nxt.append(v)
             elif isinstance(node, list):
@@ -126,21 +136,30 @@ def _pair(value: Any) -> tuple[float, float] | None:
     return None
 
 
+def _refused(value: Any, key: str, refused: list[str]) -> str | None:
+    """The cleaned value, or None (and `key` noted as refused) when it is not a name."""
+    if isinstance(value, str) and refusal(value) or isinstance(value, (int, float)) and not isinstance(value, bool):
+        refused.append(key)
+        return None
+    return clean_value(value)
+
+
 def from_json(region: str) -> dict[str, Any]:
     if "{" not in region:
         return {}
     for obj in _json_objects(region):
         found: dict[str, Any] = {}
+        refused: list[str] = []
         lat = lon = None
         for key, value in _walk(obj):
             if key in _JSON_KEYS["country"] and "country" not in found:
                 if isinstance(value, dict):
                     value = value.get("name") or value.get("common")
-                found["country"] = clean_value(value)
+                found["country"] = _refused(value, "country", refused)
             elif key in _JSON_KEYS["country_code"] and "country_code" not in found:
                 found["country_code"] = clean_value(value)
             elif key in _JSON_KEYS["city"] and "city" not in found:
-                found["city"] = clean_value(value if not isinstance(value, dict) else value.get("name"))
+                found["city"] = _refused(value if not isinstance(value, dict) else value.get("name"), "city", refused)
             elif key in _JSON_KEYS["lat"] and lat is None:
                 lat = _number(value)
             elif key in _JSON_KEYS["lon"] and lon is None:
@@ -163,5 +182,7 @@ def from_json(region: str) -> dict[str, Any]:
             found["city"] = found.get("city") or city
         found.pop("country_code", None)
         _add_place(found)
+        if refused:
+            found["refused"] = tuple(refused)
         return {k: v for k, v in found.items() if v is not None}
     return {}

@@ -80,7 +80,25 @@ def _print_table(metrics: dict, source: Path, out: Path) -> None:
     how = ", ".join(f"{k} {v}" for k, v in metrics["resolution"].items())
     sources = ", ".join(f"{k} {v}" for k, v in stated.get("coords_source", {}).items())
     console.print(f"headline: the answered places geocoded (resolved as: {how})\n"
-                  f"stated: the answers' own coordinates, else their places (coordinates from: {sources})\nwrote {out}")
+                  f"stated: the answers' own coordinates, else their places (coordinates from: {sources})")
+    console.print(resolution_table(metrics.get("by_resolution") or {}))
+    console.print(f"wrote {out}")
+
+
+def resolution_table(split: dict):
+    """Rows within each threshold by how they were placed: a fallback's lucky hit shows here."""
+    from rich.table import Table
+
+    from globe.evaluate.metrics import THRESHOLDS_KM
+
+    table = Table(title="headline hits by resolution (rows within d km / rows)")
+    table.add_column("resolution")
+    table.add_column("n", justify="right")
+    for t in THRESHOLDS_KM:
+        table.add_column(f"<= {t} km", justify="right")
+    for name, m in split.items():
+        table.add_row(name, str(m["n"]), *(f"{m[f'hits_{t}km']} ({100 * m[f'acc_{t}km']:.0f}%)" for t in THRESHOLDS_KM))
+    return table
 
 
 @eval_app.command("run")
@@ -174,13 +192,16 @@ def compare(
     bootstrap: Annotated[int, typer.Option("--bootstrap", min=0, help="bootstrap resamples")] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="also write compare.json, compare.md and a self-contained compare.html (with both accuracy curves) here")] = None,
 ) -> None:
     """Metric deltas B - A with paired bootstrap 95% intervals (over the images both runs answered)."""
-    from globe.evaluate.compare import compare_runs, comparison_table
+    from globe.evaluate.compare import compare_runs, comparison_table, write_comparison
     from globe.evaluate.runner import RunError
 
     try:
         result = compare_runs(run_a, run_b, n_boot=bootstrap, seed=seed)
+        written = write_comparison(result, out) if out is not None else []
     except (RunError, ValueError, OSError) as exc:
         fail(str(exc))
     if as_json:
@@ -188,7 +209,10 @@ def compare(
         return
     from rich.console import Console
 
-    Console(width=140).print(comparison_table(result))
+    console = Console(width=140)
+    console.print(comparison_table(result))
+    if written:
+        console.print("wrote " + ", ".join(str(p) for p in written))
 
 
 @eval_app.command("calibrate")

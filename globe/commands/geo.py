@@ -42,8 +42,9 @@ def geocode_cmd(
 ) -> None:
     """Place for a place text (address, landmark, city, region, country), and how it was found.
 
-    `resolution` is city, landmark (a place named inside a longer name), admin1 (a region's
-    centre), capital-fallback or centroid-fallback; `matched` the words that decided it."""
+    `resolution` is city, landmark (a place named inside a longer name), feature (a Natural Earth
+    peak, waterfall, island, cape or US national park), admin1 (a region's centre),
+    capital-fallback or centroid-fallback; `matched` the words that decided it."""
     from globe.geo import resolve
 
     found = resolve(text, country)

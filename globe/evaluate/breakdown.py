@@ -189,7 +189,7 @@ def group_breakdown(
     out: dict[str, dict] = {}
     for name, members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         entry = summarize(scored_view(members))
-        for key in ("coords_source", "resolution", "protocol", "stated"):  # the headline's, per group
+        for key in ("coords_source", "resolution", "by_resolution", "protocol", "stated"):  # the headline's
             entry.pop(key, None)
         if n_boot and len(members) >= min_n_for_ci:
             entry["ci95"] = bootstrap_intervals(members, n_boot=n_boot, seed=seed)

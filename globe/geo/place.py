@@ -13,7 +13,9 @@ class Place:
     `approximate` is None when the place is a real match for what was asked. When geocoding could
     not find the city it falls back to the country's capital (`"capital"`) or, for a country with no
     usable capital, its centroid (`"centroid"`); callers that score distances can then tell a guess
-    from a hit instead of silently trusting it.
+    from a hit instead of silently trusting it. A named natural feature (a peak, a waterfall, a
+    national park: `globe.geo.features`) is `"feature"`: named, but not a populated place, so `city`
+    holds the feature's name as Natural Earth writes it ("Mt. Blanc", "Yosemite NP").
     """
 
     city: str

@@ -15,7 +15,8 @@ shapes the protocol's response.
   plus `country_code`, `city` (BYTES) and `lat`, `lon` (FP64, NaN when unknown).
 - Either may ask for a consensus answer: `"samples": N` in a V1 instance, or in a V2 request's
   `parameters`, 1 <= N <= `serve.max_samples` (else HTTP 400). The prediction document then
-  carries `samples`, `agreement`, `confidence`, `calibrated` and `candidates`
+  carries `samples`, `agreement`, `n_unplaced` (samples that gave no place), `confidence`,
+  `calibrated` and `candidates`
   (`globe.serve.predictor.consensus_prediction`).
 
 Images from every request go through one `DynamicBatcher`, so concurrent requests share engine calls.

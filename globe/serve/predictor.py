@@ -100,12 +100,14 @@ class GeoPredictor:
 
 def consensus_prediction(results: Sequence[Result], request_id: str = "",
                          calibration: "Calibration | None" = None) -> dict[str, Any] | Exception:
-    """The answer document of the winning sample, plus `samples`, `agreement`, `confidence`,
-    `calibrated` and `candidates`.
+    """The answer document of the winning sample, plus `samples`, `agreement`, `n_unplaced`,
+    `confidence`, `calibrated` and `candidates`.
 
     The vote (`globe.consensus`) places each sample as this server places any answer (the
     "stated" protocol of `answer_to_prediction`), so the winner's `lat`/`lon` are its candidate's.
-    `agreement` is the winner's share of the samples; `confidence` is the agreement mapped through
+    `agreement` is the winner's share of the samples and `n_unplaced` how many samples did not
+    parse into a place (or failed), so `votes: 1, agreement: 0.25` with `n_unplaced: 3` says that
+    three of four samples gave no place rather than three other places; `confidence` is the agreement mapped through
     `calibration` when that was fitted for this many samples (`calibrated: true`), else the
     agreement itself. They say whether the model agrees with itself; the judge's `localizability`
     (when configured) says whether the photo can be placed at all: separate questions, separate
@@ -121,6 +123,7 @@ def consensus_prediction(results: Sequence[Result], request_id: str = "",
     doc = answer_to_prediction(texts[pick] or "", request_id)
     doc["samples"] = len(results)
     doc["agreement"] = vote.agreement
+    doc["n_unplaced"] = vote.vote.n_unplaced  # samples that failed or did not parse into a place
     doc["confidence"] = vote.confidence
     doc["calibrated"] = vote.calibrated
     doc["candidates"] = [{k: c[k] for k in CANDIDATE_FIELDS} for c in vote.candidates]
@@ -135,8 +138,10 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
 
     Coordinates come from the one scorer (`globe.scorer.locate`, "stated" protocol): the model's
     own lat/lon when valid (`coords_source` "stated"), else its place names geocoded offline
-    ("geocoded"), with `resolution` saying how precisely (city, landmark, admin1,
+    ("geocoded"), with `resolution` saying how precisely (city, landmark, feature, admin1,
     capital-fallback, centroid-fallback; "coordinates" for stated ones); null when neither works.
+    `refused` names the fields the parser refused (a tag, a bare number, a country as the city:
+    `globe.answer.refuse`); they are null and `format_ok` is false.
     """
     from globe import geo
     from globe.answer import parse
@@ -162,6 +167,7 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
         "coords_source": where.source if where.found else None,
         "resolution": where.resolution if where.found else None,
         "format_ok": ans.format_ok,
+        "refused": list(ans.refused),  # fields whose value was not a name ("city": "</think>"), now null
         # does the reasoning support the answer (globe.faithfulness; null: it concludes no place)
         "consistent": support.consistent,
         "reasoning_place": None if support.conclusion is None else support.conclusion.to_dict(),
