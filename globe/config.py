@@ -178,7 +178,7 @@ class VerifyGroup(Group):
     )
 
 
-REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic", "consistency")  # globe.rewards.recipe
+REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic", "consistency", "reasoning_accuracy")  # globe.rewards.recipe
 
 
 class RewardsGroup(Group):

@@ -8,6 +8,7 @@
 | `localizability` | `make_localizability_reward(judge)` | image           |
 | `geodesic`       | `geodesic_reward` (ours)         | lat, lon           |
 | `consistency`    | `consistency_reward` (ours)      | —                  |
+| `reasoning_accuracy` | `reasoning_accuracy_reward` (ours) | country, city  |
 
 Each function's `__name__` is its params key, so TRL logs `rewards/<key>/mean`.
 `build_reward_funcs(params.rewards, judge)` turns the `rewards.weights` mapping into the
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from globe.rewards.accuracy import accuracy_reward, city_match, country_match, string_match
 from globe.rewards.consistency import consistency_reward
+from globe.rewards.reasoning_accuracy import reasoning_accuracy_reward
 from globe.rewards.format import format_reward
 from globe.rewards.geodesic import geodesic_reward, locate
 from globe.rewards.grounding import grounding_reward
@@ -33,6 +35,7 @@ __all__ = [
     "accuracy_reward",
     "build_reward_funcs",
     "planned_rewards",
+    "reasoning_accuracy_reward",
     "city_match",
     "consistency_reward",
     "country_match",
