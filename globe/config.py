@@ -429,6 +429,9 @@ class ServeGroup(Group):
     header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this (then 408)")
     body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this (then 408)")
     max_connections: int = Field(128, ge=1, description="open connections at once; requests beyond get HTTP 503")
+    model_management: bool = Field(False, description="expose KServe's V2 repository API (model load/unload); "
+                                   "then only with the bearer token in $management_token_env")
+    management_token_env: str = Field("GLOBE_MANAGEMENT_TOKEN", description="environment variable holding the model-management token")
     max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, description="every answer (greedy, and each consensus sample) is decoded up to this")
     max_samples: int = Field(8, ge=1, le=MAX_SAMPLES, description="largest `samples` a request may ask for "
                              "(consensus answers; 1 = off); a batch of B images costs up to B x max_samples sequences")

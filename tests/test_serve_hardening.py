@@ -241,7 +241,7 @@ def test_stalled_headers_and_bodies_are_cut_off(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
         s.sendall(b"POST /v1/models/globe:predict HTTP/1.1\r\nHost: x\r\n")  # and then nothing
         reply = s.recv(4096)
-        assert reply.startswith(b"HTTP/1.1 408") and b"serve.header_timeout_s" in reply
+        assert reply.startswith(b"HTTP/1.1 408") and b"serve.header_timeout_s" in reply and b"x-request-id: " in reply
         assert s.recv(4096) == b""  # closed
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
         s.sendall(b"POST /v1/models/globe:predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{")
@@ -257,7 +257,8 @@ def test_stalled_headers_and_bodies_are_cut_off(server):
 def test_connections_beyond_the_cap_get_503(server):
     idle = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(12)]
     try:
-        assert httpx.get(f"{server.url}/v2/health/live", timeout=30).status_code == 503
+        refused = httpx.get(f"{server.url}/v2/health/live", timeout=30)
+        assert refused.status_code == 503 and refused.headers.get("x-request-id")
     finally:
         for s in idle:
             s.close()
@@ -349,3 +350,87 @@ def test_upstream_errors_reach_the_log_not_the_client(tmp_path):
     finally:
         stop(srv)
         upstream.httpd.shutdown()
+
+
+# ---------------------------------------------------------------------------- issue 26: management, ids, URLs
+
+MANAGEMENT_PATHS = ("/v2/repository/models/globe/unload", "/v2/repository/models/globe/load", "/v2/repository/index",
+                    "//v2/repository/models/globe/unload", "/V2/Repository/models/globe/unload")  # fmt: skip
+
+
+def grpc_unload(server, token: str | None = None):
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+        metadata = [("authorization", f"Bearer {token}")] if token else None
+        return GRPCInferenceServiceStub(channel).RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="globe"),
+                                                                      metadata=metadata, timeout=30)  # fmt: skip
+
+
+def test_model_management_is_off_by_default(server):
+    """One unauthenticated POST used to unload the model for good (every predict then got 404)."""
+    for path in MANAGEMENT_PATHS:
+        resp = httpx.post(f"{server.url}{path}", timeout=30)
+        assert resp.status_code == 404 and "model management is off" in resp.json()["error"], (path, resp.text)
+        assert resp.headers["x-request-id"]
+    with pytest.raises(grpc.RpcError) as err:
+        grpc_unload(server, token="anything-at-all-0123456789")
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert httpx.get(f"{server.url}/v2/models/globe/ready", timeout=30).status_code == 200
+    assert post(server, "/v1/models/globe:predict", **v1(png_bytes())).status_code == 200
+
+
+def test_model_management_when_asked_for_needs_the_token_from_the_environment(tiny_model_dir, tmp_path):
+    token = "t0ken-" + "x" * 20
+    srv = start_predictor(str(tiny_model_dir), tmp_path / "server.log", {"serve.model_management": "true", "serve.max_new_tokens": 4},
+                          grpc_port=free_port(), env={"GLOBE_MANAGEMENT_TOKEN": token})  # fmt: skip
+    try:
+        unload = f"{srv.url}/v2/repository/models/globe/unload"
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Basic {token}"}, {"authorization": f"Bearer {token}x"}):
+            resp = httpx.post(unload, headers=headers, timeout=30)
+            assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer" and resp.headers["x-request-id"], resp.text
+        with pytest.raises(grpc.RpcError) as err:
+            grpc_unload(srv, token="wrong")
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert httpx.get(f"{srv.url}/v2/models/globe/ready", timeout=30).status_code == 200
+        assert token not in srv.log.read_text(errors="replace")
+        resp = httpx.post(unload, headers={"authorization": f"Bearer {token}"}, timeout=30)
+        assert resp.status_code == 200, resp.text  # the operator may
+    finally:
+        stop(srv)
+
+
+def test_ids_that_cannot_be_echoed_are_4xx_and_every_error_carries_a_request_id(server):
+    image = b64(png_bytes())
+    v2 = {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [image]}]}
+    surrogate = json.dumps({**v2, "id": "\ud800"})  # json.dumps writes the lone surrogate as the escape "\ud800"
+    assert "\\ud800" in surrogate
+    cases = [
+        ("/v2/models/globe/infer", {"content": surrogate, "headers": {"content-type": "application/json"}}, "not valid Unicode"),
+        ("/v2/models/globe/infer", {"json": {**v2, "id": "x" * 257}}, "above the limit of 256"),
+        ("/v1/models/globe:predict", {"json": {"instances": [{"image_b64": image, "id": "y" * 5000}]}}, "above the limit of 256"),
+        ("/v1/models/globe:predict", {"content": json.dumps({"instances": [{"image_b64": image, "id": "\udfff"}]}),
+                                      "headers": {"content-type": "application/json"}}, "surrogate"),  # refused by KServe's parser
+    ]  # fmt: skip
+    for path, kwargs, fragment in cases:
+        resp = post(server, path, **kwargs)
+        assert 400 <= resp.status_code < 500 and fragment in resp.text, (path, resp.status_code, resp.text[:300])
+        assert resp.headers.get("x-request-id"), resp.headers
+        assert len(resp.content) < 2000
+    ok = post(server, "/v2/models/globe/infer", json={**v2, "id": "z" * 256})
+    assert ok.status_code == 200 and ok.json()["id"] == "z" * 256
+    others = [httpx.get(f"{server.url}/no/such/route", timeout=30), httpx.delete(f"{server.url}/v1/models/globe:predict", timeout=30),
+              post(server, "/v1/models/globe:predict", content=b"x" * (MAX_BODY + 1))]  # fmt: skip
+    for resp in others:
+        assert resp.status_code >= 400 and resp.headers.get("x-request-id"), (resp.status_code, resp.headers)
+    assert "Traceback" not in server.log.read_text(errors="replace")
+
+
+def test_an_allowlisted_url_too_long_to_fetch_is_a_400(server, host):
+    host.paths.clear()
+    for length in (9_000, 70_000):
+        resp = post(server, "/v1/models/globe:predict", **v1_urls(host, "/ok/" + "a" * length + ".png"))
+        assert resp.status_code == 400 and "above the limit of 8192" in resp.json()["error"], resp.text[:300]
+        assert resp.headers["x-request-id"]
+    assert host.paths == []

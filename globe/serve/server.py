@@ -8,7 +8,12 @@ not instead of it (every limit is in docs/serve.md, "Limits and security"):
   config's host and starts its own `GuardedGRPCServer` on the same host.
 - **A request guard** (`RequestGuard`, pure ASGI middleware on KServe's FastAPI app):
   * every request carries an `x-request-id` (the client's, if it is a short token, else a new
-    one), echoed in the response and used in the server's log lines;
+    one), echoed in the response and used in the server's log lines; an unexpected exception is
+    answered here with a 500 that has it (Starlette's own last-resort handler runs outside every
+    middleware), and so are uvicorn's 503 beyond the connection cap and the header-timeout 408;
+  * KServe's V2 repository API (`/v2/repository/…`: load and unload a model, unauthenticated in
+    0.21) answers 404 unless `serve.model_management` is on, and then 401 without the bearer
+    token from `$serve.management_token_env` (gRPC: UNIMPLEMENTED / UNAUTHENTICATED);
   * bodies above `serve.max_body_bytes` get HTTP 413 before any parsing (uvicorn has no body
     limit), and the whole body must arrive within `serve.body_timeout_s` (else 408);
   * V2 requests using the binary-data extension (`Inference-Header-Content-Length`) are rewritten
@@ -64,20 +69,46 @@ _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 log = logging.getLogger("globe.serve")
 
 
-class RequestGuard:
-    """ASGI middleware: request ids, body limit and deadline, V2 binary -> JSON (see module docstring)."""
+_MANAGEMENT = re.compile(r"^/+v2/+repository(?:/|$)", re.IGNORECASE)  # KServe's V2 model repository API (load/unload)
 
-    def __init__(self, app: Any, max_body_bytes: int, body_timeout_s: float = 30.0):
+
+class RequestGuard:
+    """ASGI middleware: request ids, the model-management gate, body limit and deadline, V2 binary
+    -> JSON, and a 500 with the request id for anything unexpected (see module docstring)."""
+
+    def __init__(self, app: Any, max_body_bytes: int, body_timeout_s: float = 30.0, management_token: str | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
+        self.management_token = management_token  # None: the repository API is off
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope, request_id = _with_request_id(scope)
-        send = _echo_request_id(send, request_id)
+        send, started = _echo_request_id(send, request_id), [False]
+
+        async def tracked(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                started[0] = True
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, tracked, request_id)
+        except Exception as exc:  # Starlette's last-resort handler sits outside this middleware: answer here
+            log.error("request %s: %s %s -> 500 (unexpected)", request_id, scope["method"], scope["path"][:200], exc_info=exc)
+            if not started[0]:
+                await _json_error(send, 500, f"internal server error (request id {request_id})")
+
+    async def _guarded(self, scope: dict, receive: Any, send: Any, request_id: str) -> None:
+        if _MANAGEMENT.match(scope["path"]) and not self._may_manage(scope, request_id):
+            if self.management_token is None:
+                await _json_error(send, 404, "model management is off on this server (serve.model_management)")
+            else:
+                await _json_error(send, 401, "model management needs 'Authorization: Bearer <token>' (serve.management_token_env)",
+                                  extra=[(b"www-authenticate", b"Bearer")])  # fmt: skip
+            return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
@@ -121,6 +152,42 @@ class RequestGuard:
                 await _json_error(send, 400, str(exc))
                 return
         await self.app(scope, _replay(bytes(body), receive), send)
+
+    def _may_manage(self, scope: dict, request_id: str) -> bool:
+        if self.management_token is None:
+            log.warning("request %s: %s %s -> 404 model management is off", request_id, scope["method"], scope["path"][:200])
+            return False
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if bearer_matches(given, self.management_token):
+            log.warning("request %s: %s %s: model management by token", request_id, scope["method"], scope["path"][:200])
+            return True
+        log.warning("request %s: %s %s -> 401 no valid management token", request_id, scope["method"], scope["path"][:200])
+        return False
+
+
+def bearer_matches(header: bytes | str, token: str) -> bool:
+    """`Authorization: Bearer <token>` with exactly `token`, compared in constant time."""
+    import hmac
+
+    raw = header.encode("latin-1", "replace") if isinstance(header, str) else header
+    scheme, _, given = raw.strip().partition(b" ")
+    return scheme.lower() == b"bearer" and bool(token) and hmac.compare_digest(given.strip(), token.encode())
+
+
+def management_token(cfg: Any) -> str | None:
+    """The bearer token model management needs, or None when it is off (the default).
+
+    On (`serve.model_management: true`) it is read from the environment variable
+    `serve.management_token_env`; an empty or missing token is a start-up error, never "open"."""
+    import os
+
+    if not cfg.model_management:
+        return None
+    token = os.environ.get(cfg.management_token_env, "").strip()
+    if len(token) < 16:
+        raise ValueError(f"serve.model_management is on but ${cfg.management_token_env} does not hold a token of "
+                         "at least 16 characters; set it, or turn model management off")  # fmt: skip
+    return token
 
 
 def _with_request_id(scope: dict) -> tuple[dict, str]:
@@ -209,13 +276,14 @@ def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tupl
     return new_body, {**scope, "headers": new_headers}
 
 
-async def _json_error(send: Any, status: int, message: str) -> None:
+async def _json_error(send: Any, status: int, message: str, extra: list | None = None) -> None:
     payload = json.dumps({"error": message}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")],
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close"),
+                        *(extra or [])],
         }
     )
     await send({"type": "http.response.body", "body": payload})
@@ -229,7 +297,9 @@ def guarded_protocol(header_timeout_s: float) -> type:
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     body = json.dumps({"error": f"request headers not received within {header_timeout_s:g} s (serve.header_timeout_s)"}).encode()
-    reply = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    reply = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n"
+             b"x-request-id: %%s\r\n\r\n%s") % (len(body), body)  # fmt: skip
+    _answer_overload_with_request_ids()
 
     class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
@@ -261,19 +331,34 @@ def guarded_protocol(header_timeout_s: float) -> type:
             idle = armed is None or armed.response_complete
             if self.cycle is armed and idle and not self.transport.is_closing():
                 log.warning("connection %s: request headers not received within %g s; closed", self.client, header_timeout_s)
-                self.transport.write(reply)
+                self.transport.write(reply % uuid.uuid4().hex[:16].encode())
                 self.transport.close()
 
     return GuardedHTTPProtocol
+
+
+async def _service_unavailable(scope: dict, receive: Any, send: Any) -> None:
+    """uvicorn's 503 beyond `limit_concurrency` (it bypasses every middleware), with a request id."""
+    _, request_id = _with_request_id(scope)
+    await _json_error(_echo_request_id(send, request_id), 503, "too many open connections (serve.max_connections); retry later")
+
+
+def _answer_overload_with_request_ids() -> None:
+    from uvicorn.protocols.http import h11_impl, httptools_impl
+
+    for module in (h11_impl, httptools_impl):
+        module.service_unavailable = _service_unavailable  # looked up at call time by the protocol
 
 
 class GuardedGRPCServer(GRPCServer):
     """KServe's gRPC server bound to `host`, with the REST limits (see the module docstring)."""
 
     def __init__(self, host: str, port: int, data_plane: Any, model_repository_extension: Any, *, max_message_bytes: int,
-                 max_calls: int, handshake_timeout_s: float, grace_period: int = 30):  # fmt: skip
+                 max_calls: int, handshake_timeout_s: float, grace_period: int = 30,
+                 management_token: str | None = None):  # fmt: skip
         super().__init__(port, data_plane, model_repository_extension, kwargs={}, grace_period=grace_period)
         self._host = host
+        self._management_token = management_token
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max(max_message_bytes, 4 * 1024 * 1024)),
@@ -288,7 +373,7 @@ class GuardedGRPCServer(GRPCServer):
         from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
         from kserve.protocol.grpc.servicer import InferenceServicer
 
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        servicer = _guarded_servicer(InferenceServicer, self._management_token)(self._data_plane, self._model_repository_extension)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=(_grpc_error_interceptor(),),
@@ -304,9 +389,37 @@ class GuardedGRPCServer(GRPCServer):
         await self._server.wait_for_termination()
 
 
+def _guarded_servicer(base: type, token: str | None) -> type:
+    """KServe's servicer with RepositoryModelLoad/Unload off (UNIMPLEMENTED), or behind the bearer
+    token in the call's `authorization` metadata (UNAUTHENTICATED without it), as over REST."""
+    from grpc import StatusCode
+
+    class GuardedServicer(base):  # type: ignore[misc, valid-type]
+        async def _check(self, context: Any, what: str) -> None:
+            if token is None:
+                log.warning("grpc %s: UNIMPLEMENTED model management is off", what)
+                await context.abort(StatusCode.UNIMPLEMENTED, "model management is off on this server (serve.model_management)")
+            given = dict(context.invocation_metadata() or ()).get("authorization", "")
+            if not bearer_matches(given, token):
+                log.warning("grpc %s: UNAUTHENTICATED no valid management token", what)
+                await context.abort(StatusCode.UNAUTHENTICATED, "model management needs 'authorization: Bearer <token>' metadata")
+            log.warning("grpc %s: model management by token", what)
+
+        async def RepositoryModelLoad(self, request, context):  # noqa: ANN001, N802
+            await self._check(context, "RepositoryModelLoad")
+            return await super().RepositoryModelLoad(request, context)
+
+        async def RepositoryModelUnload(self, request, context):  # noqa: ANN001, N802
+            await self._check(context, "RepositoryModelUnload")
+            return await super().RepositoryModelUnload(request, context)
+
+    return GuardedServicer
+
+
 def _grpc_error_interceptor():
     """KServe's exception-to-status interceptor with the REST answers: 4xx one line, 5xx a traceback."""
     from grpc import StatusCode
+    from grpc.aio import AbortError
     from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 
@@ -314,6 +427,8 @@ def _grpc_error_interceptor():
 
     class GlobeGRPCErrors(ExceptionToStatusInterceptor):
         async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str):
+            if isinstance(ex, AbortError):  # a deliberate context.abort (model management): already logged and answered
+                raise ex
             if isinstance(ex, InvalidInput):
                 code = StatusCode.RESOURCE_EXHAUSTED if isinstance(ex, TooLarge) else StatusCode.INVALID_ARGUMENT
                 log.warning("grpc %s: %s %s", method_name, code.name, short(str(ex)))
@@ -398,6 +513,7 @@ class GlobeModelServer(ModelServer):
         super().__init__(enable_grpc=False, **kwargs)  # KServe's own gRPC server would bind [::] unguarded
         self.host = host
         self.cfg = cfg
+        self.management_token = management_token(cfg)
         self.grpc_requested = enable_grpc
         _log_like_kserve("globe")
         install_log_redaction("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access", "globe")
@@ -421,6 +537,7 @@ class GlobeModelServer(ModelServer):
                 self.host, self.grpc_port, self.dataplane, self.model_repository_extension,
                 max_message_bytes=self.cfg.max_body_bytes, max_calls=self.cfg.max_connections,
                 handshake_timeout_s=self.cfg.header_timeout_s, grace_period=self.grace_period,
+                management_token=self.management_token,
             )  # fmt: skip
             self.servers.append(self._grpc_server.start(self.max_threads))
         await super()._serve()
@@ -438,6 +555,20 @@ def _log_like_kserve(name: str) -> None:
         ours.propagate = False
 
 
+def check_port_free(host: str, port: int, what: str = "") -> None:
+    """ValueError (one line, exit 2 from the CLI) when `host:port` cannot be bound, before the
+    model is loaded: finding out after minutes of loading weights helps no one."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is not "in use"
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {what}{host}:{port}: {exc.strerror or exc}") from None
+
+
 def run_server(
     model: GlobeModel,
     *,
@@ -452,7 +583,12 @@ def run_server(
     from kserve.model_server import app
 
     cfg = model.cfg
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s)
+    token = management_token(cfg)  # before the model loads: a missing token is a start-up error
+    check_port_free(host, http_port)
+    if enable_grpc:
+        check_port_free(host, grpc_port, "gRPC ")
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s,
+                       management_token=token)  # fmt: skip
     app.add_api_route(f"/v1/models/{model.name}/decoding", model.decoding, methods=["GET"])  # see GlobeModel.decoding
     model.load()
     server = GlobeModelServer(host=host, cfg=cfg, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc, workers=1, **server_kwargs)
