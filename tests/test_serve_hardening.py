@@ -434,3 +434,19 @@ def test_an_allowlisted_url_too_long_to_fetch_is_a_400(server, host):
         assert resp.status_code == 400 and "above the limit of 8192" in resp.json()["error"], resp.text[:300]
         assert resp.headers["x-request-id"]
     assert host.paths == []
+
+
+def test_a_progressive_jpeg_scan_bomb_is_a_fast_400(server):
+    """Two of these in flight used to hold a good 64-px photo for 34.8 s; now refused unread."""
+    from _serve_helpers import scan_bomb_jpeg
+
+    bomb = scan_bomb_jpeg(2000, 1900, 10_000)  # under this server's 4 MP image limit: only the scans give it away
+    calls = batch_calls(server)
+    started = time.monotonic()
+    resp = post(server, "/v1/models/globe:predict", **v1(bomb))
+    v2 = post(server, "/v2/models/globe/infer", **binary_v2(
+        {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 4 + len(bomb)}}]}, bytes_tensor(bomb)))  # fmt: skip
+    for r in (resp, v2):
+        assert r.status_code == 400 and "more than 100 scans" in r.json()["error"] and r.headers["x-request-id"], r.text[:300]
+    assert time.monotonic() - started < 10  # on a loaded 2-core box; the refusal itself is well under a millisecond
+    assert batch_calls(server) == calls
