@@ -450,3 +450,19 @@ def test_a_progressive_jpeg_scan_bomb_is_a_fast_400(server):
         assert r.status_code == 400 and "more than 100 scans" in r.json()["error"] and r.headers["x-request-id"], r.text[:300]
     assert time.monotonic() - started < 10  # on a loaded 2-core box; the refusal itself is well under a millisecond
     assert batch_calls(server) == calls
+
+
+def test_a_request_is_one_info_line_in_the_log(server):
+    """It used to be two `kserve.trace` lines, a latency line, an access line and a two-line
+    FastAPI deprecation warning per request (the probe's log reached 22 MB)."""
+    size = len(server.log.read_bytes())
+    for k in range(2):
+        assert post(server, "/v1/models/globe:predict", headers={"x-request-id": f"one-line-{k}"}, **v1(png_bytes())).status_code == 200
+    deadline = time.monotonic() + 10
+    while "one-line-1" not in server.log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    new = server.log.read_bytes()[size:].decode(errors="replace").splitlines()
+    for k in range(2):
+        mine = [line for line in new if f"one-line-{k}" in line]
+        assert len(mine) == 1 and " INFO " in mine[0] and "-> 200 in" in mine[0], new
+    assert not [line for line in new if "kserve.trace" in line or "Deprecat" in line or "uvicorn.access" in line], new

@@ -51,7 +51,9 @@ import json
 import logging
 import re
 import struct
+import time
 import uuid
+import warnings
 from typing import Any
 
 import orjson
@@ -69,6 +71,7 @@ _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 log = logging.getLogger("globe.serve")
 
 
+_PROBE = re.compile(r"^/$|^/metrics$|^/v2/health/|^/v2/models/[^/]+/ready$|^/v1/models/[^/:]+$")  # logged at DEBUG
 _MANAGEMENT = re.compile(r"^/+v2/+repository(?:/|$)", re.IGNORECASE)  # KServe's V2 model repository API (load/unload)
 
 
@@ -87,19 +90,24 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         scope, request_id = _with_request_id(scope)
-        send, started = _echo_request_id(send, request_id), [False]
+        send, status, began = _echo_request_id(send, request_id), [0], time.perf_counter()
 
         async def tracked(message: dict) -> None:
             if message["type"] == "http.response.start":
-                started[0] = True
+                status[0] = message["status"]
             await send(message)
 
         try:
             await self._guarded(scope, receive, tracked, request_id)
         except Exception as exc:  # Starlette's last-resort handler sits outside this middleware: answer here
             log.error("request %s: %s %s -> 500 (unexpected)", request_id, scope["method"], scope["path"][:200], exc_info=exc)
-            if not started[0]:
+            if not status[0]:
                 await _json_error(send, 500, f"internal server error (request id {request_id})")
+            return
+        if 0 < status[0] < 400:  # errors are logged where they are decided: 4xx WARNING, 5xx ERROR with the traceback
+            level = logging.DEBUG if _PROBE.match(scope["path"]) else logging.INFO
+            log.log(level, "request %s: %s %s -> %d in %.3f s", request_id, scope["method"], scope["path"][:200], status[0],
+                    time.perf_counter() - began)  # fmt: skip
 
     async def _guarded(self, scope: dict, receive: Any, send: Any, request_id: str) -> None:
         if _MANAGEMENT.match(scope["path"]) and not self._may_manage(scope, request_id):
@@ -523,6 +531,7 @@ class GlobeModelServer(ModelServer):
         if rest is None or not hasattr(rest, "config") or not hasattr(rest, "_add_exception_handlers"):
             raise RuntimeError("kserve internals changed: cannot guard the REST server (see globe/serve/server.py)")
         rest.config.host = self.host
+        quiet_request_logs()
         rest.config.http = guarded_protocol(self.cfg.header_timeout_s)
         rest.config.limit_concurrency = self.cfg.max_connections
         kserve_handlers = rest._add_exception_handlers
@@ -541,6 +550,15 @@ class GlobeModelServer(ModelServer):
             )  # fmt: skip
             self.servers.append(self._grpc_server.start(self.max_threads))
         await super()._serve()
+
+
+def quiet_request_logs() -> None:
+    """One line per request (RequestGuard's, at INFO) instead of uvicorn's access line, KServe's two
+    `kserve.trace` timing lines and latency line, and FastAPI's ORJSONResponse deprecation warning
+    (printed with two lines of source on every request by KServe 0.21 on FastAPI 0.12x)."""
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"ORJSONResponse is deprecated")
 
 
 def _log_like_kserve(name: str) -> None:
