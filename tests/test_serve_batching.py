@@ -234,3 +234,16 @@ def test_announced_requests_extend_the_window_but_only_up_to_the_cap():
     assert together == [10, [20]]
     assert fn.batches[0] == [1, 2] and fn.batches[1] == [3]
     assert 0.15 <= waited < EXTEND * 0.05 + 0.2
+
+
+def test_requests_that_fail_before_submitting_leave_no_bookkeeping_behind():
+    """Issue 26: each request that failed while decoding (announce, then withdraw) kept ~88 bytes
+    until a batch ran; bad-only traffic would have grown it without bound."""
+    batcher = DynamicBatcher(lambda items: items, max_batch_size=8, max_latency_ms=10)
+    tokens = [batcher.announce() for _ in range(5)]  # five in flight at once: a peak worth keeping
+    for token in tokens:
+        batcher.withdraw(token)
+    for _ in range(50_000):
+        batcher.withdraw(batcher.announce())
+    assert len(batcher._announced) == 0 and len(batcher._peaks) <= 5
+    assert batcher._company_expected([(None, None, object())])  # the recent peak of 5 is still remembered
