@@ -428,6 +428,7 @@ class ServeGroup(Group):
     url_timeout_s: float = Field(10.0, gt=0, description="deadline for one whole image_url fetch")
     header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this (then 408)")
     body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this (then 408)")
+    write_timeout_s: float = Field(30.0, gt=0, description="a client that stops reading its response for this long is disconnected")
     max_connections: int = Field(128, ge=1, description="open connections at once; requests beyond get HTTP 503")
     model_management: bool = Field(False, description="expose KServe's V2 repository API (model load/unload); "
                                    "then only with the bearer token in $management_token_env")
