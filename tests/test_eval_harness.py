@@ -132,7 +132,10 @@ def test_sigkill_loses_at_most_the_batches_in_flight_and_the_restart_asks_only_f
         assert proc.poll() is None, "the run finished before it could be killed: make the teacher slower"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        time.sleep(0.3)  # let the server finish the requests the dead client had sent
+        settled, seen = time.monotonic() + 30, -1  # let the server finish the requests the dead client had sent
+        while (server.in_flight or server.requests != seen) and time.monotonic() < settled:
+            seen = server.requests
+            time.sleep(0.05)
         asked, kept = server.requests, _whole_lines(out / PREDICTIONS)
         assert 2 * batch <= kept < n and asked - kept <= 2 * batch
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

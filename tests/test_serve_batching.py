@@ -11,6 +11,14 @@ import pytest
 from globe.serve.batching import DynamicBatcher
 
 
+async def until(condition, timeout_s: float = 20.0) -> None:
+    """Poll `condition()` on the event loop until it holds (the test fails after `timeout_s`)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.001)
+
+
 class Recorder:
     """A batch function that records the batches it saw and takes `cost_s` per call."""
 
@@ -82,10 +90,9 @@ def test_requests_being_answered_keep_the_window_open_for_their_next_call():
             return out
 
         bs = [asyncio.create_task(client(f"b{i}", 2)) for i in range(7)]
-        while not batches:  # the first batch (the seven Bs, nobody else in flight) is running
-            await asyncio.sleep(0.01)
+        await until(lambda: batches)  # the first batch (the seven Bs, nobody else in flight) is running
         a = asyncio.create_task(client("a", 1))
-        await asyncio.sleep(0.05)  # A is queued behind the running batch
+        await until(lambda: batcher._queue.qsize() == 1)  # A is queued behind the running batch
         release.set()
         results = await asyncio.wait_for(asyncio.gather(*bs, a), 20)
         await batcher.close()
@@ -113,7 +120,9 @@ def test_the_first_client_back_waits_for_the_others_answered_with_it():
             return await batcher.submit_many([f"{name}1"], batcher.announce())
 
         tasks = [asyncio.create_task(client(f"c{i}", i == 0)) for i in range(8)]
-        await asyncio.sleep(0.2)  # c0 is back and queued; with nobody counted in flight it would run alone now
+        await until(lambda: batches and len(batcher._waiting) == 1)  # the first batch answered, c0 back and submitted
+        for _ in range(50):  # with nobody counted in flight the worker would start it alone within these turns
+            await asyncio.sleep(0)
         back.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
         await batcher.close()
@@ -129,7 +138,7 @@ def test_a_client_that_left_does_not_hold_up_the_others_for_the_whole_extension(
 
     batches: list[list[str]] = []
     started: list[float] = []
-    latency_s = 0.1
+    latency_s = 0.5  # wide enough that a loaded box's scheduling delays stay well inside both bounds
 
     def run(items):
         started.append(time.perf_counter())
