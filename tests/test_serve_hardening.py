@@ -503,12 +503,19 @@ def test_large_bodies_of_hopeless_shape_are_refused_off_the_event_loop(server):
     Bodies over 256 KiB are parsed on a worker thread and refused there by their shape."""
     tiny = [{"name": f"x{k}", "shape": [1], "datatype": "FP32", "data": [1.0]} for k in range(12_000)]
     many_inputs = post(server, "/v2/models/globe/infer", json={"inputs": tiny})
-    assert many_inputs.status_code == 400 and "inputs: 12000 inputs; this model takes one BYTES input" in many_inputs.json()["error"]
+    assert many_inputs.status_code == 400 and "JSON values, above the limit of 20000" in many_inputs.json()["error"], many_inputs.text
+    few_large = [{"name": f"x{k}", "shape": [1], "datatype": "BYTES", "data": ["y" * 20_000]} for k in range(20)]
+    twenty = post(server, "/v2/models/globe/infer", json={"inputs": few_large})  # few values, but over 256 KiB: parsed on a thread
+    assert twenty.status_code == 400 and "inputs: 20 inputs; this model takes one BYTES input" in twenty.json()["error"], twenty.text
     big = np.zeros(900_000, dtype=np.uint8).tobytes()
     tensor = post(server, "/v2/models/globe/infer", **binary_v2(
         {"inputs": [{"name": "extra", "shape": [900_000], "datatype": "UINT8", "parameters": {"binary_data_size": len(big)}}]}, big))  # fmt: skip
     assert tensor.status_code == 400 and "900000 UINT8 elements" in tensor.json()["error"], tensor.text[:300]
     images = post(server, "/v2/models/globe/infer", json={"inputs": [{"name": "image", "shape": [60_000], "datatype": "BYTES", "data": ["aGk="] * 60_000}]})
-    assert images.status_code == 400 and "above the limit of 8" in images.json()["error"], images.text[:300]
-    for resp in (many_inputs, tensor, images):
+    assert images.status_code == 400 and "JSON values, above the limit" in images.json()["error"], images.text[:300]
+    many = bytes_tensor(*[b"x"] * 60_000)
+    binary_images = post(server, "/v2/models/globe/infer", **binary_v2(
+        {"inputs": [{"name": "image", "shape": [60_000], "datatype": "BYTES", "parameters": {"binary_data_size": len(many)}}]}, many))  # fmt: skip
+    assert binary_images.status_code == 400 and "more than 8 BYTES elements" in binary_images.json()["error"], binary_images.text[:300]
+    for resp in (many_inputs, twenty, tensor, images, binary_images):
         assert resp.headers["x-request-id"] and len(resp.content) < 2000

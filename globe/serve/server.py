@@ -59,7 +59,6 @@ from typing import Any
 import orjson
 from kserve import ModelServer
 from kserve.protocol.grpc.server import GRPCServer
-from kserve.protocol.infer_type import deserialize_bytes_tensor
 
 from globe.redact import install_log_redaction, short
 from globe.serve.model import GlobeModel
@@ -67,6 +66,7 @@ from globe.serve.model import GlobeModel
 BINARY_HEADER = b"inference-header-content-length"
 REQUEST_ID = b"x-request-id"
 OFF_LOOP_BYTES = 256 * 1024  # request bodies above this are parsed and converted on a worker thread
+MAX_JSON_VALUES = 20_000  # values in one large JSON body (see count_json_values)
 MAX_V2_INPUTS = 16  # this model takes one input; a few stray ones still get their own 400 by name
 MAX_OTHER_ELEMENTS = 65_536  # elements of a V2 input other than `image` (which is refused anyway, by name)
 DRAIN_FACTOR = 4  # read (and drop) up to this multiple of the limit so the client sees the 413
@@ -162,10 +162,11 @@ class RequestGuard:
             if BINARY_HEADER in headers and scope["path"].endswith("/infer"):
                 convert = _binary_v2_to_json
                 if large:
-                    body, scope = await asyncio.to_thread(convert, bytes(body), headers[BINARY_HEADER], scope)
+                    body, scope = await asyncio.to_thread(convert, bytes(body), headers[BINARY_HEADER], scope, self.max_instances)
                 else:
-                    body, scope = convert(bytes(body), headers[BINARY_HEADER], scope)
-            elif large and scope["path"].endswith(("/infer", ":predict")):
+                    body, scope = convert(bytes(body), headers[BINARY_HEADER], scope, self.max_instances)
+            elif large and scope["path"].endswith(("/infer", ":predict")) and body.lstrip()[:1] == b"{":
+                count_json_values(body, self.max_instances)  # bytes.count: milliseconds, before any parse
                 await asyncio.to_thread(precheck_json, bytes(body), self.max_instances)
         except ValueError as exc:
             log.warning("request %s: %s %s -> 400 %s", request_id, scope["method"], scope["path"][:200], short(str(exc)))
@@ -208,6 +209,17 @@ def management_token(cfg: Any) -> str | None:
         raise ValueError(f"serve.model_management is on but ${cfg.management_token_env} does not hold a token of "
                          "at least 16 characters; set it, or turn model management off")  # fmt: skip
     return token
+
+
+def count_json_values(body: bytes | bytearray, max_instances: int) -> None:
+    """ValueError when a JSON body holds more than MAX_JSON_VALUES values (counted by their
+    separators: commas, brackets and braces, which base64 never contains). A valid request is a
+    few dozen values plus up to `max_instances` base64 strings; parsing 280k tiny V2 inputs holds
+    the GIL for about a second even on a worker thread, so such a body is refused unparsed."""
+    values = body.count(b",") + body.count(b"[") + body.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise ValueError(f"request body holds about {values} JSON values, above the limit of {MAX_JSON_VALUES}; this model takes "
+                         f"at most {max_instances} images, as V1 instances or one V2 BYTES input 'image'")  # fmt: skip
 
 
 def precheck_json(body: bytes, max_instances: int) -> None:
@@ -285,7 +297,25 @@ def _replay(body: bytes, receive: Any):
     return replay
 
 
-def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tuple[bytearray, dict]:
+def _bytes_elements(raw: bytes, name: str, limit: int) -> list[bytes]:
+    """The elements of a binary BYTES tensor (each a 4-byte little-endian length, then the bytes),
+    read only up to `limit` of them: a tensor of millions of tiny elements is refused unread."""
+    out, offset = [], 0
+    while offset < len(raw):
+        if len(out) >= limit:
+            raise ValueError(f"input {name!r}: more than {limit} BYTES elements in one request, above the limit of {limit}")
+        if offset + 4 > len(raw):
+            raise ValueError(f"input {name!r}: malformed BYTES tensor (4-byte length prefixes expected)")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise ValueError(f"input {name!r}: malformed BYTES tensor (4-byte length prefixes expected)")
+        out.append(raw[offset : offset + size])
+        offset += size
+    return out
+
+
+def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict, max_instances: int = 64) -> tuple[bytearray, dict]:
     """Rewrite an OIP binary-extension request into plain JSON (BYTES as base64, numbers as numbers)."""
     import numpy as np
     from kserve.utils.numpy_codec import to_np_dtype
@@ -296,6 +326,8 @@ def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tupl
         raise ValueError("Inference-Header-Content-Length is not an integer") from None
     if not 0 < json_length <= len(body):
         raise ValueError(f"Inference-Header-Content-Length {json_length} does not fit a body of {len(body)} bytes")
+    if json_length > OFF_LOOP_BYTES:
+        count_json_values(body[:json_length], max_instances)
     try:
         header = orjson.loads(body[:json_length])
     except orjson.JSONDecodeError as exc:
@@ -319,10 +351,7 @@ def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tupl
         raw = body[offset : offset + size]
         offset += size
         if datatype == "BYTES":
-            try:
-                elements = deserialize_bytes_tensor(raw)
-            except (struct.error, ValueError, IndexError):
-                raise ValueError(f"input {name!r}: malformed BYTES tensor (4-byte length prefixes expected)") from None
+            elements = _bytes_elements(raw, name, max_instances if name == "image" else MAX_OTHER_ELEMENTS)
             inp["data"] = [base64.b64encode(e).decode("ascii") for e in elements]
             continue
         dtype = to_np_dtype(datatype)
