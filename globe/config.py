@@ -96,8 +96,14 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def safe_load(text: str) -> Any:
-    """yaml.safe_load with the alias bounds of `BoundedYAMLLoader`."""
-    return yaml.load(text, Loader=BoundedYAMLLoader)  # noqa: S506 (a SafeLoader subclass)
+    """yaml.safe_load with the alias bounds of `BoundedYAMLLoader`; a value PyYAML cannot build (a
+    date such as 2001-13-45) or nesting too deep for its recursive parser is a YAMLError too."""
+    try:
+        return yaml.load(text, Loader=BoundedYAMLLoader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply (thousands of levels); refused") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise yaml.YAMLError(f"a value cannot be read ({type(exc).__name__}: {excerpt(str(exc))})") from None
 
 
 def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:

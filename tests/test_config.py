@@ -138,6 +138,8 @@ def test_a_billion_laughs_params_file_is_refused_fast_by_the_cli(tmp_path):
         ("a: &a [x]\n" + "".join(f"c{k}: *a\n" for k in range(1001)), "more than 1000 aliases"),
         ("a: &a [1, *a]\n", "refers to a node that contains it"),
         ("base: &b {seed: 1, <<: [*b]}\n", "refers to a node that contains it"),
+        ("a: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested too deeply"),
+        ("base: {seed: 2001-13-45}\n", "month must be in 1..12"),
     ],
 )
 def test_alias_expansion_is_bounded_before_anything_is_built(tmp_path, text, fragment):
