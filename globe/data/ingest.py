@@ -196,7 +196,11 @@ def read_csv_rows(csv_path: Path, images_dir: Path) -> Iterator[Row]:
     """Rows of any supported CSV layout; rows with bad coordinates, ids or text carry their error."""
     if not csv_path.is_file():
         raise IngestError(f"{csv_path}: no such CSV file")
-    with _open_text(csv_path) as fh:
+    try:
+        fh = _open_text(csv_path)
+    except OSError as exc:
+        raise IngestError(f"{csv_path}: cannot read the CSV ({exc.strerror or exc})") from None
+    with fh:
         reader = csv.reader(fh)
         try:
             header = next(reader, None)
