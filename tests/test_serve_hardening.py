@@ -420,6 +420,11 @@ def test_ids_that_cannot_be_echoed_are_4xx_and_every_error_carries_a_request_id(
         assert 400 <= resp.status_code < 500 and fragment in resp.text, (path, resp.status_code, resp.text[:300])
         assert resp.headers.get("x-request-id"), resp.headers
         assert len(resp.content) < 2000
+    for body in ({"inputs": [{"name": "im\ud800", "shape": [1], "datatype": "BYTES", "data": [image]}]},
+                 {"inputs": [{"name": "image", "shape": [1], "datatype": "BY\udc80", "data": [image]}]},
+                 {**v2, "outputs": [{"name": "lat\ud800"}]}):  # fmt: skip
+        resp = post(server, "/v2/models/globe/infer", content=json.dumps(body), headers={"content-type": "application/json"})
+        assert 400 <= resp.status_code < 500 and resp.headers.get("x-request-id"), (resp.status_code, resp.text[:300])
     ok = post(server, "/v2/models/globe/infer", json={**v2, "id": "z" * 256})
     assert ok.status_code == 200 and ok.json()["id"] == "z" * 256
     others = [httpx.get(f"{server.url}/no/such/route", timeout=30), httpx.delete(f"{server.url}/v1/models/globe:predict", timeout=30),
