@@ -8,6 +8,11 @@ are applied last; the value is parsed as YAML so `--set grpo.lr=1e-5` is a float
 
 Every group model forbids unknown keys: a typo in params.yaml is an error that names the file
 and the field, not a silently ignored setting.
+
+YAML anchors and aliases are allowed (presets share blocks), but a file is refused before it is
+built into Python objects when its aliases would expand it beyond `MAX_YAML_NODES` nodes (a
+"billion laughs" of a few hundred bytes otherwise runs out of memory in validation) or refer to
+themselves. Error messages quote at most a short excerpt of a wrong value.
 """
 
 from __future__ import annotations
@@ -27,6 +32,84 @@ from globe.images import MAX_SIDE
 # The kinds come from the one table of engines (globe/engines/kinds.py), not from a copy here.
 EngineKind = Literal[tuple(ENGINE_KINDS)]  # type: ignore[valid-type]
 EvalKind = Literal[EVAL_KINDS]  # type: ignore[valid-type]  # the engines, plus a served globe predictor
+
+
+MAX_YAML_NODES = 100_000  # nodes after alias expansion; params.yaml has ~1,000
+MAX_YAML_ALIASES = 1_000
+EXCERPT_CHARS = 120  # of a wrong value, in an error message
+
+
+class BoundedYAMLLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a document whose aliases expand it beyond `MAX_YAML_NODES`
+    nodes, that uses more than `MAX_YAML_ALIASES` aliases, or whose aliases refer to themselves.
+
+    The check walks the composed node graph once (sizes memoised per node), before any object is
+    constructed, so a bomb is refused in milliseconds whatever it would expand to.
+    """
+
+    def compose_node(self, parent, index):  # noqa: ANN001
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*name) in one document; refused")
+        return super().compose_node(parent, index)
+
+    def get_single_node(self):  # noqa: ANN201
+        node = super().get_single_node()
+        if node is not None:
+            _expanded_size(node)
+        return node
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in `root` with every alias expanded, or YAMLError beyond MAX_YAML_NODES / on a cycle."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            children = _children(node)
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_YAML_NODES:
+                raise yaml.YAMLError(f"aliases expand this document beyond {MAX_YAML_NODES} nodes; refused (a YAML bomb?)")
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise yaml.YAMLError("an alias refers to a node that contains it (a recursive structure); refused")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def safe_load(text: str) -> Any:
+    """yaml.safe_load with the alias bounds of `BoundedYAMLLoader`; a value PyYAML cannot build (a
+    date such as 2001-13-45) or nesting too deep for its recursive parser is a YAMLError too."""
+    try:
+        return yaml.load(text, Loader=BoundedYAMLLoader)  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deeply (thousands of levels); refused") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise yaml.YAMLError(f"a value cannot be read ({type(exc).__name__}: {excerpt(str(exc))})") from None
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
+    """repr(value), cut to about `limit` characters with the full length said."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class Group(BaseModel):
@@ -360,7 +443,11 @@ class ServeGroup(Group):
     url_timeout_s: float = Field(10.0, gt=0, description="deadline for one whole image_url fetch")
     header_timeout_s: float = Field(10.0, gt=0, description="a connection must send its request headers within this (then 408)")
     body_timeout_s: float = Field(30.0, gt=0, description="the whole request body must arrive within this (then 408)")
+    write_timeout_s: float = Field(30.0, gt=0, description="a client that stops reading its response for this long is disconnected")
     max_connections: int = Field(128, ge=1, description="open connections at once; requests beyond get HTTP 503")
+    model_management: bool = Field(False, description="expose KServe's V2 repository API (model load/unload); "
+                                   "then only with the bearer token in $management_token_env")
+    management_token_env: str = Field("GLOBE_MANAGEMENT_TOKEN", description="environment variable holding the model-management token")
     max_new_tokens: int = Field(MAX_NEW_TOKENS, ge=1, description="every answer (greedy, and each consensus sample) is decoded up to this")
     max_samples: int = Field(8, ge=1, le=MAX_SAMPLES, description="largest `samples` a request may ask for "
                              "(consensus answers; 1 = off); a batch of B images costs up to B x max_samples sequences")
@@ -423,9 +510,9 @@ def parse_override(item: str) -> dict[str, Any]:
     if not parts:
         raise ConfigError(f"override {item!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+        raise ConfigError(f"override {excerpt(item)}: value is not valid YAML: {exc}") from exc
     node: dict[str, Any] = {parts[-1]: value}
     for part in reversed(parts[:-1]):
         node = {part: node}
@@ -439,7 +526,8 @@ def _format_validation(exc: ValidationError, source: str) -> str:
         if not loc:  # a check across groups: the message names the fields, the input is the whole file
             lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
             continue
-        lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+        loc = loc if len(loc) <= EXCERPT_CHARS else f"{loc[:EXCERPT_CHARS]}..."
+        lines.append(f"  {loc}: {err['msg']} (got {excerpt(err.get('input'))})")
     return "\n".join(lines)
 
 
@@ -457,7 +545,7 @@ def load_params(
     if path is not None and Path(path).exists():
         source = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            loaded = safe_load(Path(path).read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if loaded is None:

@@ -7,6 +7,10 @@ always does the same steps, ordered from cheap to expensive:
 1. size checks on the encoded bytes, then the header only (format, width x height, aspect ratio),
    which PIL reads without decoding a pixel — a decompression bomb is refused here, before a row
    is inflated, and a per-request `PixelBudget` is charged the source's width x height;
+   a JPEG's scans are counted in its byte stream (SOS markers, which cannot occur inside
+   entropy-coded data), because a progressive JPEG pays for every scan over the whole frame: 100 KB
+   of empty scans over a 6000x6600 frame took 30 s of CPU. More than `MAX_JPEG_SCANS` scans, or
+   scans x pixels above `MAX_DECODE_WORK`, is refused as a "scan bomb" before decoding;
 2. decode at reduced scale where the format allows it (`draft`: JPEG decodes at 1/2, 1/4 or 1/8
    scale directly), then `reduce` + Lanczos straight to the target size: the long side at most
    `max_side` (1024 by default, the size `globe data import` stores), or the model's own input size
@@ -38,6 +42,8 @@ MAX_SIDE = 1024  # long side of every image a model sees (and of every image `gl
 MAX_SOURCE_PIXELS = 64_000_000  # offline paths; real benchmark photos are at most ~50 MP
 MAX_ASPECT_RATIO = 200  # Qwen2.5-VL's smart_resize refuses more extreme shapes
 MIN_SIDE = 28  # one vision patch-merge unit
+MAX_JPEG_SCANS = 100  # encoders write 1 (baseline) or about 10 (progressive); libjpeg-turbo's djpeg -maxscans guards the same
+MAX_DECODE_WORK = 2_000_000_000  # scans x source pixels: 50 scans of a 40 MP photo, ~0.2 s of scan passes
 DRAFT_MARGIN = 2  # fitting to a model's input: decode at least twice that size, so the resize still antialiases
 _ORIENTATION = 0x0112
 # EXIF orientation -> the PIL transpose that shows the image upright (as ImageOps.exif_transpose)
@@ -94,6 +100,8 @@ def open_image(source: Source, where: str = "image", limits: ImageLimits = Image
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp) as img:
                 width, height = _check_header(img, where, limits)
+                if img.format in ("JPEG", "MPO"):
+                    _check_scans(fp, width, height, where)
                 if budget is not None:
                     budget.spend(width * height, where)
                 return _normalise(img, limits.max_side, fit)
@@ -182,6 +190,36 @@ def _check_header(img, where: str, limits: ImageLimits) -> tuple[int, int]:
     if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise ImageError("unsupported shape", f"{where}: aspect ratio of {width}x{height} exceeds {MAX_ASPECT_RATIO}:1")
     return width, height
+
+
+def _check_scans(fp, width: int, height: int, where: str) -> None:
+    """Refuse a JPEG whose scans would cost out of proportion to its size (see the module docstring)."""
+    scans = count_jpeg_scans(fp, stop_after=MAX_JPEG_SCANS)
+    if scans > MAX_JPEG_SCANS:
+        raise ImageError("decompression bomb", f"{where}: JPEG with more than {MAX_JPEG_SCANS} scans; refused before decoding "
+                         "(a progressive-JPEG scan bomb)")  # fmt: skip
+    if scans * width * height > MAX_DECODE_WORK:
+        raise ImageError("decompression bomb", f"{where}: JPEG of {width}x{height} pixels in {scans} scans is above the decode-work "
+                         f"limit of {MAX_DECODE_WORK} scans x pixels; refused before decoding")  # fmt: skip
+
+
+def count_jpeg_scans(fp, stop_after: int | None = None, chunk: int = 1 << 20) -> int:
+    """Start-of-scan markers (FF DA) in the file `fp`, read in chunks; its position is restored.
+
+    Entropy-coded data stuffs every FF byte with 00, so FF DA marks a scan (an embedded EXIF
+    thumbnail's scan is counted too: a few at most). Stops counting past `stop_after`."""
+    position = fp.tell()
+    fp.seek(0)
+    count, last = 0, b""
+    try:
+        while block := fp.read(chunk):
+            count += (last + block[:1]).count(b"\xff\xda") + block.count(b"\xff\xda")
+            last = block[-1:]
+            if stop_after is not None and count > stop_after:
+                break
+    finally:
+        fp.seek(position)
+    return count
 
 
 def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:

@@ -79,3 +79,25 @@ def test_eval_score_names_file_and_line_for_unreadable_input(tmp_path):
         out = run([GLOBE, "eval", "score", "-p", str(tmp_path / name), "-o", str(tmp_path / "m.json")], tmp_path)
         assert_one_clean_line(out, fragment)
         assert not (tmp_path / "m.json").exists()
+
+
+def test_serve_on_a_port_in_use_says_so_before_loading_the_model(tmp_path):
+    """It used to load the model first, then exit 3 with uvicorn's `[Errno 98]`; the missing
+    model below would be reported if it were loaded before the port is checked."""
+    import socket
+
+    none = str(tmp_path / "none.yaml")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for args in ([GLOBE, "serve", "--model", str(tmp_path / "no-model"), "--port", str(port), "--params", none],
+                     [sys.executable, "-m", "globe.serve", "--model", str(tmp_path / "no-model"), "--http_port", str(port), "--params", none]):  # fmt: skip
+            assert_one_clean_line(run(args, tmp_path), f"cannot listen on 127.0.0.1:{port}")
+
+
+def test_model_management_without_a_token_does_not_start(tmp_path):
+    none = str(tmp_path / "none.yaml")
+    args = [GLOBE, "serve", "--model", str(tmp_path / "no-model"), "--port", str(free_port()), "--params", none, "--set", "serve.model_management=true"]
+    for env in ({"GLOBE_MANAGEMENT_TOKEN": ""}, {"GLOBE_MANAGEMENT_TOKEN": "short"}):
+        assert_one_clean_line(run(args, tmp_path, **env), "serve.model_management is on but $GLOBE_MANAGEMENT_TOKEN")

@@ -102,3 +102,64 @@ def test_a_command_run_outside_the_project_says_the_defaults_apply(tmp_path, mon
     assert inside.exit_code == 0 and "defaults apply" not in inside.stderr, inside.output
     chosen = CliRunner().invoke(app, [*plan, "--params", str(tmp_path / "empty.yaml")])  # an explicit path: no note
     assert chosen.exit_code == 0 and "defaults apply" not in chosen.stderr, chosen.output
+
+
+# ---------------------------------------------------------------------------- YAML bombs (issue 26)
+
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + k)}: &{chr(98 + k)} [{', '.join([f'*{chr(97 + k)}'] * 9)}]\n" for k in range(8)
+)  # 9 levels of 9 aliases each: 9**9 = 387 million strings from ~400 bytes
+
+
+def test_a_billion_laughs_params_file_is_refused_fast_by_the_cli(tmp_path):
+    """Through the real `globe` executable: one line, exit 2, in well under a second of work
+    (it used to run 43 s and die with MemoryError under a 2 GB cap)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    bomb = tmp_path / "params.yaml"
+    bomb.write_text("grpo:\n  learning_rate: 1e-5\n" + "".join("  " + line + "\n" for line in LAUGHS.splitlines()))
+    assert len(bomb.read_bytes()) < 600
+    started = time.monotonic()
+    out = subprocess.run([str(Path(sys.executable).with_name("globe")), "train", "sft", "--dry-run", "--model", "m", "--params", str(bomb)],
+                         capture_output=True, text=True, timeout=60, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert time.monotonic() - started < 30  # mostly interpreter start-up on a loaded box; the bomb itself never expands
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2 and len(lines) == 1, out.stderr[-2000:]
+    assert "beyond 100000 nodes" in lines[0] and str(bomb) in lines[0] and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        (LAUGHS, "beyond 100000 nodes"),
+        ("a: &a [x]\n" + "".join(f"c{k}: *a\n" for k in range(1001)), "more than 1000 aliases"),
+        ("a: &a [1, *a]\n", "refers to a node that contains it"),
+        ("base: &b {seed: 1, <<: [*b]}\n", "refers to a node that contains it"),
+        ("a: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested too deeply"),
+        ("base: {seed: 2001-13-45}\n", "month must be in 1..12"),
+    ],
+)
+def test_alias_expansion_is_bounded_before_anything_is_built(tmp_path, text, fragment):
+    f = tmp_path / "params.yaml"
+    f.write_text(text)
+    with pytest.raises(ConfigError, match=fragment):
+        load_params(f)
+
+
+def test_shared_blocks_within_the_bound_still_load(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("base: &b {seed: 7}\npresets:\n  x: {base: *b}\n")
+    assert load_params(f, preset="x").base.seed == 7
+
+
+def test_validation_errors_quote_a_short_excerpt_of_the_value(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("synth:\n  n: " + "9" * 5 + "x" * 50_000 + "\n  bogus_" + "k" * 1000 + ": [" + ", ".join(["1"] * 20_000) + "]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_params(f)
+    message = str(exc.value)
+    assert "synth.n" in message and "(50007 characters)" in message and "bogus_kkk" in message
+    assert len(message) < 1500, message[:3000]

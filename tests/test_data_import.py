@@ -171,3 +171,55 @@ def test_names_outside_the_images_folder_are_skipped_without_being_opened(tmp_pa
     (imgs / "gps_link.jpg").symlink_to(outside / "gps.jpg")
     rep = import_dataset(tmp_path / "exif", imgs, progress=False)
     assert rep.imported == 0 and rep.skipped["outside the images folder"] >= 2  # gps_link.jpg, link_out.jpg
+
+
+def test_rows_that_used_to_abort_the_import_are_skipped_with_a_reason(tmp_path):
+    """Issue 26, through the real `globe` executable: each of these rows aborted the whole import
+    with a traceback (exit 1), or became a wrong label (`1_0` read as 10.0, Arabic-Indic digits)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _serve_helpers import scan_bomb_jpeg
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (64, 32), "red").save(imgs / "good.jpg")
+    Image.new("RGB", (64, 32), "green").save(imgs / "good2.jpg")
+    (imgs / "bomb.jpg").write_bytes(scan_bomb_jpeg(2000, 1900, 10_000))
+    os.symlink("loop.jpg", imgs / "loop.jpg")  # a link to itself
+    rows = [
+        b"IMG_ID,LAT,LON,city",
+        b"good.jpg,48.8566,2.3522,Paris",
+        b"nul\x00.jpg,10.0,10.0,",
+        b"big.jpg,10.0,10.0," + b"c" * (130 * 1024),  # a cell over the csv module's 128 KiB
+        b"bad\xff\xfeutf8.jpg,10.0,10.0,",
+        b"x" * 5000 + b".jpg,10.0,10.0,",
+        b"loop.jpg,10.0,10.0,",
+        b"coords1.jpg,1_0,10.0,",
+        "coords2.jpg,٤٨.٨٥,2.0,".encode(),  # Arabic-Indic digits
+        b"bomb.jpg,10.0,10.0,",
+        b"good2.jpg,-33.5,151.2,Sydney",
+    ]
+    (tmp_path / "in.csv").write_bytes(b"\n".join(rows) + b"\n")
+    (tmp_path / "utf16.csv").write_text("IMG_ID,LAT,LON\ngood.jpg,48.8566,2.3522\n", encoding="utf-16")
+    globe = str(Path(sys.executable).with_name("globe"))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([globe, "data", "import", "--out", str(tmp_path / "ds"), "--images", str(imgs), "--csv", str(tmp_path / "in.csv")],
+                         capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["imported"] == 2 and summary["skipped"] == 8, summary
+    assert summary["skipped_by_reason"] == {"invalid id": 2, "invalid text": 1, "unreadable row": 1, "unreadable image": 1,
+                                            "invalid coordinates": 2, "decompression bomb": 1}, summary  # fmt: skip
+    report = json.loads((tmp_path / "ds" / "import_report.json").read_text())
+    reasons = [e["reason"] for e in report["examples"]]
+    assert any("field larger than field limit" in r for r in reasons) and any("Symlink loop" in r or "loop" in r for r in reasons)
+    assert any("'1_0' is not a plain decimal" in r for r in reasons) and any("more than 100 scans" in r for r in reasons)
+    assert all(len(e["id"]) <= 203 for e in report["examples"])
+    assert [(r.id, r.lat) for r in read_records(tmp_path / "ds")] == [("good.jpg", 48.8566), ("good2.jpg", -33.5)]
+    utf16 = subprocess.run([globe, "data", "import", "--out", str(tmp_path / "ds16"), "--images", str(imgs), "--csv", str(tmp_path / "utf16.csv")],
+                           capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert utf16.returncode == 0 and json.loads(utf16.stdout)["imported"] == 1, utf16.stderr[-3000:]

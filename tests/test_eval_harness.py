@@ -133,7 +133,10 @@ def test_sigkill_loses_at_most_the_batches_in_flight_and_the_restart_asks_only_f
         assert proc.poll() is None, "the run finished before it could be killed: make the teacher slower"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        time.sleep(0.3)  # let the server finish the requests the dead client had sent
+        settled, seen = time.monotonic() + 30, -1  # let the server finish the requests the dead client had sent
+        while (server.in_flight or server.requests != seen) and time.monotonic() < settled:
+            seen = server.requests
+            time.sleep(0.05)
         asked, kept = server.requests, _whole_lines(out / PREDICTIONS)
         assert 2 * batch <= kept < n and asked - kept <= 2 * batch
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
@@ -188,6 +191,38 @@ def test_compare_runs_finds_the_noisy_reader_worse(geoscenes, tmp_path):
     srcs = re.findall(r'(?:src|href)="([^"]*)"', html)
     assert len(srcs) == 1 and srcs[0].startswith("data:image/png;base64,")  # both curves, inlined
     assert "http://" not in html and "https://" not in html and 'id="compare"' in html and "B worse" in html
+
+
+def test_resume_refuses_rows_of_another_run_and_malformed_rows_with_file_and_line(geoscenes, tmp_path):
+    """Issue 26: rows of another run with the same ids used to be resumed (acc_25km 0 -> 100%), and
+    a row holding only an id crashed the run with a KeyError."""
+    runner = CliRunner()
+
+    def eval_run(model: str, out, limit: int):
+        return runner.invoke(app, ["eval", "run", "--model", model, "--engine", "scene-reader", "--data", str(geoscenes),
+                                   "--out", str(out), "--limit", str(limit), "--no-progress",
+                                   "--params", str(tmp_path / "none.yaml"), "--set", "eval.bootstrap=20"])  # fmt: skip
+
+    assert eval_run("reader", tmp_path / "a", 5).exit_code == 0
+    assert eval_run("reader-b", tmp_path / "b", 3).exit_code == 0
+    theirs = (tmp_path / "a" / PREDICTIONS).read_text().splitlines()
+    ours = (tmp_path / "b" / PREDICTIONS).read_text().splitlines()
+    assert len(ours) == 3 and all(json.loads(x)["run"] != json.loads(theirs[0])["run"] for x in ours)
+    tampered_truth = json.loads(ours[0]) | {"lat": 1.0}
+    cases = [
+        ("\n".join(ours + theirs[3:]), f"{PREDICTIONS}:4: row {json.loads(theirs[3])['id']!r} belongs to another run"),
+        ("\n".join(ours + [json.dumps({"id": json.loads(theirs[3])["id"]})]), f"{PREDICTIONS}:4: prediction row lacks lat, lon"),
+        ("\n".join([json.dumps(tampered_truth)] + ours[1:]), f"{PREDICTIONS}:1: row {tampered_truth['id']!r} has ground truth 1.0"),
+        ("\n".join(ours[:1] + ["[1, 2]"] + ours[1:]), f"{PREDICTIONS}:2: expected a JSON object"),
+    ]
+    for text, fragment in cases:
+        (tmp_path / "b" / PREDICTIONS).write_text(text + "\n")
+        resumed = eval_run("reader-b", tmp_path / "b", 5)
+        assert resumed.exit_code == 2 and fragment in " ".join(resumed.output.split()), resumed.output[-2000:]
+        assert "Traceback" not in resumed.output
+    (tmp_path / "b" / PREDICTIONS).write_text("\n".join(ours) + "\n")
+    assert eval_run("reader-b", tmp_path / "b", 5).exit_code == 0  # its own rows resume as before
+    assert len((tmp_path / "b" / PREDICTIONS).read_text().splitlines()) == 5
 
 
 def test_a_run_written_before_the_two_protocols_is_compared_under_the_headline(geoscenes, tmp_path):

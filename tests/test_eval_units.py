@@ -90,7 +90,7 @@ def test_mp16_jsonl_key_variants_and_splits(tmp_path):
     "content, message",
     [
         ("IMG_ID,LAT,LON\na.jpg,91.5,0\n", r"data\.csv:2: field 'LAT' must lie in \[-90, 90\]"),
-        ("IMG_ID,LAT,LON\na.jpg,north,0\n", r"data\.csv:2: field 'LAT' must be a number, got 'north'"),
+        ("IMG_ID,LAT,LON\na.jpg,north,0\n", r"data\.csv:2: field 'LAT' must be a plain decimal number, got 'north'"),
         ("IMG_ID,LATITUDE_X,LON\na.jpg,1,0\n", r"no column named any of \['lat', 'latitude', 'gps_lat'\]"),
         ("IMG_ID,LAT,LON\nmissing.jpg,1,0\n", r"none of the 1 rows has an image"),
         ("", r"empty CSV"),

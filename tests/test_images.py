@@ -114,3 +114,27 @@ def test_s3_images_open_through_the_one_s3_client_with_the_same_pixels(s3_server
     assert err.value.category == "missing image"
     with pytest.raises(ImageError, match="refusing an ambiguous key"):
         open_ref(f"s3://{bucket}/eval/../p.jpg")
+
+
+def test_a_progressive_jpeg_scan_bomb_is_refused_before_decoding(tmp_path):
+    """Issue 26: 140 KB of empty scans over a 6000x6600 frame took ~10-30 s of CPU to decode, on
+    every path (the pixel limits do not see it: the cost is in the scans)."""
+    import time
+
+    from _serve_helpers import scan_bomb_jpeg
+
+    bomb = scan_bomb_jpeg(6000, 6600, 10_000)
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(bomb)
+    for source in (bomb, path):
+        started = time.process_time()
+        with pytest.raises(ImageError, match="more than 100 scans") as exc:
+            open_image(source, "photo")
+        assert exc.value.category == "decompression bomb" and time.process_time() - started < 0.5
+    with pytest.raises(ImageError, match="more than 100 scans"):
+        open_ref(path)
+    with pytest.raises(ImageError, match="decode-work limit"):  # few scans, but each over 40 MP
+        open_image(scan_bomb_jpeg(6000, 6600, 60), "photo")
+    progressive = io.BytesIO()
+    Image.new("RGB", (640, 480), (20, 90, 160)).save(progressive, format="JPEG", progressive=True)
+    assert open_image(progressive.getvalue()).size == (640, 480)  # a real progressive JPEG (~10 scans) still opens

@@ -10,6 +10,7 @@ coordinate with these, so the two never disagree about what a valid row is.
 from __future__ import annotations
 
 import math
+import re
 from typing import Iterable
 
 LAT_COLUMNS = ("lat", "latitude", "gps_lat")
@@ -33,6 +34,14 @@ def find_column(header: Iterable[object], names: Iterable[str]) -> int | None:
     return None
 
 
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,3})?", re.ASCII)
+
+
+def _short(raw: object) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:60] + "..."
+
+
 def coordinate(raw: object, what: str, limit: float) -> float:
     """A finite number in [-limit, limit] (90 for a latitude, 180 for a longitude), or CoordinateError.
 
@@ -41,10 +50,10 @@ def coordinate(raw: object, what: str, limit: float) -> float:
     """
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         raise CoordinateError("missing coordinates", f"{what} is empty")
-    try:
-        value = float(str(raw).strip())
-    except ValueError:
-        raise CoordinateError("invalid coordinates", f"{what}={raw!r} is not a number") from None
+    text = raw.strip() if isinstance(raw, str) else repr(raw) if isinstance(raw, float) else str(raw)
+    if not _DECIMAL.fullmatch(text):  # float() also reads "1_0" as 10 and Arabic-Indic digits, "inf", "nan"
+        raise CoordinateError("invalid coordinates", f"{what}={_short(raw)} is not a plain decimal number (ASCII digits, '.', '-')")
+    value = float(text)
     if not math.isfinite(value) or abs(value) > limit:
-        raise CoordinateError("invalid coordinates", f"{what}={raw!r} is outside [-{limit:g}, {limit:g}]")
+        raise CoordinateError("invalid coordinates", f"{what}={_short(raw)} is outside [-{limit:g}, {limit:g}]")
     return value

@@ -42,6 +42,8 @@ REPORT_FILE = "import_report.json"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
 ID_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")  # tried, in order, for a CSV id without an extension
 
+MAX_ID_CHARS = 1024  # an image id (a relative path at most); longer ones are skipped as "invalid id"
+MAX_SHOWN = 200  # characters of an id or a value quoted in the report
 ID_COLUMNS = ("img_id", "image_id", "id", "image", "filename", "file", "photo_id")
 LABEL_COLUMNS = ("country", "city", "region", "state")
 
@@ -69,7 +71,7 @@ class ImportReport:
     def skip(self, row: int, ident: str, err: RowError) -> None:
         self.skipped[err.category] += 1
         if len(self.examples) < 100:
-            self.examples.append({"row": row, "id": ident, "reason": str(err)})
+            self.examples.append({"row": row, "id": _shown(ident), "reason": _shown(str(err), 500)})
 
     def summary(self) -> dict:
         return {
@@ -126,25 +128,84 @@ def _find_image(images_dir: Path, ident: str) -> Path | None:
     """The image file an id names, inside `images_dir` (symlinks followed, never out of it).
 
     A name that resolves outside is a RowError("outside the images folder") whether or not the
-    outside file exists: the report must not tell an attacker which files exist.
+    outside file exists: the report must not tell an attacker which files exist. A name the file
+    system cannot resolve (a symlink loop, a component too long) is a RowError too.
     """
     for name in image_names(ident):
         try:
             p = inside(images_dir, name)
+            if p.is_file():
+                return p
         except OutsideFolder as exc:
             raise RowError(OUTSIDE, str(exc)) from None
-        if p.is_file():
-            return p
+        except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: Python 3.11's "Symlink loop from ..."
+            raise RowError("unreadable image", f"cannot resolve {_shown(name)}: {type(exc).__name__}: {_shown(str(exc))}") from None
     return None
 
 
+def _shown(text: str, limit: int = MAX_SHOWN) -> str:
+    """`text` fit for a report line: invalid UTF-8 shown as \\x escapes, control characters escaped, cut."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in safe[: limit + 1])
+    return safe if len(safe) <= limit else safe[:limit] + "..."
+
+
+def _check_ident(ident: str) -> None:
+    if any("\udc80" <= c <= "\udcff" for c in ident):  # undecodable bytes (see _open_text)
+        raise RowError("invalid text", "the row is not valid UTF-8")
+    if len(ident) > MAX_ID_CHARS:
+        raise RowError("invalid id", f"the image id has {len(ident)} characters, above the limit of {MAX_ID_CHARS}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in ident):
+        raise RowError("invalid id", "the image id holds a control character (a NUL byte, a newline, ...)")
+
+
+def _open_text(csv_path: Path):
+    """The CSV as text: UTF-8 (a BOM is dropped), or UTF-16 when it starts with a UTF-16 BOM.
+    Bytes that are not valid UTF-8 become lone surrogates, so only the rows holding them are skipped."""
+    with open(csv_path, "rb") as fh:
+        head = fh.read(2)
+    if head in (b"\xff\xfe", b"\xfe\xff"):
+        return open(csv_path, newline="", encoding="utf-16", errors="surrogateescape")
+    return open(csv_path, newline="", encoding="utf-8-sig", errors="surrogateescape")
+
+
+def _csv_records(reader) -> Iterator[tuple[int, list[str] | None, RowError | None]]:
+    """(data row number, cells or None, error or None): a record the csv module refuses (a cell
+    over 128 KiB, a broken quote) is reported and reading goes on with the next line."""
+    n = 0
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            n += 1
+            yield n, None, RowError("unreadable row", f"CSV line {reader.line_num}: {exc}")
+            continue
+        except UnicodeDecodeError as exc:  # UTF-16 with an odd byte count
+            n += 1
+            yield n, None, RowError("invalid text", f"CSV line {reader.line_num}: {exc.reason}")
+            return
+        if not values or not any(v.strip() for v in values):
+            continue
+        n += 1
+        yield n, values, None
+
+
 def read_csv_rows(csv_path: Path, images_dir: Path) -> Iterator[Row]:
-    """Rows of any supported CSV layout; rows with bad coordinates carry their error."""
+    """Rows of any supported CSV layout; rows with bad coordinates, ids or text carry their error."""
     if not csv_path.is_file():
         raise IngestError(f"{csv_path}: no such CSV file")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+    try:
+        fh = _open_text(csv_path)
+    except OSError as exc:
+        raise IngestError(f"{csv_path}: cannot read the CSV ({exc.strerror or exc})") from None
+    with fh:
         reader = csv.reader(fh)
-        header = next(reader, None)
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise IngestError(f"{csv_path}: the header row cannot be read ({exc})") from None
         if not header:
             raise IngestError(f"{csv_path}: empty file, expected a header row")
         cols = {k: _column(header, names) for k, names in (("id", ID_COLUMNS), ("lat", LAT_COLUMNS), ("lon", LON_COLUMNS))}
@@ -152,23 +213,25 @@ def read_csv_rows(csv_path: Path, images_dir: Path) -> Iterator[Row]:
         if missing:
             raise IngestError(
                 f"{csv_path}: no {'/'.join(missing)} column; expected IMG_ID/id, LAT/latitude, LON/longitude "
-                f"(IM2GPS3K, YFCC4K, MP16 or OSV-5M layout), found header {header[:12]}"
+                f"(IM2GPS3K, YFCC4K, MP16 or OSV-5M layout, UTF-8 or UTF-16 with a BOM), found header {_shown(str(header[:12]), 300)}"
             )
-        labels = {name: i for name in LABEL_COLUMNS if (i := _column(header, (name,))) is not None}
-        for n, values in enumerate(reader, 1):
-            if not values or not any(v.strip() for v in values):
+        labels = {name: i for name, i in ((name, _column(header, (name,))) for name in LABEL_COLUMNS) if i is not None}
+        for n, values, error in _csv_records(reader):
+            if values is None:
+                yield Row(n, f"row{n}", None, None, None, error=error)
                 continue
             get = lambda i: values[i] if i < len(values) else None  # noqa: E731
             ident = (get(cols["id"]) or "").strip()
             row = Row(n, ident or f"row{n}", None, None, None)
-            row.provided = {k: v for k, i in labels.items() if (v := (get(i) or "").strip())}
             try:
+                row.provided = {k: _shown(v, 200) for k, i in labels.items() if (v := (get(i) or "").strip())}
                 if not ident:
                     raise RowError("missing id", "the image id column is empty")
+                _check_ident(ident)
                 row.lat, row.lon = _checked_pair(get(cols["lat"]), get(cols["lon"]))
                 row.image = _find_image(images_dir, ident)
                 if row.image is None:
-                    raise RowError("missing image", f"{images_dir / ident} not found")
+                    raise RowError("missing image", f"{_shown(str(images_dir / ident))} not found")
             except RowError as exc:
                 row.error = exc
             yield row

@@ -60,9 +60,9 @@ def _coordinate(raw: object, name: str, where: str, lo: float, hi: float) -> flo
     try:
         return coordinate(raw, name, hi)
     except CoordinateError as exc:
-        if exc.category == "invalid coordinates" and "not a number" not in str(exc):
+        if exc.category == "invalid coordinates" and "is outside" in str(exc):
             raise BenchmarkError(f"{where}: field {name!r} must lie in [{lo:g}, {hi:g}], got {raw!r}") from None
-        raise BenchmarkError(f"{where}: field {name!r} must be a number, got {raw!r}") from None
+        raise BenchmarkError(f"{where}: field {name!r} must be a plain decimal number, got {raw!r}") from None
 
 
 def _pick(row: dict, names: Iterable[str]) -> str | None:

@@ -45,6 +45,8 @@ from globe.jsonl import ResumableJsonl, json_line
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"
+RUN_KEY = "run"  # every prediction row carries its run's fingerprint (RunSpec.fingerprint)
+ROW_FIELDS = ("id", "lat", "lon", "output", "error", "pred_lat", "pred_lon", "distance_km", "format_ok")
 log = logging.getLogger("globe.evaluate")
 
 
@@ -120,9 +122,46 @@ class RunSpec:
                 "resuming would mix two runs' answers: use another --out or delete that directory"
             )
 
+    def fingerprint(self) -> str:
+        """A short hash of what identifies the run, written into each of its prediction rows."""
+        import hashlib
+
+        blob = json.dumps({k: getattr(self, k) for k in self.IDENTITY}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
     def save(self, path: Path) -> None:
         data = {k: getattr(self, k) for k in (*self.IDENTITY, "batch_size", "extra")}
         atomic_write_bytes(path, json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def check_rows(path: Path, run: str, samples: Sequence[Sample]) -> None:
+    """Before resuming from `path`: every whole line must be a prediction row of this run (its
+    `run` fingerprint) with the ground truth of its sample; else RunError naming file and line.
+    (A torn last line, which a kill leaves, is not checked: PredictionLog drops it.)"""
+    if not path.exists():
+        return
+    truth = {s.id: (s.lat, s.lon) for s in samples}
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                break
+            where = f"{path}:{n}"
+            try:
+                row = json.loads(raw)
+            except ValueError:
+                raise RunError(f"{where}: not a JSON prediction row; move the file away or use another --out") from None
+            if not isinstance(row, dict):
+                raise RunError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            missing = [k for k in ROW_FIELDS if k not in row]
+            if missing:
+                raise RunError(f"{where}: prediction row lacks {', '.join(missing)}; it was not written by `globe eval run`")
+            if row.get(RUN_KEY) != run:
+                raise RunError(f"{where}: row {str(row['id'])[:80]!r} belongs to another run (fingerprint {str(row.get(RUN_KEY))[:20]!r}, "
+                               f"this run's is {run!r}); resuming would mix two runs' answers: use another --out")  # fmt: skip
+            want = truth.get(str(row["id"]))
+            if want is not None and (row["lat"], row["lon"]) != want:
+                raise RunError(f"{where}: row {str(row['id'])[:80]!r} has ground truth {row['lat']!r}, {row['lon']!r}, "
+                               f"but the benchmark says {want[0]!r}, {want[1]!r}: not this benchmark's row")  # fmt: skip
 
 
 def _batches(items: Sequence[Sample], size: int) -> Iterator[list[Sample]]:
@@ -228,6 +267,8 @@ def predict(
     out_dir.mkdir(parents=True, exist_ok=True)
     spec.check_resume(out_dir / RUN_INFO)
     spec.save(out_dir / RUN_INFO)
+    run = spec.fingerprint()
+    check_rows(out_dir / PREDICTIONS, run, samples)
     log_file = PredictionLog(out_dir / PREDICTIONS)
     have = log_file.answered()
     todo = [s for s in samples if s.id not in have]
@@ -249,7 +290,7 @@ def predict(
         rows = score_batch(batch, answers)
         if grounding is not None:
             judge_cues(grounding, batch, rows)
-        log_file.extend(rows)
+        log_file.extend([{**row, RUN_KEY: run} for row in rows])
         bar.update(len(batch))
 
     batches = list(_batches(todo, max(1, spec.batch_size)))

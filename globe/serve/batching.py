@@ -92,7 +92,7 @@ class DynamicBatcher(Generic[T, R]):
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="globe-engine")
         self._announced: dict[object, float] = {}  # announced, not yet submitted (still decoding)
         self._waiting: set[object] = set()  # submitted, results not yet returned
-        self._peaks: deque[tuple[float, int]] = deque()  # (when, requests in flight) each time it rose
+        self._peaks: deque[tuple[float, int]] = deque()  # (when, requests in flight), counts decreasing (see _note_peak)
         self._last_batch_s = 0.0
         self._last_arrival = 0.0  # when a request last entered (announce or submit)
         self._wake: asyncio.Event | None = None
@@ -103,8 +103,16 @@ class DynamicBatcher(Generic[T, R]):
         now = time.monotonic()
         self._last_arrival = now
         self._announced[token] = now
-        self._peaks.append((now, len(self._announced) + len(self._waiting)))
+        self._note_peak(now, len(self._announced) + len(self._waiting))
         return token
+
+    def _note_peak(self, now: float, in_flight: int) -> None:
+        """Remember `in_flight` for `_company_expected`'s sliding-window maximum: an earlier entry
+        that is not larger can never be the maximum again, so it goes. The deque stays decreasing,
+        at most as long as the largest concurrency, however many requests fail before a batch runs."""
+        while self._peaks and self._peaks[-1][1] <= in_flight:
+            self._peaks.pop()
+        self._peaks.append((now, in_flight))
 
     def withdraw(self, token: object | None) -> None:
         self._announced.pop(token, None)
@@ -128,7 +136,7 @@ class DynamicBatcher(Generic[T, R]):
         cutoff = time.monotonic() - max(ANNOUNCE_TTL_S, CONCURRENCY_MEMORY * self._last_batch_s)
         while self._peaks and self._peaks[0][0] < cutoff:
             self._peaks.popleft()
-        return max((n for _, n in self._peaks), default=0) > _requests(batch)
+        return (self._peaks[0][1] if self._peaks else 0) > _requests(batch)  # the deque is decreasing
 
     async def submit(self, item: T) -> R:
         return (await self.submit_many([item]))[0]

@@ -44,6 +44,8 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _PATH_SAFE = _UNRESERVED | frozenset("!$&'()*+,;=:@/")  # RFC 3986 pchar + "/"; everything else is %-encoded
 _AMBIGUOUS = {"2E": ".", "2F": "/", "5C": "\\"}
 _HOST = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$|^\[[0-9a-f:.]+\]$")
+MAX_ID_CHARS = 256  # a request's or an instance's `id`, echoed in the answer
+MAX_URL_CHARS = 8192  # an image_url; httpx refuses anything over 65,536 with an exception of its own
 _SIZE_CHECKED = ("BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64", "BYTES")
 
 
@@ -111,6 +113,8 @@ def normalise_url(url: Any, where: str) -> str:
     """
     if not isinstance(url, str) or not url:
         raise BadInput(f"{where}: expected a URL string, got {_type_name(url)}")
+    if len(url) > MAX_URL_CHARS:
+        raise BadInput(f"{where}: URL of {len(url)} characters, above the limit of {MAX_URL_CHARS}")
     if "\\" in url:
         raise BadInput(f"{where}: backslashes are not accepted in image URLs")
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
@@ -133,7 +137,10 @@ def normalise_url(url: Any, where: str) -> str:
         netloc += f":{port}"
     path = _remove_dot_segments(_normalise_escapes(parts.path or "/", where, "path"))
     query = _normalise_escapes(parts.query, where, "query", safe=_PATH_SAFE | {"?"})
-    return urlunsplit((scheme, netloc, path or "/", query, ""))
+    normal = urlunsplit((scheme, netloc, path or "/", query, ""))
+    if len(normal) > MAX_URL_CHARS:  # percent-encoding can lengthen it
+        raise BadInput(f"{where}: URL of {len(normal)} characters once normalised, above the limit of {MAX_URL_CHARS}")
+    return normal
 
 
 def check_url(url: Any, allowlist: tuple[str, ...] | list[str], where: str) -> str:
@@ -183,7 +190,7 @@ async def fetch_url(url: str, where: str, limits: InputLimits) -> bytes:
                     await resp.aclose()
     except TimeoutError:
         raise BadInput(f"{where}: fetching {excerpt(checked)} took longer than {limits.url_timeout_s:g} s (serve.url_timeout_s)") from None
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:  # InvalidURL is not an HTTPError
         raise BadInput(f"{where}: could not fetch {excerpt(checked)}: {type(exc).__name__}") from None
 
 
@@ -256,6 +263,7 @@ def parse_v1(body: Any, limits: InputLimits) -> list[ImageRef]:
         inst_id = inst.get("id", "")
         if not isinstance(inst_id, (str, int)) or isinstance(inst_id, bool):
             raise BadInput(f"{where}.id: expected a string, got {_type_name(inst_id)}")
+        inst_id = check_id(str(inst_id), f"{where}.id")
         n = check_samples(inst.get("samples", 1), f"{where}.samples", limits)
         if given[0] == "image_b64":
             refs.append(ImageRef(f"{where}.image_b64", data=decode_b64(inst["image_b64"], f"{where}.image_b64"), id=str(inst_id), samples=n))
@@ -263,6 +271,22 @@ def parse_v1(body: Any, limits: InputLimits) -> list[ImageRef]:
             url = check_url(inst["image_url"], limits.url_allowlist, f"{where}.image_url")
             refs.append(ImageRef(f"{where}.image_url", url=url, id=str(inst_id), samples=n))
     return refs
+
+
+def check_id(value: Any, where: str) -> str:
+    """An `id` the answer echoes: a string of at most MAX_ID_CHARS characters that is valid
+    Unicode (a lone surrogate such as "\\ud800" cannot be written back as UTF-8 JSON)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadInput(f"{where}: expected a string, got {_type_name(value)}")
+    if len(value) > MAX_ID_CHARS:
+        raise BadInput(f"{where}: {len(value)} characters, above the limit of {MAX_ID_CHARS}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"{where}: not valid Unicode (a lone surrogate escape such as \\ud800)") from None
+    return value
 
 
 def check_samples(value: Any, where: str, limits: InputLimits) -> int:

@@ -53,6 +53,7 @@ from globe.serve.inputs import (
     BadInput,
     ImageRef,
     InputLimits,
+    check_id,
     excerpt,
     fetch_url,
     load_image,
@@ -216,6 +217,7 @@ class GlobeModel(kserve.Model):
     async def _decode(self, payload: Any, token: object) -> _Decoded:
         if isinstance(payload, InferRequest):
             check_requested_outputs(payload)  # before any image is decoded or the model runs
+            check_id(payload.id, "id")  # echoed in the answer: bounded, and writable as UTF-8
             refs, v2 = parse_v2(payload, self.limits), payload
         elif isinstance(payload, (bytes, bytearray)):  # KServe passes non-JSON content types through raw
             refs, v2 = self._raw_body(bytes(payload)), None

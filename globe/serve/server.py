@@ -8,7 +8,12 @@ not instead of it (every limit is in docs/serve.md, "Limits and security"):
   config's host and starts its own `GuardedGRPCServer` on the same host.
 - **A request guard** (`RequestGuard`, pure ASGI middleware on KServe's FastAPI app):
   * every request carries an `x-request-id` (the client's, if it is a short token, else a new
-    one), echoed in the response and used in the server's log lines;
+    one), echoed in the response and used in the server's log lines; an unexpected exception is
+    answered here with a 500 that has it (Starlette's own last-resort handler runs outside every
+    middleware), and so are uvicorn's 503 beyond the connection cap and the header-timeout 408;
+  * KServe's V2 repository API (`/v2/repository/…`: load and unload a model, unauthenticated in
+    0.21) answers 404 unless `serve.model_management` is on, and then 401 without the bearer
+    token from `$serve.management_token_env` (gRPC: UNIMPLEMENTED / UNAUTHENTICATED);
   * bodies above `serve.max_body_bytes` get HTTP 413 before any parsing (uvicorn has no body
     limit), and the whole body must arrive within `serve.body_timeout_s` (else 408);
   * V2 requests using the binary-data extension (`Inference-Header-Content-Length`) are rewritten
@@ -46,38 +51,77 @@ import json
 import logging
 import re
 import struct
+import time
 import uuid
+import warnings
 from typing import Any
 
 import orjson
 from kserve import ModelServer
 from kserve.protocol.grpc.server import GRPCServer
-from kserve.protocol.infer_type import deserialize_bytes_tensor
 
 from globe.redact import install_log_redaction, short
 from globe.serve.model import GlobeModel
 
 BINARY_HEADER = b"inference-header-content-length"
 REQUEST_ID = b"x-request-id"
+OFF_LOOP_BYTES = 256 * 1024  # request bodies above this are parsed and converted on a worker thread
+MAX_JSON_VALUES = 20_000  # values in one large JSON body (see count_json_values)
+MAX_V2_INPUTS = 16  # this model takes one input; a few stray ones still get their own 400 by name
+MAX_OTHER_ELEMENTS = 65_536  # elements of a V2 input other than `image` (which is refused anyway, by name)
 DRAIN_FACTOR = 4  # read (and drop) up to this multiple of the limit so the client sees the 413
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
 log = logging.getLogger("globe.serve")
 
 
-class RequestGuard:
-    """ASGI middleware: request ids, body limit and deadline, V2 binary -> JSON (see module docstring)."""
+_PROBE = re.compile(r"^/$|^/metrics$|^/v2/health/|^/v2/models/[^/]+/ready$|^/v1/models/[^/:]+$")  # logged at DEBUG
+_MANAGEMENT = re.compile(r"^/+v2/+repository(?:/|$)", re.IGNORECASE)  # KServe's V2 model repository API (load/unload)
 
-    def __init__(self, app: Any, max_body_bytes: int, body_timeout_s: float = 30.0):
+
+class RequestGuard:
+    """ASGI middleware: request ids, the model-management gate, body limit and deadline, V2 binary
+    -> JSON, and a 500 with the request id for anything unexpected (see module docstring)."""
+
+    def __init__(self, app: Any, max_body_bytes: int, body_timeout_s: float = 30.0, management_token: str | None = None,
+                 max_instances: int = 64):  # fmt: skip
         self.app = app
+        self.max_instances = max_instances
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
+        self.management_token = management_token  # None: the repository API is off
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         scope, request_id = _with_request_id(scope)
-        send = _echo_request_id(send, request_id)
+        send, status, began = _echo_request_id(send, request_id), [0], time.perf_counter()
+
+        async def tracked(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self._guarded(scope, receive, tracked, request_id)
+        except Exception as exc:  # Starlette's last-resort handler sits outside this middleware: answer here
+            log.error("request %s: %s %s -> 500 (unexpected)", request_id, scope["method"], scope["path"][:200], exc_info=exc)
+            if not status[0]:
+                await _json_error(send, 500, f"internal server error (request id {request_id})")
+            return
+        if 0 < status[0] < 400:  # errors are logged where they are decided: 4xx WARNING, 5xx ERROR with the traceback
+            level = logging.DEBUG if _PROBE.match(scope["path"]) else logging.INFO
+            log.log(level, "request %s: %s %s -> %d in %.3f s", request_id, scope["method"], scope["path"][:200], status[0],
+                    time.perf_counter() - began)  # fmt: skip
+
+    async def _guarded(self, scope: dict, receive: Any, send: Any, request_id: str) -> None:
+        if _MANAGEMENT.match(scope["path"]) and not self._may_manage(scope, request_id):
+            if self.management_token is None:
+                await _json_error(send, 404, "model management is off on this server (serve.model_management)")
+            else:
+                await _json_error(send, 401, "model management needs 'Authorization: Bearer <token>' (serve.management_token_env)",
+                                  extra=[(b"www-authenticate", b"Bearer")])  # fmt: skip
+            return
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             await self.app(scope, receive, send)
             return
@@ -113,14 +157,113 @@ class RequestGuard:
             log.warning("request %s: 413 body above serve.max_body_bytes", request_id)
             await _json_error(send, 413, f"request body is larger than the limit of {self.max_body_bytes} bytes (serve.max_body_bytes)")
             return
-        if BINARY_HEADER in headers and scope["path"].endswith("/infer"):
-            try:
-                body, scope = _binary_v2_to_json(bytes(body), headers[BINARY_HEADER], scope)
-            except ValueError as exc:
-                log.warning("request %s: 400 %s", request_id, short(str(exc)))
-                await _json_error(send, 400, str(exc))
-                return
+        large = len(body) > OFF_LOOP_BYTES  # parsed on a worker thread, and refused there when its shape is hopeless
+        try:
+            if BINARY_HEADER in headers and scope["path"].endswith("/infer"):
+                convert = _binary_v2_to_json
+                if large:
+                    body, scope = await asyncio.to_thread(convert, bytes(body), headers[BINARY_HEADER], scope, self.max_instances)
+                else:
+                    body, scope = convert(bytes(body), headers[BINARY_HEADER], scope, self.max_instances)
+            elif large and scope["path"].endswith(("/infer", ":predict")) and body.lstrip()[:1] == b"{":
+                count_json_values(body, self.max_instances)  # bytes.count: milliseconds, before any parse
+                await asyncio.to_thread(precheck_json, bytes(body), self.max_instances)
+        except ValueError as exc:
+            log.warning("request %s: %s %s -> 400 %s", request_id, scope["method"], scope["path"][:200], short(str(exc)))
+            await _json_error(send, 400, str(exc))
+            return
         await self.app(scope, _replay(bytes(body), receive), send)
+
+    def _may_manage(self, scope: dict, request_id: str) -> bool:
+        if self.management_token is None:
+            log.warning("request %s: %s %s -> 404 model management is off", request_id, scope["method"], scope["path"][:200])
+            return False
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if bearer_matches(given, self.management_token):
+            log.warning("request %s: %s %s: model management by token", request_id, scope["method"], scope["path"][:200])
+            return True
+        log.warning("request %s: %s %s -> 401 no valid management token", request_id, scope["method"], scope["path"][:200])
+        return False
+
+
+def bearer_matches(header: bytes | str, token: str) -> bool:
+    """`Authorization: Bearer <token>` with exactly `token`, compared in constant time."""
+    import hmac
+
+    raw = header.encode("latin-1", "replace") if isinstance(header, str) else header
+    scheme, _, given = raw.strip().partition(b" ")
+    return scheme.lower() == b"bearer" and bool(token) and hmac.compare_digest(given.strip(), token.encode())
+
+
+def management_token(cfg: Any) -> str | None:
+    """The bearer token model management needs, or None when it is off (the default).
+
+    On (`serve.model_management: true`) it is read from the environment variable
+    `serve.management_token_env`; an empty or missing token is a start-up error, never "open"."""
+    import os
+
+    if not cfg.model_management:
+        return None
+    token = os.environ.get(cfg.management_token_env, "").strip()
+    if len(token) < 16:
+        raise ValueError(f"serve.model_management is on but ${cfg.management_token_env} does not hold a token of "
+                         "at least 16 characters; set it, or turn model management off")  # fmt: skip
+    return token
+
+
+def count_json_values(body: bytes | bytearray, max_instances: int) -> None:
+    """ValueError when a JSON body holds more than MAX_JSON_VALUES values (counted by their
+    separators: commas, brackets and braces, which base64 never contains). A valid request is a
+    few dozen values plus up to `max_instances` base64 strings; parsing 280k tiny V2 inputs holds
+    the GIL for about a second even on a worker thread, so such a body is refused unparsed."""
+    values = body.count(b",") + body.count(b"[") + body.count(b"{")
+    if values > MAX_JSON_VALUES:
+        raise ValueError(f"request body holds about {values} JSON values, above the limit of {MAX_JSON_VALUES}; this model takes "
+                         f"at most {max_instances} images, as V1 instances or one V2 BYTES input 'image'")  # fmt: skip
+
+
+def precheck_json(body: bytes, max_instances: int) -> None:
+    """ValueError (a 400) for a large V1/V2 JSON body whose shape no valid request has: more V1
+    instances or V2 images than `max_instances`, more than MAX_V2_INPUTS V2 inputs, or another
+    input of more than MAX_OTHER_ELEMENTS elements. Run on a worker thread, before KServe builds a
+    Python object per input on the event loop (350k tiny inputs blocked it for 5.8 s). Bodies that
+    do not parse, or pass, go on to KServe and the input checks as before."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(doc, dict):
+        return
+    instances = doc.get("instances")
+    if isinstance(instances, list) and len(instances) > max_instances:
+        raise ValueError(f"instances: {len(instances)} images in one request, above the limit of {max_instances}")
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list):
+        return
+    if len(inputs) > MAX_V2_INPUTS:
+        raise ValueError(f"inputs: {len(inputs)} inputs; this model takes one BYTES input 'image'")
+    for inp in inputs:
+        if not isinstance(inp, dict):
+            continue
+        name = str(inp.get("name"))[:40]
+        limit = max_instances if name == "image" else MAX_OTHER_ELEMENTS
+        n = _count_elements(inp.get("data"), limit)
+        if n > limit:
+            if name == "image":
+                raise ValueError(f"inputs['image'].data: more than {max_instances} images in one request, above the limit of {max_instances}")
+            raise ValueError(f"inputs[{name!r}]: more than {MAX_OTHER_ELEMENTS} elements; this model takes one BYTES input 'image'")
+
+
+def _count_elements(data: Any, stop_after: int) -> int:
+    """Leaves of a nested list, counted up to just past `stop_after`."""
+    count, stack = 0, [data]
+    while stack and count <= stop_after:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        else:
+            count += 1
+    return count
 
 
 def _with_request_id(scope: dict) -> tuple[dict, str]:
@@ -154,7 +297,25 @@ def _replay(body: bytes, receive: Any):
     return replay
 
 
-def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tuple[bytearray, dict]:
+def _bytes_elements(raw: bytes, name: str, limit: int) -> list[bytes]:
+    """The elements of a binary BYTES tensor (each a 4-byte little-endian length, then the bytes),
+    read only up to `limit` of them: a tensor of millions of tiny elements is refused unread."""
+    out, offset = [], 0
+    while offset < len(raw):
+        if len(out) >= limit:
+            raise ValueError(f"input {name!r}: more than {limit} BYTES elements in one request, above the limit of {limit}")
+        if offset + 4 > len(raw):
+            raise ValueError(f"input {name!r}: malformed BYTES tensor (4-byte length prefixes expected)")
+        (size,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + size > len(raw):
+            raise ValueError(f"input {name!r}: malformed BYTES tensor (4-byte length prefixes expected)")
+        out.append(raw[offset : offset + size])
+        offset += size
+    return out
+
+
+def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict, max_instances: int = 64) -> tuple[bytearray, dict]:
     """Rewrite an OIP binary-extension request into plain JSON (BYTES as base64, numbers as numbers)."""
     import numpy as np
     from kserve.utils.numpy_codec import to_np_dtype
@@ -165,6 +326,8 @@ def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tupl
         raise ValueError("Inference-Header-Content-Length is not an integer") from None
     if not 0 < json_length <= len(body):
         raise ValueError(f"Inference-Header-Content-Length {json_length} does not fit a body of {len(body)} bytes")
+    if json_length > OFF_LOOP_BYTES:
+        count_json_values(body[:json_length], max_instances)
     try:
         header = orjson.loads(body[:json_length])
     except orjson.JSONDecodeError as exc:
@@ -188,10 +351,7 @@ def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tupl
         raw = body[offset : offset + size]
         offset += size
         if datatype == "BYTES":
-            try:
-                elements = deserialize_bytes_tensor(raw)
-            except (struct.error, ValueError, IndexError):
-                raise ValueError(f"input {name!r}: malformed BYTES tensor (4-byte length prefixes expected)") from None
+            elements = _bytes_elements(raw, name, max_instances if name == "image" else MAX_OTHER_ELEMENTS)
             inp["data"] = [base64.b64encode(e).decode("ascii") for e in elements]
             continue
         dtype = to_np_dtype(datatype)
@@ -200,6 +360,8 @@ def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tupl
         itemsize = np.dtype(dtype).itemsize
         if size % itemsize:
             raise ValueError(f"input {name!r}: {size} bytes is not a whole number of {datatype} elements ({itemsize} bytes each)")
+        if size // itemsize > MAX_OTHER_ELEMENTS:  # never turned into a Python list: refused by name below anyway
+            raise ValueError(f"input {name!r}: {size // itemsize} {datatype} elements; this model takes one BYTES input 'image'")
         inp["data"] = np.frombuffer(raw, dtype=dtype).tolist()  # the shape is checked with the other inputs
     if offset != len(body):
         raise ValueError(f"binary inference request: {len(body) - offset} bytes after the last binary input")
@@ -209,13 +371,14 @@ def _binary_v2_to_json(body: bytes, json_length_raw: bytes, scope: dict) -> tupl
     return new_body, {**scope, "headers": new_headers}
 
 
-async def _json_error(send: Any, status: int, message: str) -> None:
+async def _json_error(send: Any, status: int, message: str, extra: list | None = None) -> None:
     payload = json.dumps({"error": message}).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")],
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close"),
+                        *(extra or [])],
         }
     )
     await send({"type": "http.response.body", "body": payload})
@@ -224,15 +387,38 @@ async def _json_error(send: Any, status: int, message: str) -> None:
 # ----------------------------------------------------------------------------- connections
 
 
-def guarded_protocol(header_timeout_s: float) -> type:
-    """uvicorn's HTTP protocol class, plus: request headers must arrive within `header_timeout_s`."""
+def guarded_protocol(header_timeout_s: float, write_timeout_s: float = 30.0) -> type:
+    """uvicorn's HTTP protocol class, plus: request headers must arrive within `header_timeout_s`,
+    and a client that stops reading (the send buffer stays above its high-water mark) for
+    `write_timeout_s` is disconnected, which frees the response it was holding."""
     from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
     body = json.dumps({"error": f"request headers not received within {header_timeout_s:g} s (serve.header_timeout_s)"}).encode()
-    reply = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    reply = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n"
+             b"x-request-id: %%s\r\n\r\n%s") % (len(body), body)  # fmt: skip
+    _answer_overload_with_request_ids()
 
     class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
+        _write_timer: asyncio.TimerHandle | None = None
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(write_timeout_s, self._write_timed_out)
+
+        def resume_writing(self) -> None:
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            super().resume_writing()
+
+        def _write_timed_out(self) -> None:
+            self._write_timer = None
+            if not self.transport.is_closing():
+                log.warning("connection %s: the client has not read its response for %g s (serve.write_timeout_s); closed",
+                            self.client, write_timeout_s)  # fmt: skip
+                self.transport.abort()  # drops the unsent bytes at once
 
         def connection_made(self, transport):  # noqa: ANN001
             super().connection_made(transport)
@@ -245,9 +431,10 @@ def guarded_protocol(header_timeout_s: float) -> type:
             super().data_received(data)
 
         def connection_lost(self, exc):  # noqa: ANN001
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            for timer in (self._header_timer, self._write_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._header_timer = self._write_timer = None
             super().connection_lost(exc)
 
         def _arm(self) -> None:
@@ -261,19 +448,34 @@ def guarded_protocol(header_timeout_s: float) -> type:
             idle = armed is None or armed.response_complete
             if self.cycle is armed and idle and not self.transport.is_closing():
                 log.warning("connection %s: request headers not received within %g s; closed", self.client, header_timeout_s)
-                self.transport.write(reply)
+                self.transport.write(reply % uuid.uuid4().hex[:16].encode())
                 self.transport.close()
 
     return GuardedHTTPProtocol
+
+
+async def _service_unavailable(scope: dict, receive: Any, send: Any) -> None:
+    """uvicorn's 503 beyond `limit_concurrency` (it bypasses every middleware), with a request id."""
+    _, request_id = _with_request_id(scope)
+    await _json_error(_echo_request_id(send, request_id), 503, "too many open connections (serve.max_connections); retry later")
+
+
+def _answer_overload_with_request_ids() -> None:
+    from uvicorn.protocols.http import h11_impl, httptools_impl
+
+    for module in (h11_impl, httptools_impl):
+        module.service_unavailable = _service_unavailable  # looked up at call time by the protocol
 
 
 class GuardedGRPCServer(GRPCServer):
     """KServe's gRPC server bound to `host`, with the REST limits (see the module docstring)."""
 
     def __init__(self, host: str, port: int, data_plane: Any, model_repository_extension: Any, *, max_message_bytes: int,
-                 max_calls: int, handshake_timeout_s: float, grace_period: int = 30):  # fmt: skip
+                 max_calls: int, handshake_timeout_s: float, grace_period: int = 30,
+                 management_token: str | None = None):  # fmt: skip
         super().__init__(port, data_plane, model_repository_extension, kwargs={}, grace_period=grace_period)
         self._host = host
+        self._management_token = management_token
         self._options = [
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max(max_message_bytes, 4 * 1024 * 1024)),
@@ -288,7 +490,7 @@ class GuardedGRPCServer(GRPCServer):
         from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc
         from kserve.protocol.grpc.servicer import InferenceServicer
 
-        servicer = InferenceServicer(self._data_plane, self._model_repository_extension)
+        servicer = _guarded_servicer(InferenceServicer, self._management_token)(self._data_plane, self._model_repository_extension)
         self._server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=(_grpc_error_interceptor(),),
@@ -304,9 +506,37 @@ class GuardedGRPCServer(GRPCServer):
         await self._server.wait_for_termination()
 
 
+def _guarded_servicer(base: type, token: str | None) -> type:
+    """KServe's servicer with RepositoryModelLoad/Unload off (UNIMPLEMENTED), or behind the bearer
+    token in the call's `authorization` metadata (UNAUTHENTICATED without it), as over REST."""
+    from grpc import StatusCode
+
+    class GuardedServicer(base):  # type: ignore[misc, valid-type]
+        async def _check(self, context: Any, what: str) -> None:
+            if token is None:
+                log.warning("grpc %s: UNIMPLEMENTED model management is off", what)
+                await context.abort(StatusCode.UNIMPLEMENTED, "model management is off on this server (serve.model_management)")
+            given = dict(context.invocation_metadata() or ()).get("authorization", "")
+            if not bearer_matches(given, token):
+                log.warning("grpc %s: UNAUTHENTICATED no valid management token", what)
+                await context.abort(StatusCode.UNAUTHENTICATED, "model management needs 'authorization: Bearer <token>' metadata")
+            log.warning("grpc %s: model management by token", what)
+
+        async def RepositoryModelLoad(self, request, context):  # noqa: ANN001, N802
+            await self._check(context, "RepositoryModelLoad")
+            return await super().RepositoryModelLoad(request, context)
+
+        async def RepositoryModelUnload(self, request, context):  # noqa: ANN001, N802
+            await self._check(context, "RepositoryModelUnload")
+            return await super().RepositoryModelUnload(request, context)
+
+    return GuardedServicer
+
+
 def _grpc_error_interceptor():
     """KServe's exception-to-status interceptor with the REST answers: 4xx one line, 5xx a traceback."""
     from grpc import StatusCode
+    from grpc.aio import AbortError
     from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
 
@@ -314,6 +544,8 @@ def _grpc_error_interceptor():
 
     class GlobeGRPCErrors(ExceptionToStatusInterceptor):
         async def handle_exception(self, ex: Exception, request_or_iterator: Any, context: Any, method_name: str):
+            if isinstance(ex, AbortError):  # a deliberate context.abort (model management): already logged and answered
+                raise ex
             if isinstance(ex, InvalidInput):
                 code = StatusCode.RESOURCE_EXHAUSTED if isinstance(ex, TooLarge) else StatusCode.INVALID_ARGUMENT
                 log.warning("grpc %s: %s %s", method_name, code.name, short(str(ex)))
@@ -398,6 +630,7 @@ class GlobeModelServer(ModelServer):
         super().__init__(enable_grpc=False, **kwargs)  # KServe's own gRPC server would bind [::] unguarded
         self.host = host
         self.cfg = cfg
+        self.management_token = management_token(cfg)
         self.grpc_requested = enable_grpc
         _log_like_kserve("globe")
         install_log_redaction("kserve", "kserve.trace", "uvicorn", "uvicorn.error", "uvicorn.access", "globe")
@@ -407,7 +640,8 @@ class GlobeModelServer(ModelServer):
         if rest is None or not hasattr(rest, "config") or not hasattr(rest, "_add_exception_handlers"):
             raise RuntimeError("kserve internals changed: cannot guard the REST server (see globe/serve/server.py)")
         rest.config.host = self.host
-        rest.config.http = guarded_protocol(self.cfg.header_timeout_s)
+        quiet_request_logs()
+        rest.config.http = guarded_protocol(self.cfg.header_timeout_s, self.cfg.write_timeout_s)
         rest.config.limit_concurrency = self.cfg.max_connections
         kserve_handlers = rest._add_exception_handlers
 
@@ -421,9 +655,19 @@ class GlobeModelServer(ModelServer):
                 self.host, self.grpc_port, self.dataplane, self.model_repository_extension,
                 max_message_bytes=self.cfg.max_body_bytes, max_calls=self.cfg.max_connections,
                 handshake_timeout_s=self.cfg.header_timeout_s, grace_period=self.grace_period,
+                management_token=self.management_token,
             )  # fmt: skip
             self.servers.append(self._grpc_server.start(self.max_threads))
         await super()._serve()
+
+
+def quiet_request_logs() -> None:
+    """One line per request (RequestGuard's, at INFO) instead of uvicorn's access line, KServe's two
+    `kserve.trace` timing lines and latency line, and FastAPI's ORJSONResponse deprecation warning
+    (printed with two lines of source on every request by KServe 0.21 on FastAPI 0.12x)."""
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"ORJSONResponse is deprecated")
 
 
 def _log_like_kserve(name: str) -> None:
@@ -436,6 +680,20 @@ def _log_like_kserve(name: str) -> None:
             ours.addHandler(handler)
         ours.setLevel(logging.INFO)
         ours.propagate = False
+
+
+def check_port_free(host: str, port: int, what: str = "") -> None:
+    """ValueError (one line, exit 2 from the CLI) when `host:port` cannot be bound, before the
+    model is loaded: finding out after minutes of loading weights helps no one."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is not "in use"
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ValueError(f"cannot listen on {what}{host}:{port}: {exc.strerror or exc}") from None
 
 
 def run_server(
@@ -452,7 +710,12 @@ def run_server(
     from kserve.model_server import app
 
     cfg = model.cfg
-    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s)
+    token = management_token(cfg)  # before the model loads: a missing token is a start-up error
+    check_port_free(host, http_port)
+    if enable_grpc:
+        check_port_free(host, grpc_port, "gRPC ")
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s,
+                       management_token=token, max_instances=cfg.max_instances)  # fmt: skip
     app.add_api_route(f"/v1/models/{model.name}/decoding", model.decoding, methods=["GET"])  # see GlobeModel.decoding
     model.load()
     server = GlobeModelServer(host=host, cfg=cfg, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc, workers=1, **server_kwargs)
