@@ -113,14 +113,13 @@ def deepspeed_on_cpu(plan: TrainPlan) -> Iterator[None]:
     try:
         yield
     finally:
+        # The state and the process group stay (the trainer's summary and metrics still ask it which
+        # rank this is); the next run's TrainingArguments, or this function, resets the state.
         if accelerator_config:
             plan.args["accelerator_config"] = accelerator_config
         else:
             plan.args.pop("accelerator_config")
-        if standalone:  # an in-process run (tests, ablate's workers): leave no process group behind
-            if torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
-            AcceleratorState._reset_state(reset_partial_state=True)
+        if standalone:
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)
@@ -136,16 +135,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def last_complete_checkpoint(out: str | Path) -> str | None:
+    """The newest `checkpoint-N` in OUT that was written to the end (it has `trainer_state.json`,
+    which the Trainer writes last, after every rank's model and optimizer shards), or None.
+
+    transformers' `get_last_checkpoint` takes the highest N, even one a killed rank left half-written
+    (DeepSpeed shards missing): resuming from it would fail; the one before it is intact.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    found = []
+    for path in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), path))
+    for step, path in sorted(found, reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        log.warning("skipping %s: incomplete (no trainer_state.json; a rank died while saving it)", path)
+    return None
+
+
 def resume_checkpoint(out: Path, resume: bool) -> str | None:
     """The checkpoint to resume from, or None; refuses to overwrite checkpoints without --resume."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if last and not resume:
+    any_checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if any_checkpoint and not resume:
         raise TrainConfigError(
-            f"{out} already holds training checkpoints ({Path(last).name}); pass --resume to continue, "
+            f"{out} already holds training checkpoints ({Path(any_checkpoint).name}); pass --resume to continue, "
             "or choose another --out"
         )
+    last = last_complete_checkpoint(out) if resume else None
     if resume and not last:
         log.warning("--resume: no checkpoint in %s, starting from scratch", out)
     return last
@@ -195,12 +219,29 @@ def load_model(path: str, bf16: bool = False, freeze_vision: bool = False):
             "(for Qwen2.5-VL, torchvision must be installed)"
         )
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    _keep_original_key_names(model)
     if freeze_vision:
         tower = next((t for name in VISION_TOWERS for t in _find(model, name)), None)
         if tower is None:
             raise TrainConfigError(f"{path}: freeze_vision is on but no vision tower ({', '.join(VISION_TOWERS)})")
         tower.requires_grad_(False)
     return model, processor
+
+
+def _keep_original_key_names(model) -> None:
+    """Make a ZeRO-3-loaded model save under the checkpoint's original key names, as any other does.
+
+    transformers 5.23 loads weights into a ZeRO-3-partitioned model through
+    `_load_state_dict_into_zero3_model`, which keeps the *whole* conversion mapping on the model
+    (legacy renamings included) where the ordinary path keeps only the renamings it used; reverting
+    all of them on save turns Qwen2.5-VL's `model.layers.*` into `model.model.layers.*`. Such a file
+    still loads through the Auto classes, but not in vLLM. Without a kept mapping, `save_pretrained`
+    reverts the model's default one (no legacy renamings), which gives the original names.
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        model.__dict__.pop("_weight_conversions", None)
 
 
 def _find(model, name: str):
