@@ -116,6 +116,10 @@ def test_zero3_grpo_on_two_processes_with_a_local_judge_on_every_rank(world):
     summary = metrics(out)["summary"]
     assert summary["world_size"] == 2 and summary["global_step"] == 2
     assert (out / "checkpoint-2" / "global_step2").is_dir()
+    # each rank scored its own 16 completions a step; the counts in metrics.json are over both ranks
+    failures, completions = summary["reward_failures"], 2 * 2 * 16
+    assert failures["accuracy"]["calls"] == failures["localizability"]["calls"] == completions
+    assert failures["localizability"]["judge_calls"] == completions and failures["localizability"]["failure_share"] == 0
     assert_clean_checkpoint(out, world.model)
 
 
@@ -202,6 +206,7 @@ def test_two_node_grpo_from_the_trainjob_fails_fast_when_a_rank_dies_and_resumes
         took = time.monotonic() - killed
     finally:
         _stop(procs)
+    print(f"rank 1 killed: nodes exited {codes}, {took:.1f} s later")  # docs/train.md quotes it (pytest -s)
     assert all(c not in (None, 0) for c in codes), (codes, [log.read_text()[-3000:] for log in logs])
     assert took < FAIL_WITHIN_S
     failed = logs[1].read_text()
