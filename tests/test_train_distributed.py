@@ -213,6 +213,7 @@ def test_two_node_grpo_from_the_trainjob_fails_fast_when_a_rank_dies_and_resumes
     assert "rank      : 1 (local_rank: 0)" in failed and "Signal 9 (SIGKILL)" in failed, failed[-3000:]
 
     # the same rendered command again (it carries --resume): it continues from the last complete checkpoint
+    logs = [tmp_path / f"node{r}-relaunch.log" for r in (0, 1)]
     procs = [_start(n, log) for n, log in zip(nodes, logs)]
     try:
         codes = _wait(procs, 300)
