@@ -295,8 +295,16 @@ class TrainGroup(Group):
     max_steps: int = Field(-1, description="> 0 overrides epochs")
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
-    num_processes: int = Field(
-        1, ge=1, description="world size this config is planned for (GPUs x nodes); --dry-run validates against it"
+    num_processes: int | None = Field(
+        None, ge=1,
+        description="the world size (GPUs x nodes) this config is planned for: --dry-run validates against it, and a "
+        "run whose launch (WORLD_SIZE) differs stops before loading weights; None = whatever the launch gives",
+    )
+    dist_timeout_s: int = Field(
+        900, ge=10,
+        description="timeout of the process group's collectives (gloo/NCCL, DeepSpeed's too): a rank that died or "
+        "hangs makes the others fail after at most this, instead of transformers' 30 minutes (on GPUs rank 0 writing "
+        "a 7B checkpoint keeps the others waiting for minutes, so not much less)",
     )
     warmup_steps: float = Field(0.0, ge=0, description="steps, or a share of all steps when < 1")
     lr_scheduler_type: str = "linear"

@@ -22,6 +22,8 @@ from globe.k8s.trainjob import (
     TrainJobRequest,
     TrainJobTimeout,
     launch_trainjob,
+    node_launch,
+    render_trainjob,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +133,16 @@ async def test_launch_creates_a_valid_trainjob_and_returns_on_complete(kmock, sh
     assert {"name": "dshm", "mountPath": "/dev/shm"} in node["volumeMounts"]
     secret_ref = {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": "globe-s3", "key": "AWS_SECRET_ACCESS_KEY"}}}
     assert node["env"] == [secret_ref]
+    # rendered offline (what tests/test_train_distributed.py runs on loopback), it is the job that was created
+    runtime = yaml.safe_load((ROOT / "manifests/base/training-runtime.yaml").read_text())
+    rendered = render_trainjob(REQUEST, runtime, namespace=NAMESPACE)
+    assert rendered["spec"] == job["spec"] and rendered["metadata"]["name"] == "grpo-test"
+    node1 = node_launch(rendered, runtime, 1)
+    assert node1.argv == ["torchrun", "--no-python", "globe", "train", "grpo", *REQUEST.args]
+    assert {k: v for k, v in node1.env.items() if k.startswith("PET_")} == {
+        "PET_NNODES": "2", "PET_NPROC_PER_NODE": "auto", "PET_NODE_RANK": "1",  # auto: one process per GPU
+        "PET_MASTER_ADDR": "grpo-test-node-0-0.grpo-test", "PET_MASTER_PORT": "29400"}
+    assert node1.env["GLOBE_RUN"] == "grpo-1" and "AWS_SECRET_ACCESS_KEY" not in node1.env
 
 
 @pytest.mark.asyncio

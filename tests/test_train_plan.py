@@ -91,7 +91,8 @@ def test_zero_offload_and_lora_consistency(tmp_path):
 
 def test_deepspeed_cpu_and_vllm_settings_are_checked():
     errors = problems(plan_for("grpo", "grpo.use_cpu=true", reward_model="rm"))
-    assert any("use_cpu is true" in e for e in errors) and any("vLLM rollouts are GPU-only" in e for e in errors)
+    assert any("bf16 with use_cpu and DeepSpeed" in e for e in errors), errors
+    assert any("vLLM rollouts are GPU-only" in e for e in errors), errors
     errors = problems(plan_for("grpo", "grpo.vllm_mode=server", reward_model="rm"))
     assert any("vllm_server_base_url" in e for e in errors), errors
     errors = problems(plan_for("grpo", "grpo.vllm_tensor_parallel_size=3", "grpo.vllm_max_model_length=512",
@@ -110,6 +111,30 @@ def test_typos_and_a_missing_judge_are_errors_not_silence():
         plan_for("sft", "sft.deepspeed=zero9")
     errors = problems(plan_for("sft", "sft.model=null", preset=None))
     assert errors == ["no model: pass --model DIR or set sft.model"]
+
+
+def test_tiny_cpu_deepspeed_means_deepspeeds_cpu_accelerator():
+    """use_cpu + deepspeed: the trainer gets use_cpu=False (the only way transformers hands a model to
+    DeepSpeed) and the run sets up DeepSpeed's CPU accelerator with gloo (globe.train.run.deepspeed_on_cpu)."""
+    plan = plan_for("sft", "sft.deepspeed=zero3", preset="tiny-cpu", model="tiny", world_size=2)
+    assert not problems(plan) and plan.deepspeed_cpu and plan.args["use_cpu"] is False
+    doc = dry_run(plan_for("grpo", "grpo.deepspeed=zero3", "rewards.weights.localizability=0", preset="tiny-cpu", model="t"))
+    assert doc["deepspeed_accelerator"] == "cpu" and doc["deepspeed"]["zero_optimization"]["stage"] == 3
+    assert doc["trainer"]["args"]["ddp_timeout"] == load_params(PARAMS, preset="tiny-cpu").grpo.dist_timeout_s
+    assert dry_run(plan_for("grpo", reward_model="rm"))["deepspeed_accelerator"] == "gpu"
+
+
+def test_the_world_size_comes_from_the_launch_and_a_disagreeing_plan_is_an_error():
+    # no num_processes: the plan follows the launch (trainers pass WORLD_SIZE)
+    plan = plan_for("grpo", "rewards.weights.localizability=0", preset="tiny-cpu", model="t", world_size=2)
+    assert plan.world_size == 2 and not problems(plan)
+    assert dry_run(plan)["derived"]["generation_batch_size"] == 2 * plan.args["per_device_train_batch_size"]
+    # the 8-GPU preset is planned for 8: a launch of 16 stops before anything loads, with the fix
+    errors = problems(plan_for("grpo", reward_model="rm", world_size=16))
+    assert any("this launch has 16 process(es) (WORLD_SIZE) but grpo.num_processes is 8" in e
+               and "grpo.num_processes=16" in e for e in errors), errors
+    assert not problems(plan_for("grpo", "grpo.num_processes=16", reward_model="rm", world_size=16))
+    assert plan_for("sft", preset="tiny-cpu", model="t").world_size == 1  # a dry run without a plan: 1
 
 
 def test_tiny_cpu_preset_plans_a_single_cpu_process():

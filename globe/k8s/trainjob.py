@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from globe.k8s.client import api_client
@@ -177,6 +178,131 @@ def build_options(req: TrainJobRequest) -> list[Any]:
     return options
 
 
+def sdk_trainer(req: TrainJobRequest) -> Any:
+    """The SDK's CustomTrainerContainer for the request (what `train(trainer=...)` receives)."""
+    from kubeflow.trainer import CustomTrainerContainer
+
+    return CustomTrainerContainer(
+        image=req.image,
+        num_nodes=req.num_nodes,
+        resources_per_node=req.resources_per_node() or None,
+        env=dict(req.env) or None,
+    )
+
+
+class _OfflineCustomObjects:
+    """Stands in for kubernetes' CustomObjectsApi inside the SDK: answers the runtime lookup with a
+    given TrainingRuntime manifest and records the TrainJob the SDK would create."""
+
+    def __init__(self, runtime: dict[str, Any]):
+        self.runtime, self.created = runtime, None
+
+    def get_namespaced_custom_object(self, *args: Any, async_req: bool = False, **kwargs: Any):
+        runtime = self.runtime
+        return SimpleNamespace(get=lambda timeout=None: runtime) if async_req else runtime
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body, **kwargs: Any):
+        self.created = body
+        return body
+
+
+def render_trainjob(req: TrainJobRequest, runtime: dict[str, Any], namespace: str = "globe") -> dict[str, Any]:
+    """The TrainJob object `launch_trainjob` would create, without a cluster: the SDK's own
+    `TrainerClient.train` path (runtime lookup, options, spec), with the API calls answered offline.
+
+    `runtime` is the TrainingRuntime manifest (manifests/base/training-runtime.yaml). Tests run the
+    rendered job's command with `node_launch`, so what was tested is what the cluster gets.
+    """
+    from kubeflow.trainer.backends.kubernetes.backend import KubernetesBackend
+
+    backend = object.__new__(KubernetesBackend)  # no kube-config, no version check: nothing is contacted
+    backend.custom_api = _OfflineCustomObjects(runtime)
+    backend.core_api = None
+    backend.namespace = namespace
+    backend.train(runtime=req.runtime, trainer=sdk_trainer(req), options=build_options(req))
+    job = backend.custom_api.created
+    job.setdefault("metadata", {}).setdefault("namespace", namespace)
+    return job
+
+
+TRAINER_PORT = 29400  # Kubeflow Trainer's ContainerTrainerPort: PET_MASTER_PORT of torch runtimes
+
+
+@dataclass(frozen=True)
+class NodeLaunch:
+    """What one node's container runs: argv, environment (plain values) and working directory."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+
+
+def node_launch(
+    job: dict[str, Any],
+    runtime: dict[str, Any],
+    node_rank: int,
+    master_addr: str | None = None,
+    master_port: int = TRAINER_PORT,
+    mounts: dict[str, str] | None = None,
+) -> NodeLaunch:
+    """The command and environment Kubeflow Trainer v2's torch plugin gives node `node_rank` of `job`.
+
+    Mirrors the controller (pkg/runtime/framework/plugins/torch/torch.go, Trainer v2.x): the runtime
+    container's plain env, the TrainJob's `trainer.env`, then `PET_NNODES` (numNodes),
+    `PET_NPROC_PER_NODE` (numProcPerNode, default "auto": left "auto" when the node asks for a GPU
+    resource, so torchrun starts one process per GPU; otherwise the node's CPU limit, then request),
+    `PET_NODE_RANK` (the pod's completion index), `PET_MASTER_ADDR` (`<job>-node-0-0.<job>`, node 0's
+    pod behind the job's headless service) and `PET_MASTER_PORT` (29400). torchrun reads the `PET_*`
+    variables as its --nnodes/--nproc-per-node/--node-rank/--master-addr/--master-port.
+
+    `master_addr`/`master_port` replace the cluster DNS name and port (e.g. 127.0.0.1 and a free port),
+    and `mounts` maps container paths (the workspace) to local directories, in args, env and the
+    working directory: the two things a cluster provides that a local stand-in must.
+    Values from Secrets/ConfigMaps (valueFrom, envFrom) are not resolved here.
+    """
+    spec, trainer = job["spec"], job["spec"].get("trainer") or {}
+    name = job["metadata"]["name"]
+    container = _runtime_container(runtime)
+    env: dict[str, str] = {e["name"]: str(e["value"]) for e in container.get("env") or [] if "value" in e}
+    env.update({e["name"]: str(e["value"]) for e in trainer.get("env") or [] if "value" in e})
+    nproc = trainer.get("numProcPerNode") or ((runtime["spec"].get("mlPolicy") or {}).get("torch") or {}).get(
+        "numProcPerNode", "auto")
+    if str(nproc) == "auto":
+        resources = trainer.get("resourcesPerNode") or {}
+        for kind in ("limits", "requests"):
+            amounts = resources.get(kind) or {}
+            if amounts and not any("gpu" in r.lower() for r in amounts) and "cpu" in amounts:
+                nproc = max(1, int(float(str(amounts["cpu"]))))
+                break
+    env.update(
+        PET_NNODES=str(trainer.get("numNodes") or (runtime["spec"].get("mlPolicy") or {}).get("numNodes", 1)),
+        PET_NPROC_PER_NODE=str(nproc),
+        PET_NODE_RANK=str(node_rank),
+        PET_MASTER_ADDR=master_addr or f"{name}-{NODE_CONTAINER}-0-0.{name}",
+        PET_MASTER_PORT=str(master_port),
+    )
+    argv = list(trainer.get("command") or container.get("command") or []) + list(
+        trainer.get("args") if trainer.get("args") is not None else container.get("args") or [])
+    cwd = container.get("workingDir")
+
+    def local(value: str) -> str:
+        for inside, outside in (mounts or {}).items():
+            if value == inside or value.startswith(inside.rstrip("/") + "/"):
+                return outside.rstrip("/") + value[len(inside.rstrip("/")):]
+        return value
+
+    return NodeLaunch(argv=[local(a) for a in argv], env={k: local(v) for k, v in env.items()},
+                      cwd=local(cwd) if cwd else None)
+
+
+def _runtime_container(runtime: dict[str, Any]) -> dict[str, Any]:
+    for rjob in runtime["spec"]["template"]["spec"]["replicatedJobs"]:
+        for c in rjob["template"]["spec"]["template"]["spec"]["containers"]:
+            if c["name"] == NODE_CONTAINER:
+                return c
+    raise ValueError(f"the runtime has no {NODE_CONTAINER!r} container")
+
+
 def job_conditions(api: Any, namespace: str, name: str) -> list[dict[str, Any]]:
     """The TrainJob's status.conditions as plain dicts ([] when none yet)."""
     from kubernetes import client
@@ -202,7 +328,7 @@ def launch_trainjob(
     by default the in-cluster service account is used, then ~/.kube/config.
     """
     from kubeflow.common.types import KubernetesBackendConfig
-    from kubeflow.trainer import CustomTrainerContainer, TrainerClient
+    from kubeflow.trainer import TrainerClient
 
     if req.num_nodes < 1:
         raise ValueError(f"num_nodes must be >= 1, got {req.num_nodes}")
@@ -212,12 +338,7 @@ def launch_trainjob(
     trainer_client = TrainerClient(
         KubernetesBackendConfig(namespace=namespace, client_configuration=api.configuration)
     )
-    trainer = CustomTrainerContainer(
-        image=req.image,
-        num_nodes=req.num_nodes,
-        resources_per_node=req.resources_per_node() or None,
-        env=dict(req.env) or None,
-    )
+    trainer = sdk_trainer(req)
     started = time.monotonic()
     try:
         name = trainer_client.train(runtime=req.runtime, trainer=trainer, options=build_options(req))

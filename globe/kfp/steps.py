@@ -351,7 +351,7 @@ def grpo_trainjob(
     back into the step's model artifact. The pods run `globe train grpo` under torchrun, so this is the
     one step that writes a params.yaml: onto the PVC, for them.
     """
-    from globe.k8s.trainjob import GpuSettings, TrainJobRequest, launch_trainjob
+    from globe.k8s.trainjob import GpuSettings, launch_trainjob
 
     workspace = Path(os.environ.get("GLOBE_WORKSPACE", settings.WORKSPACE_PATH))
     root = workspace / "runs" / run_id / "grpo"
@@ -363,21 +363,12 @@ def grpo_trainjob(
         else:
             copy_tree(src, root / name)
             refs[name] = str(root / name)
-    root.mkdir(parents=True, exist_ok=True)
-    p = write_params({g: groups.get(g) or {} for g in settings.TRAINJOB_GROUPS}, root / "params.yaml")
-    request = TrainJobRequest(
-        image=image,
-        command=["torchrun", "--no-python", "globe", "train", "grpo"],
-        args=["--data", refs["data"], "--model", refs["model"], "--reward-model", refs["reward_model"],
-              "--out", str(root / "out"), "--params", str(p), "--resume"],
-        runtime=settings.TRAINING_RUNTIME,
-        num_nodes=num_nodes,
+    request = grpo_trainjob_request(
+        groups, root, refs, image=image, num_nodes=num_nodes,
         gpu=GpuSettings(gpus_per_node=gpus_per_node, resource_name=gpu_resource, node_selector=dict(node_selector),
                         tolerations=list(tolerations), shm_size=settings.SHM_SIZE),
         env={"GLOBE_WORKSPACE": str(workspace)},
         secret_env={env: (settings.S3_SECRET, key) for key, env in settings.S3_SECRET_ENV.items()},
-        workspace_pvc=settings.WORKSPACE_PVC,
-        workspace_path=settings.WORKSPACE_PATH,
         active_deadline_s=timeout_s,
         name="grpo-" + run_id.replace("-", "")[:12].lower(),
     )
@@ -386,6 +377,58 @@ def grpo_trainjob(
     metrics = Path(out) / "metrics.json"
     summary = json.loads(metrics.read_text()) if metrics.is_file() else {}
     return {"trainjob": outcome.name, "trainjob_seconds": round(outcome.seconds, 1), "num_nodes": num_nodes, **summary}
+
+
+def grpo_trainjob_request(
+    groups: Mapping[str, Any],
+    root: str | Path,
+    inputs: Mapping[str, str],
+    *,
+    image: str,
+    num_nodes: int,
+    gpu: Any,
+    cpu_per_node: str | None = None,
+    env: Mapping[str, str] | None = None,
+    secret_env: Mapping[str, tuple[str, str]] | None = None,
+    active_deadline_s: int | None = None,
+    name: str | None = None,
+):
+    """The GRPO TrainJob for inputs on the workspace PVC (`inputs`: data, model, reward_model) and
+    its params.yaml, written to ROOT: the pods run `torchrun --no-python globe train grpo` with it.
+
+    The world size is the launch's (nodes x processes per node); a `grpo.num_processes` in the groups
+    that disagrees with nodes x GPUs per node is refused here, before a GPU is asked for (the pods
+    would refuse it too, after scheduling).
+    """
+    from globe.k8s.trainjob import TrainJobRequest
+
+    grpo = dict(groups.get("grpo") or {})
+    planned = grpo.get("num_processes")
+    if planned and gpu.gpus_per_node and planned != num_nodes * gpu.gpus_per_node:
+        raise StepError(
+            f"grpo.num_processes is {planned} but the TrainJob launches {num_nodes} node(s) x {gpu.gpus_per_node} "
+            f"GPU(s) = {num_nodes * gpu.gpus_per_node} processes: the batch arithmetic was planned for {planned}; "
+            f"set grpo_num_nodes or grpo.num_processes to agree"
+        )
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    p = write_params({g: groups.get(g) or {} for g in settings.TRAINJOB_GROUPS}, root / "params.yaml")
+    return TrainJobRequest(
+        image=image,
+        command=["torchrun", "--no-python", "globe", "train", "grpo"],
+        args=["--data", inputs["data"], "--model", inputs["model"], "--reward-model", inputs["reward_model"],
+              "--out", str(root / "out"), "--params", str(p), "--resume"],
+        runtime=settings.TRAINING_RUNTIME,
+        num_nodes=num_nodes,
+        gpu=gpu,
+        cpu_per_node=cpu_per_node,
+        env=dict(env or {}),
+        secret_env=dict(secret_env or {}),
+        workspace_pvc=settings.WORKSPACE_PVC,
+        workspace_path=settings.WORKSPACE_PATH,
+        active_deadline_s=active_deadline_s,
+        name=name,
+    )
 
 
 def deploy(storage_uri: str, namespace: str, name: str, wait_ready_s: float) -> dict[str, Any]:

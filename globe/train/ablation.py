@@ -149,9 +149,10 @@ def _saved_args(out: Path) -> Any | None:
     """The TrainingArguments a run in `out` was trained with: the finished model's, else those of
     the checkpoint a resume would continue from."""
     import torch
-    from transformers.trainer_utils import get_last_checkpoint
 
-    last = out if done(out) else get_last_checkpoint(str(out))
+    from globe.train.run import last_complete_checkpoint
+
+    last = out if done(out) else last_complete_checkpoint(out)
     path = Path(last) / "training_args.bin" if last else None
     return torch.load(path, weights_only=False) if path is not None and path.is_file() else None  # our own file
 

@@ -131,15 +131,27 @@ class RewardMonitor(TrainerCallback):
             self._step_start = None
 
     def failure_summary(self) -> dict[str, dict[str, float]]:
-        """Per reward: completions scored, completions left unscored (None) and their share."""
-        out = {}
+        """Per reward: completions scored, completions left unscored (None) and their share.
+
+        Over all processes: each rank scores only its own completions, so the counters are summed
+        across ranks (every rank must call this, as every rank writes the summary) and the shares
+        are recomputed from the sums; one process's share would hide the other ranks' failures.
+        """
+        out: dict[str, dict[str, float]] = {}
         for name, calls in self.calls.items():
-            failed = self.failures.get(name, 0)
-            out[name] = {"calls": calls, "failures": failed, "failure_share": failed / calls if calls else 0.0}
+            out[name] = {"calls": calls, "failures": self.failures.get(name, 0)}
         for reward in self._rewards:  # the judge's own counters (calls that errored inside the engine)
             metrics = getattr(reward.func, "metrics", None)
             if callable(metrics):
-                out.setdefault(reward.__name__, {}).update(metrics())
+                out.setdefault(reward.__name__, {}).update(
+                    {k: v for k, v in metrics().items() if not k.endswith("_share")})
+        out = _sum_over_ranks(out)
+        for counters in out.values():
+            if "calls" in counters:
+                counters["failure_share"] = counters.get("failures", 0) / counters["calls"] if counters["calls"] else 0.0
+            if "judge_calls" in counters:
+                calls = counters["judge_calls"]
+                counters["judge_failure_share"] = counters.get("judge_failures", 0.0) / calls if calls else 0.0
         return out
 
     def timing_summary(self, skip: int = 0) -> dict[str, float]:
@@ -164,3 +176,20 @@ class RewardMonitor(TrainerCallback):
             "reward_share": rew / step if step else 0.0,
             "optimisation_share": opt / step if step else 0.0,
         }
+
+
+def _sum_over_ranks(counters: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """The counters summed over all processes (unchanged in a single-process run)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return counters
+    import torch
+
+    keys = sorted((name, key) for name, values in counters.items() for key in values)
+    summed = torch.tensor([float(counters[n][k]) for n, k in keys], dtype=torch.float64)
+    dist.all_reduce(summed)  # the same keys on every rank: the same rewards and judge
+    out: dict[str, dict[str, float]] = {name: {} for name in counters}
+    for (name, key), value in zip(keys, summed.tolist()):
+        out[name][key] = int(value) if isinstance(counters[name][key], int) else value
+    return out

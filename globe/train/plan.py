@@ -37,7 +37,7 @@ class TrainPlan:
 
     stage: str
     model: str | None
-    world_size: int
+    world_size: int  # the launch's WORLD_SIZE at run time; num_processes (or 1) for a dry run
     args: dict[str, Any]  # TRL config kwargs; `deepspeed` holds the raw JSON (with "auto" values)
     peft: dict[str, Any] | None = None
     rewards: dict[str, float] | None = None  # GRPO only: reward name -> weight (`planned_rewards`)
@@ -45,7 +45,16 @@ class TrainPlan:
     skip_flat_groups: str | None = None  # GRPO only: see globe.train.grpo.skip_flat_groups
     freeze_vision: bool = False
     torch_threads: int | None = None
+    planned_world_size: int | None = None  # <stage>.num_processes: a launch that differs is an error
+    launched: bool = False  # world_size was read from the launch (a run), not planned (a dry run)
+    cpu: bool = True  # <stage>.use_cpu: with DeepSpeed, its CPU accelerator (gloo) instead of GPUs
+    dist_timeout_s: int = 900
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def deepspeed_cpu(self) -> bool:
+        """DeepSpeed on its CPU accelerator with gloo: a DeepSpeed config and use_cpu."""
+        return bool(self.args.get("deepspeed")) and self.cpu
 
     @property
     def config_class(self) -> type:
@@ -103,8 +112,12 @@ def make_plan(
 ) -> TrainPlan:
     """Resolve `params.<stage>` (+ CLI overrides) into TRL kwargs, DeepSpeed JSON and PEFT settings.
 
-    `world_size` defaults to the group's `num_processes` (the planned cluster size); trainers pass the
-    real `WORLD_SIZE` so the same checks run against the machine they actually run on.
+    `world_size`: trainers pass the launch's `WORLD_SIZE` (`globe.train.run.world_size`), and the plan
+    is checked for exactly that; a `<stage>.num_processes` that disagrees with it is an error
+    (`problems`), never a silent override. Without it (a dry run) the plan is for `num_processes`, or 1.
+
+    `use_cpu` with a DeepSpeed config means DeepSpeed's CPU accelerator (gloo): the trainer itself then
+    gets `use_cpu=False`, because transformers/accelerate only hand a model to DeepSpeed that way.
     """
     group = stage_group(params, stage)
     seed = params.base.seed
@@ -126,7 +139,8 @@ def make_plan(
         "save_steps": group.save_steps,
         "save_total_limit": group.save_total_limit,
         "bf16": group.bf16,
-        "use_cpu": group.use_cpu,
+        "use_cpu": group.use_cpu and not group.deepspeed,
+        "ddp_timeout": group.dist_timeout_s,
         # transformers 5 renamed gradient_checkpointing; the old name is a deprecated alias
         "activation_checkpointing": group.gradient_checkpointing,
         "deepspeed": load_deepspeed(group.deepspeed),
@@ -138,10 +152,14 @@ def make_plan(
     plan = TrainPlan(
         stage=stage,
         model=model or group.model,
-        world_size=world_size or group.num_processes,
+        world_size=world_size or group.num_processes or 1,
         args=args,
         freeze_vision=group.freeze_vision,
         torch_threads=group.torch_threads,
+        planned_world_size=group.num_processes,
+        launched=world_size is not None,
+        cpu=group.use_cpu,
+        dist_timeout_s=group.dist_timeout_s,
     )
     if group.lora:
         plan.peft = {
@@ -270,8 +288,13 @@ def problems(plan: TrainPlan) -> list[str]:
         errors.append(f"{stage}.extra.{key}: not a field of trl.{plan.config_class.__name__}")
     if a.get("bf16") and a.get("fp16"):
         errors.append(f"{stage}: bf16 and fp16 are both on; pick one")
-    if plan.world_size > 1 and a.get("use_cpu") and a.get("deepspeed"):
-        errors.append(f"{stage}: multi-process DeepSpeed ZeRO needs GPUs (it fails on CPU)")
+    if plan.launched and plan.planned_world_size and plan.planned_world_size != plan.world_size:
+        errors.append(
+            f"{stage}: this launch has {plan.world_size} process(es) (WORLD_SIZE) but {stage}.num_processes is "
+            f"{plan.planned_world_size}: the batch arithmetic (global batch, GRPO groups, DeepSpeed's train_batch_size) "
+            f"was planned for {plan.planned_world_size}. Launch {plan.planned_world_size} processes (torchrun "
+            f"--nnodes x --nproc_per_node), or set {stage}.num_processes={plan.world_size}, or null to follow the launch"
+        )
     errors += _deepspeed_problems(plan)
     if stage == "grpo":
         errors += _grpo_problems(plan)
@@ -285,10 +308,10 @@ def _deepspeed_problems(plan: TrainPlan) -> list[str]:
         return []
     stage = plan.stage
     errors = []
-    if plan.args.get("use_cpu"):
+    if plan.cpu and (plan.args.get("bf16") or (ds.get("bf16") or {}).get("enabled") is True):
         errors.append(
-            f"{stage}: deepspeed is set but use_cpu is true; DeepSpeed picks its own accelerator "
-            f"(CUDA, or its CPU accelerator for a single-process run): set {stage}.use_cpu=false"
+            f"{stage}: bf16 with use_cpu and DeepSpeed: transformers refuses bf16 without a GPU once use_cpu is off, "
+            f"which DeepSpeed's CPU accelerator needs; set {stage}.bf16=false (fp32), or use_cpu=false on GPUs"
         )
     zero = ds.get("zero_optimization") or {}
     zstage = zero.get("stage", 0)
@@ -357,7 +380,7 @@ def _grpo_problems(plan: TrainPlan) -> list[str]:
 def _vllm_problems(plan: TrainPlan) -> list[str]:
     a = plan.args
     errors = []
-    if a.get("use_cpu"):
+    if plan.cpu:
         errors.append("grpo: use_vllm needs GPUs (vLLM rollouts are GPU-only); set grpo.use_cpu=false")
     if a.get("ds3_gather_for_generation") is False:
         errors.append("grpo: ds3_gather_for_generation=false does not work with vLLM generation")
@@ -395,6 +418,7 @@ def dry_run(plan: TrainPlan) -> dict[str, Any]:
         "stage": plan.stage,
         "model": plan.model,
         "world_size": plan.world_size,
+        "deepspeed_accelerator": ("cpu" if plan.deepspeed_cpu else "gpu") if plan.args.get("deepspeed") else None,
         "trainer": {"class": f"trl.{plan.config_class.__name__}", "args": trainer_args},
         "deepspeed": ds,
         "peft": plan.peft,
@@ -416,11 +440,16 @@ def dry_run(plan: TrainPlan) -> dict[str, Any]:
     return doc
 
 
-def build_config(plan: TrainPlan, **runtime: Any):
-    """The real TRL config object for a run (raises TrainConfigError first if the plan cannot work)."""
+def check(plan: TrainPlan) -> None:
+    """Raise TrainConfigError listing every problem of the plan (nothing is loaded before this)."""
     errors = problems(plan)
     if errors:
         raise TrainConfigError(f"{plan.stage}: the training configuration is invalid:\n  - " + "\n  - ".join(errors))
+
+
+def build_config(plan: TrainPlan, **runtime: Any):
+    """The real TRL config object for a run (raises TrainConfigError first if the plan cannot work)."""
+    check(plan)
     kwargs = copy.deepcopy(plan.args)
     kwargs.update(runtime)
     return plan.config_class(**kwargs)

@@ -36,10 +36,13 @@ def world_size() -> int:
 @contextmanager
 def runtime(plan: TrainPlan) -> Iterator[None]:
     """Check what only the machine we run on can reveal (a plan can be valid for a cluster), and
-    apply the process-wide settings (torch threads) for the duration of the run only."""
+    apply the process-wide settings (torch threads; DeepSpeed's CPU process group) for the run only.
+
+    Build the trainer config inside it: with DeepSpeed on CPU the process group must exist first.
+    """
     import torch
 
-    if plan.args.get("bf16") and not torch.cuda.is_available() and not plan.args.get("use_cpu"):
+    if plan.args.get("bf16") and not torch.cuda.is_available() and not plan.cpu:
         raise TrainConfigError(
             f"{plan.stage}: bf16 is on but there is no GPU here; use --preset tiny-cpu or --set {plan.stage}.bf16=false"
         )
@@ -49,21 +52,124 @@ def runtime(plan: TrainPlan) -> Iterator[None]:
     if plan.torch_threads:
         torch.set_num_threads(plan.torch_threads)
     try:
-        yield
+        if plan.deepspeed_cpu:
+            with deepspeed_on_cpu(plan):
+                yield
+        else:
+            yield
     finally:
         torch.set_num_threads(threads)
+
+
+# what a launcher (torchrun, accelerate, a Trainer pod) sets; a plain `globe train` sets them itself
+LAUNCH_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+@contextmanager
+def deepspeed_on_cpu(plan: TrainPlan) -> Iterator[None]:
+    """DeepSpeed on its CPU accelerator with gloo, for any number of processes.
+
+    Why this is needed: transformers hands a model to DeepSpeed only with `use_cpu=False`, and then
+    accelerate's `PartialState` looks for a GPU backend; finding none, it lets DeepSpeed initialise
+    the process group (gloo, through DeepSpeed's CPU accelerator) but records *no* backend and so
+    `num_processes = 1`. `TrainingArguments.world_size` is then 1 while DeepSpeed counts every rank,
+    and DeepSpeed stops at its batch check (`train_batch_size ... 8 != 8 * 1 * 2`). Creating the
+    state here with `backend="gloo"` (and DeepSpeed on) gives the real world size, and the trainer
+    reuses it (`accelerator_config.use_configured_state`), with the group's collective timeout.
+    A plain single-process `globe train` gets the launcher's variables (rank 0 of 1, loopback).
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        raise TrainConfigError(
+            f"{plan.stage}: use_cpu with deepspeed runs DeepSpeed's CPU accelerator, which a machine with GPUs would "
+            f"not use for the model; set {plan.stage}.use_cpu=false to train on the GPUs"
+        )
+    saved = {k: os.environ.get(k) for k in (*LAUNCH_ENV, "DS_ACCELERATOR", "ACCELERATE_USE_DEEPSPEED")}
+    if os.environ.get("DS_ACCELERATOR", "cpu") != "cpu":
+        raise TrainConfigError(f"{plan.stage}: use_cpu with deepspeed needs DS_ACCELERATOR=cpu, not {os.environ['DS_ACCELERATOR']}")
+    standalone = "LOCAL_RANK" not in os.environ
+    if standalone:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    os.environ["DS_ACCELERATOR"] = "cpu"
+    from datetime import timedelta
+
+    from accelerate.state import AcceleratorState, PartialState
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() != "cpu":
+        raise TrainConfigError(f"{plan.stage}: DeepSpeed already chose the {get_accelerator().device_name()} accelerator")
+    AcceleratorState._reset_state(reset_partial_state=True)
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    try:
+        state = PartialState(backend="gloo", timeout=timedelta(seconds=plan.dist_timeout_s))
+    finally:
+        os.environ.pop("ACCELERATE_USE_DEEPSPEED")
+    if state.num_processes != plan.world_size:
+        raise TrainConfigError(f"{plan.stage}: the process group has {state.num_processes} ranks, WORLD_SIZE says {plan.world_size}")
+    accelerator_config = dict(plan.args.get("accelerator_config") or {})
+    plan.args["accelerator_config"] = {**accelerator_config, "use_configured_state": True}
+    try:
+        yield
+    finally:
+        # The state and the process group stay (the trainer's summary and metrics still ask it which
+        # rank this is); the next run's TrainingArguments, or this function, resets the state.
+        if accelerator_config:
+            plan.args["accelerator_config"] = accelerator_config
+        else:
+            plan.args.pop("accelerator_config")
+        if standalone:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def last_complete_checkpoint(out: str | Path) -> str | None:
+    """The newest `checkpoint-N` in OUT that was written to the end (it has `trainer_state.json`,
+    which the Trainer writes last, after every rank's model and optimizer shards), or None.
+
+    transformers' `get_last_checkpoint` takes the highest N, even one a killed rank left half-written
+    (DeepSpeed shards missing): resuming from it would fail; the one before it is intact.
+    """
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    out = Path(out)
+    if not out.is_dir():
+        return None
+    found = []
+    for path in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and step.isdigit():
+            found.append((int(step), path))
+    for step, path in sorted(found, reverse=True):
+        if (path / "trainer_state.json").is_file():
+            return str(path)
+        log.warning("skipping %s: incomplete (no trainer_state.json; a rank died while saving it)", path)
+    return None
 
 
 def resume_checkpoint(out: Path, resume: bool) -> str | None:
     """The checkpoint to resume from, or None; refuses to overwrite checkpoints without --resume."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    last = get_last_checkpoint(str(out)) if out.is_dir() else None
-    if last and not resume:
+    any_checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if any_checkpoint and not resume:
         raise TrainConfigError(
-            f"{out} already holds training checkpoints ({Path(last).name}); pass --resume to continue, "
+            f"{out} already holds training checkpoints ({Path(any_checkpoint).name}); pass --resume to continue, "
             "or choose another --out"
         )
+    last = last_complete_checkpoint(out) if resume else None
     if resume and not last:
         log.warning("--resume: no checkpoint in %s, starting from scratch", out)
     return last
@@ -113,12 +219,29 @@ def load_model(path: str, bf16: bool = False, freeze_vision: bool = False):
             "(for Qwen2.5-VL, torchvision must be installed)"
         )
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    _keep_original_key_names(model)
     if freeze_vision:
         tower = next((t for name in VISION_TOWERS for t in _find(model, name)), None)
         if tower is None:
             raise TrainConfigError(f"{path}: freeze_vision is on but no vision tower ({', '.join(VISION_TOWERS)})")
         tower.requires_grad_(False)
     return model, processor
+
+
+def _keep_original_key_names(model) -> None:
+    """Make a ZeRO-3-loaded model save under the checkpoint's original key names, as any other does.
+
+    transformers 5.23 loads weights into a ZeRO-3-partitioned model through
+    `_load_state_dict_into_zero3_model`, which keeps the *whole* conversion mapping on the model
+    (legacy renamings included) where the ordinary path keeps only the renamings it used; reverting
+    all of them on save turns Qwen2.5-VL's `model.layers.*` into `model.model.layers.*`. Such a file
+    still loads through the Auto classes, but not in vLLM. Without a kept mapping, `save_pretrained`
+    reverts the model's default one (no legacy renamings), which gives the original names.
+    """
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if is_deepspeed_zero3_enabled():
+        model.__dict__.pop("_weight_conversions", None)
 
 
 def _find(model, name: str):

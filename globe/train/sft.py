@@ -33,14 +33,15 @@ def train_supervised(
     `results`: also write the headline figures and the loss curve there (`run.write_results`)."""
     from trl import SFTTrainer
 
-    from globe.train.plan import build_config, make_plan
+    from globe.train.plan import build_config, check, make_plan
     from globe.train.run import load_model, resume_checkpoint, runtime, save_clean, weights_source, world_size
     from globe.train.run import write_metrics, write_results
 
     out = Path(out)
     plan = make_plan(stage, params, out, model=model, world_size=world_size())
-    config = build_config(plan)  # validates; before the model so ZeRO-3 can partition it while loading
+    check(plan)  # everything, the launch's world size included, before anything is loaded
     with runtime(plan):
+        config = build_config(plan)  # before the model, so that ZeRO-3 can partition it while loading
         last = resume_checkpoint(out, resume)
         dataset = build_dataset(Path(data))
         policy, processor = load_model(
