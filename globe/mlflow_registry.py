@@ -173,6 +173,10 @@ def register(
     try:
         with tempfile.TemporaryDirectory(prefix="globe-ckpt-") as tmp:
             files = clean_checkpoint(model_dir, tmp)
+            if (params or {}).get("serve"):  # the model carries the serving settings it was registered with
+                from globe.serve.settings import save_settings
+
+                files.append(save_settings(params["serve"], tmp).name)
             logged = c.create_logged_model(
                 exp_id,
                 name=cfg.model_name,

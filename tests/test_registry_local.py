@@ -42,7 +42,7 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     common = ["--params", "none.yaml"]
     out = tmp_path / "results" / "register"  # not made beforehand: --out creates it, as dvc repro needs
     reg = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common,
-                              "--out", str(out / "registered.json")])
+                              "--set", "serve.max_new_tokens=77", "--out", str(out / "registered.json")])
     assert reg.exit_code == 0, reg.output
     registered = json.loads(reg.stdout)
     assert (tmp_path / "mlflow.db").is_file() and registered["version"] == "1"
@@ -52,7 +52,11 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     assert json.loads((out / "promotion.json").read_text()) == decision
     resolved = runner.invoke(app, ["resolve", "models:/globe@champion"]).stdout.strip()
     assert resolved == registered["storage_uri"]
-    assert sorted(p.name for p in __import__("pathlib").Path(resolved).iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    files = sorted(p.name for p in __import__("pathlib").Path(resolved).iterdir())
+    assert files == ["config.json", "globe_serve.yaml", "model.safetensors", "tokenizer.json"]
+    from globe.serve.settings import saved_settings  # the model carries the serving settings it was registered with
+
+    assert saved_settings(resolved)["max_new_tokens"] == 77 and "model" not in saved_settings(resolved)
 
     metrics.write_text("[1, 2]")
     bad = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common])

@@ -30,6 +30,11 @@ def registry_unreachable(exc: Exception) -> None:
     raise exc
 
 
+def _source(params: Path) -> str:
+    """What the serve settings come from when the model carries none (globe.serve.settings)."""
+    return f"{params} (serve group)" if params.is_file() else "the built-in defaults (no params file)"
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     app.command("serve")(serve)
@@ -60,9 +65,10 @@ def serve(
     from globe.serve.model import GlobeModel
     from globe.serve.model_source import ModelSourceError
     from globe.serve.server import run_server
+    from globe.serve.settings import explicit_serve
 
     try:
-        run_server(GlobeModel(uri, cfg), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
+        run_server(GlobeModel(uri, cfg, explicit=explicit_serve(set_), settings_source=_source(params)), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
     except (ModelSourceError, ValueError) as exc:
         from globe.redact import short
 
@@ -87,9 +93,11 @@ def predict(
 
     import_kserve()
     from globe.serve.files import predict_files
+    from globe.serve.settings import explicit_serve
 
     try:
-        print_json(predict_files(images, uri, cfg, samples=samples))
+        print_json(predict_files(images, uri, cfg, samples=samples, explicit=explicit_serve(set_),
+                                 settings_source=_source(params)))
     except Exception as exc:  # bad files, bad model URIs, an unreachable engine: one line, exit 2
         from globe.consensus import CalibrationError
         from globe.redact import short
