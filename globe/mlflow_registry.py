@@ -176,7 +176,7 @@ def register(
             if (params or {}).get("serve"):  # the model carries the serving settings it was registered with
                 from globe.serve.settings import save_settings
 
-                files.append(save_settings(params["serve"], tmp).name)
+                files = sorted([*files, save_settings(params["serve"], tmp).name])
             logged = c.create_logged_model(
                 exp_id,
                 name=cfg.model_name,
