@@ -250,3 +250,4 @@ def test_config_show_names_every_source(tmp_path):
     assert text.exit_code == 0 and "synth.n" in text.stdout and "# params.yaml" in text.stdout
     bad = CliRunner().invoke(app, ["config", "show", "--stage", "nope"])
     assert bad.exit_code == 2 and "unknown stage" in bad.stderr
+

@@ -150,3 +150,18 @@ def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoi
     assert json.loads(printed.stdout)["lineage"]["train_data.md5"] == "bb.dir"
     with pytest.raises(ValueError, match="no version of the train dataset 'verified'"):
         build_lineage({"source": datasets["source"]}, params={}, images={})
+
+
+def test_register_refuses_metrics_promote_could_not_gate_on(fake_checkpoint, tmp_path, monkeypatch):
+    """The suite's results/evaluate/metrics.json nests its figures (in_domain.grpo.acc_25km): registering
+    it would leave `globe promote` nothing to gate on, so register says which file to pass."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    suite = tmp_path / "results" / "evaluate" / "metrics.json"
+    suite.parent.mkdir(parents=True)
+    suite.write_text(json.dumps({"in_domain": {"grpo": {"acc_25km": 0.6}, "sft": {"acc_25km": 0.3}}}))
+    bad = CliRunner().invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(suite),
+                                   "--params", "none.yaml"])
+    assert bad.exit_code == 2 and "no top-level number 'acc_25km'" in bad.stderr
+    assert "in_domain.grpo.acc_25km" in bad.stderr and str(suite.parent / "in_domain" / "grpo" / "metrics.json") in bad.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # refused before anything was logged

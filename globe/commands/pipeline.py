@@ -108,12 +108,16 @@ def submit_cmd(
 
 @pipeline_app.command("check-manifests")
 def check_manifests_cmd(
-    crds: Annotated[Path, typer.Option("--crds", help="directory of CRD YAMLs (KServe, Kubeflow Trainer)")] = Path("../shared/k8s-crds"),
+    crds: Annotated[Path | None, typer.Option("--crds", envvar="GLOBE_SHARED_CRDS",
+                                              help="directory of CRD YAMLs (KServe, Kubeflow Trainer); e.g. ../shared/k8s-crds")] = None,
     manifests: Annotated[Path, typer.Option("--manifests", help="the manifests/ directory")] = Path("manifests"),
 ) -> None:
     """Build every overlay with `kubectl kustomize` and validate it offline (strict core + CRD schemas)."""
     from globe.k8s.manifests import ManifestError, kustomize_build, load_yaml_documents, secret_leaks, validate_documents
 
+    if crds is None:
+        fail("--crds is required: the directory of the KServe and Kubeflow Trainer CRD YAMLs the manifests are "
+             "validated against (or $GLOBE_SHARED_CRDS), e.g. --crds ../shared/k8s-crds")
     if not crds.is_dir():
         fail(f"--crds {crds}: not a directory of CRD YAML files")
     report = {}

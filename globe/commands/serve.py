@@ -133,6 +133,14 @@ def register_model(
             fail(f"{metrics}: cannot read metrics JSON: {exc}")
         if not isinstance(metric_values, dict):
             fail(f"{metrics}: expected a JSON object of metrics, got {type(metric_values).__name__}")
+        gate = all_params.register.metric
+        if not isinstance(metric_values.get(gate), (int, float)):  # `globe promote` could not gate on it
+            from globe.mlflow_registry import flatten
+
+            nested = [key for key in flatten(metric_values) if key.endswith(f".{gate}")]
+            hint = (f"; it holds {', '.join(nested[:4])}: pass one run's metrics.json, e.g. "
+                    f"{metrics.parent / nested[0].rsplit('.', 1)[0].replace('.', '/') / metrics.name}") if nested else ""
+            fail(f"{metrics}: no top-level number {gate!r} (register.metric, what `globe promote` gates on){hint}")
     try:
         result = do_register(
             model,
