@@ -1,9 +1,9 @@
 """The GLOBE KFP pipeline: check sources -> import (ParallelFor over shards) -> distill (ParallelFor)
--> verify -> SFT and reward model -> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate ->
-register + promote -> deploy (KServe); the source, distilled and verified datasets are versioned
+-> verify -> SFT and reward model -> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate on the
+unverified held-out set (as `dvc repro`) -> register + promote -> deploy (KServe); the source, distilled and verified datasets are versioned
 with DVC on the way, and an optional benchmark is imported, evaluated and attached to the version.
 
-Parameters mirror params.yaml: one dict parameter per group (`source`, `synth`, `distill`, `verify`,
+Parameters mirror params.yaml: one dict parameter per group (`source`, `synth`, `heldout`, `distill`, `verify`,
 `rewards`, `sft`, `reward_model`, `grpo`, `eval`, `benchmark`, `register`, plus `base`), whose
 defaults are the groups of the params file the pipeline was compiled from, with its preset already
 applied. `source` says where the photos come from: `{"format": "geoscenes"}` (the tiny world), or
@@ -30,6 +30,7 @@ from components.distill.component import distill_shard, merge_shards, shard_plan
 from components.evaluate.component import evaluate
 from components.grpo.component import grpo as grpo_local
 from components.grpo.component import grpo_trainjob
+from components.heldout.component import heldout as heldout_component
 from components.import_data.component import benchmark_given, check_sources, import_benchmark, import_shard, merge_imports
 from components.lineage.component import lineage as lineage_component
 from components.register.component import attach_benchmark
@@ -81,6 +82,7 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         base: dict = g["base"],
         source: dict = g["source"],
         synth: dict = g["synth"],
+        heldout: dict = g["heldout"],
         distill: dict = g["distill"],
         verify: dict = g["verify"],
         rewards: dict = g["rewards"],
@@ -159,15 +161,18 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         if runtime is not None:
             images = dict.fromkeys(images, runtime)
         lineage = lineage_component(
-            base=base, source=source, synth=synth, distill=distill, verify=verify, rewards=rewards, sft=sft,
+            base=base, source=source, synth=synth, heldout=heldout, distill=distill, verify=verify, rewards=rewards, sft=sft,
             reward_model=reward_model, grpo=grpo, eval=eval, benchmark=benchmark, register=register,
             source_dvc=source_version.outputs["dvc_file"], distilled_dvc=distilled_version.outputs["dvc_file"],
             verified_dvc=verified_version.outputs["dvc_file"], run_id=run_id, **images,
         ).set_display_name("lineage")
         record = lineage.outputs["lineage"]
 
-        scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="verified",
-                          model=trained.outputs["model"], dataset=dataset, lineage=record)
+        # scored and gated on unverified held-out images, as dvc repro does (tests/test_pipeline.py compares the two)
+        test_set = heldout_component(base=base, source=source, synth=synth, heldout=heldout, dataset=imported.outputs["dataset"])
+        with_cluster_env(test_set).set_display_name("held-out test set")
+        scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="heldout",
+                          model=trained.outputs["model"], dataset=test_set.outputs["test_set"], lineage=record)
         on_gpu(scored, **gpu).set_display_name("evaluate")
         registered = register_component(base=base, register=register, model=trained.outputs["model"],
                                         evaluation=scored.outputs["evaluation"], lineage=record)

@@ -262,3 +262,50 @@ def test_training_stages_on_the_workspace_only_where_it_is_mounted(tmp_path, mon
     monkeypatch.setenv("GLOBE_WORKSPACE", str(tmp_path / "pvc"))
     assert steps.staging_dir("sft", tmp_path / "out", "run-1") == (tmp_path / "pvc" / "runs" / "run-1" / "sft", True)
     assert steps.staging_dir("sft", tmp_path / "out", None) == (tmp_path / "out", False)
+
+
+def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
+    """One DAG meaning: `dvc repro` and the KFP pipeline both score the GRPO model on unverified
+    held-out images made by the same function (globe.data.geoscenes.synthesize_heldout, through
+    `globe data heldout` and globe.kfp.steps.heldout), not on the verified training data, and both
+    gate promotion on register.metric of that evaluation."""
+    spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+
+    def producer(task: str, artifact: str) -> str:
+        return tasks[task]["inputs"]["artifacts"][artifact]["taskOutputArtifact"]["producerTask"]
+
+    # KFP: merge-imports (the source, unverified) -> heldout -> evaluate(on=heldout) -> register(evaluation)
+    assert producer("heldout", "dataset") == "merge-imports"
+    assert producer("evaluate", "dataset") == "heldout"
+    assert tasks["evaluate"]["inputs"]["parameters"]["on"]["runtimeValue"]["constant"] == "heldout"
+    assert producer("evaluate", "model").startswith("grpo") and producer("register", "evaluation") == "evaluate"
+    assert "verify" not in {producer("evaluate", "dataset"), producer("heldout", "dataset")}
+
+    # DVC: heldout (no verified input) -> evaluate --split in_domain=data/heldout -> register (in_domain/grpo)
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    heldout_cmds = " ".join(stages["heldout"]["cmd"])
+    assert "globe data heldout --out data/heldout" in heldout_cmds
+    assert not {"data/verified", "data/distilled"} & set(stages["heldout"]["deps"])
+    assert "--split in_domain=data/heldout" in stages["evaluate"]["cmd"] and "grpo=models/grpo" in stages["evaluate"]["cmd"]
+    register_cmd = " ".join(stages["register"]["cmd"])
+    assert "--metrics results/evaluate/in_domain/grpo/metrics.json" in register_cmd and "globe promote" in register_cmd
+    # both gate with the register group of params.yaml (a pipeline parameter / the register stage's settings)
+    assert "register" in spec["root"]["inputDefinitions"]["parameters"]
+    assert tasks["register"]["inputs"]["parameters"]["register"]["componentInputParameter"] == "register"
+
+
+def test_the_heldout_step_draws_unseen_geoscenes_or_keeps_an_imports_test_split(tmp_path):
+    from globe.data import read_records
+    from globe.data.geoscenes import synthesize
+    from globe.kfp import steps
+
+    tiny = steps.heldout({"heldout": {"n": 6, "shifted_n": 6}, "synth": {"image_size": 56}}, tmp_path / "none", tmp_path / "h")
+    assert tiny["n"] == 6 and {r.split for r in read_records(tmp_path / "h")} == {"test"}
+    imported = tmp_path / "imported"
+    synthesize(imported, n=12, seed=5, image_size=56, test_share=0.5)
+    groups = {"source": {"format": "exif-folder", "images": "s3://b/photos/"}}
+    kept = steps.heldout(groups, imported, tmp_path / "t")
+    test_ids = {r.id for r in read_records(imported) if r.split == "test"}
+    assert kept["n"] == len(test_ids) > 0 and {r.id for r in read_records(tmp_path / "t")} == test_ids
+    assert all((tmp_path / "t" / r.image).is_file() for r in read_records(tmp_path / "t"))
