@@ -76,6 +76,8 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
     ignores anyway and cannot resolve from pipeline parameters inside a `dsl.If`.
     """
     g = {name: groups[name] for name in s.PIPELINE_GROUPS}
+    # the GPUs the training groups are planned for (`num_processes`, GPUs x nodes), on one node by default
+    planned_gpus = max(int(groups[stage].get("num_processes") or 1) for stage in ("sft", "reward_model", "grpo"))
 
     @dsl.pipeline(name="globe", description="GLOBE: import -> distill -> verify -> SFT/RM -> GRPO -> evaluate -> register -> deploy")
     def globe_pipeline(
@@ -94,7 +96,7 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         register: dict = g["register"],
         num_shards: int = 2,
         dvc_remote: str = s.DVC_REMOTE,
-        gpus_per_node: int = 1,
+        gpus_per_node: int = planned_gpus,
         gpu_resource: str = s.GPU_RESOURCE,
         gpu_node_selector: dict = s.GPU_NODE_SELECTOR,
         gpu_tolerations: list = s.GPU_TOLERATIONS,
@@ -106,6 +108,36 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         isvc_name: str = "globe",
         deploy_wait_s: int = 900,
     ):
+        """GLOBE's stages on Kubeflow; the group parameters are params.yaml's groups, resolved.
+
+        Args:
+            base: params.yaml `base` group: seed, data and results folders (the preset is already applied).
+            source: where the photos come from: {"format": "geoscenes"} (the tiny world) or an import spec with csv and images (local or s3://).
+            synth: the GeoScenes tiny world: images, seed, size, rendering (used when source.format is geoscenes).
+            heldout: the unverified held-out test set the model is evaluated and gated on (tiny world: n, seed, shifted rendering).
+            distill: the teacher engines (OpenAI-compatible endpoints or stand-ins), concurrency, timeouts, retries.
+            verify: the paper's filters: max_km, min_teacher_agreement, grounding_min_share, grounding_judge.
+            rewards: GRPO reward weights (accuracy, localizability, grounding, format, geodesic) and the judge's failure budget.
+            sft: SFT training settings (TRL SFTConfig names; `globe config show --stage sft` lists each key).
+            reward_model: localizability judge training settings (TRL SFTConfig names, LoRA).
+            grpo: GRPO training settings (TRL GRPOConfig names: generations, temperature, beta, vLLM, ...).
+            eval: evaluation settings: batch size, max_new_tokens, temperature, bootstrap, samples.
+            benchmark: an optional benchmark to import and evaluate besides the held-out set ({"format": null} = none).
+            register: MLflow model name and the promotion gate: metric, higher_is_better, min_improvement, min_value (floor).
+            num_shards: parallel import and distillation shards (ParallelFor).
+            dvc_remote: DVC remote (s3://bucket/prefix) the source, distilled, verified and benchmark datasets are versioned in.
+            gpus_per_node: GPUs per training and evaluation pod and per TrainJob node (default: the groups' num_processes).
+            gpu_resource: the Kubernetes GPU resource name, e.g. nvidia.com/gpu.
+            gpu_node_selector: node selector of the GPU pool.
+            gpu_tolerations: tolerations of the GPU pool.
+            grpo_num_nodes: nodes of the GRPO TrainJob (torchrun across nodes).
+            grpo_image: the image the GRPO TrainJob's pods run.
+            trainjob_timeout_s: how long the GRPO TrainJob may run, in seconds.
+            namespace: namespace of the TrainJob and the InferenceService.
+            deploy: deploy the champion to KServe after promotion.
+            isvc_name: name of the KServe InferenceService.
+            deploy_wait_s: how long to wait for the InferenceService to become ready, in seconds.
+        """
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         gpu = dict(gpus=gpus_per_node, gpu_resource=gpu_resource, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -309,3 +310,33 @@ def test_the_heldout_step_draws_unseen_geoscenes_or_keeps_an_imports_test_split(
     test_ids = {r.id for r in read_records(imported) if r.split == "test"}
     assert kept["n"] == len(test_ids) > 0 and {r.id for r in read_records(tmp_path / "t")} == test_ids
     assert all((tmp_path / "t" / r.image).is_file() for r in read_records(tmp_path / "t"))
+
+
+def test_every_parameter_is_described_and_the_7b_preset_plans_its_gpus(ir, tmp_path):
+    spec, _ = ir
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert all(p.get("description") for p in params.values()), [k for k, p in params.items() if not p.get("description")]
+    assert params["gpus_per_node"]["defaultValue"] == 1  # the tiny world: one process
+    out = compile_pipeline(load_params(ROOT / "params.yaml", preset="qwen2.5-vl-7b-8gpu"), tmp_path / "7b.yaml")
+    spec7b = next(yaml.safe_load_all(out.read_text()))
+    params7b = spec7b["root"]["inputDefinitions"]["parameters"]
+    assert params7b["gpus_per_node"]["defaultValue"] == 8 and params7b["grpo_num_nodes"]["defaultValue"] == 1
+    assert params7b["eval"]["defaultValue"]["max_new_tokens"] == 1024
+    assert all(t["kind"] == "openai" for t in params7b["distill"]["defaultValue"]["teachers"])
+
+
+def test_the_image_registry_is_a_compile_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from globe.cli import app
+
+    out = tmp_path / "p.yaml"
+    result = CliRunner().invoke(app, ["pipeline", "compile", "--out", str(out), "--registry", "registry.example.com/ml/",
+                                      "--params", str(ROOT / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert settings.REGISTRY not in text
+    images = re.findall(r"^ +image: (\S+)$", text, flags=re.M)
+    assert images and all(i.startswith("registry.example.com/ml/globe-") for i in images)
+    bad = CliRunner().invoke(app, ["pipeline", "compile", "--out", str(out), "--registry", "a b"])
+    assert bad.exit_code == 2 and "--registry" in bad.stderr

@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
 def compile_cmd(
     out: Annotated[Path, typer.Option("--out", help="pipeline YAML to write (KFP IR)")],
     single_node_grpo: Annotated[bool, typer.Option("--single-node-grpo", help="GRPO in a step pod instead of a TrainJob")] = False,
+    registry: Annotated[str | None, typer.Option("--registry", help="image registry the steps pull globe-cpu and "
+                                                 "globe-train from (default: ghcr.io/globe-platform)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -30,7 +32,7 @@ def compile_cmd(
     from globe.kfp.build import PipelineError, compile_pipeline
 
     try:
-        path = compile_pipeline(cfg, out, multi_node_grpo=not single_node_grpo)
+        path = compile_pipeline(cfg, out, multi_node_grpo=not single_node_grpo, registry=registry)
     except PipelineError as exc:
         fail(str(exc))
     print_json({"out": str(path), "bytes": path.stat().st_size})
@@ -84,6 +86,8 @@ def submit_cmd(
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace (multi-user KFP)")] = None,
     service_account: Annotated[str, typer.Option(help="service account the run's pods use")] = "globe-pipeline",
     token_env: Annotated[str | None, typer.Option(help="environment variable holding a bearer token for the KFP API")] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="image registry of globe-cpu and globe-train "
+                                                 "(default: ghcr.io/globe-platform)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -101,7 +105,8 @@ def submit_cmd(
         token = os.environ.get(token_env) or fail(f"--token-env {token_env}: the variable is not set")
     try:
         print_json(submit(cfg, host, arguments=arguments, experiment=experiment, run_name=run_name,
-                          namespace=namespace, service_account=service_account, existing_token=token))
+                          namespace=namespace, service_account=service_account, existing_token=token,
+                          registry=registry))
     except PipelineError as exc:
         fail(str(exc))
 
