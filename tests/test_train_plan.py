@@ -149,3 +149,14 @@ def test_cli_bad_inputs_fail_with_clear_messages(geoscenes_data, tmp_path):
                              "--data", str(no_labels), "--out", str(tmp_path / "rm")])
     assert rm.exit_code == 2 and "needs train records with localizable=true and with localizable=false" in rm.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "rm").exists()  # nothing half-written
+
+
+def test_one_stage_runner_names_the_stages():
+    """`globe.train.stages.train_stage` is what the CLI, the KFP steps and the ablation call."""
+    from globe.train.stages import UnknownStage, stage_name, train_stage
+
+    assert [stage_name(s) for s in ("sft", "reward-model", "reward_model", "grpo")] == ["sft", "reward_model", "reward_model", "grpo"]
+    with pytest.raises(UnknownStage, match="expected sft, reward-model or grpo"):
+        stage_name("dpo")
+    with pytest.raises(ValueError, match="GRPO's"):
+        train_stage("sft", load_params(None), "data", "out", reward_model="rm")

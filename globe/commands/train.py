@@ -49,19 +49,10 @@ def _run(stage: str, params_path, preset, overrides, model, data, out, resume, d
             return
         # the trainers' progress and log lines go to stderr: stdout carries only the JSON summary
         with contextlib.redirect_stdout(sys.stderr):
-            if stage == "sft":
-                from globe.train.sft import train_sft
+            from globe.train.stages import train_stage
 
-                summary = train_sft(params, data, out, model=model, resume=resume, results=results)
-            elif stage == "reward_model":
-                from globe.train.reward_model import train_reward_model
-
-                summary = train_reward_model(params, data, out, model=model, resume=resume, results=results)
-            else:
-                from globe.train.grpo import train_grpo
-
-                summary = train_grpo(params, data, out, model=model, reward_model=reward_model, resume=resume,
-                                     results=results)
+            summary = train_stage(stage, params, data, out, model=model, reward_model=reward_model, resume=resume,
+                                  results=results)
     except (TrainConfigError, TrainDataError) as exc:
         fail(str(exc))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary

@@ -222,25 +222,16 @@ def train(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """SFT, the reward model or GRPO into `out` (via the workspace PVC when on a cluster)."""
+    from globe.train.stages import UnknownStage, stage_name, train_stage
+
     p = params_of(groups)
-    step = stage.replace("-", "_")
+    try:
+        step = stage_name(stage)
+    except UnknownStage as exc:
+        raise StepError(str(exc)) from exc
     work, staged = staging_dir(step, out, run_id)
-    args = dict(model=model_ref(model), resume=staged)
-    if step == "sft":
-        from globe.train.sft import train_sft
-
-        result = train_sft(p, Path(dataset), work, **args)
-    elif step == "reward_model":
-        from globe.train.reward_model import train_reward_model
-
-        result = train_reward_model(p, Path(dataset), work, **args)
-    elif step == "grpo":
-        from globe.train.grpo import train_grpo
-
-        judge = model_ref(reward_model) if reward_model is not None else None
-        result = train_grpo(p, Path(dataset), work, reward_model=judge, **args)
-    else:
-        raise StepError(f"unknown training stage {stage!r}; expected sft, reward-model or grpo")
+    judge = model_ref(reward_model) if step == "grpo" and reward_model is not None else None
+    result = train_stage(step, p, Path(dataset), work, model=model_ref(model), reward_model=judge, resume=staged)
     if staged:
         copy_tree(work, out)
     return dict(result or {})
