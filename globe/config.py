@@ -566,18 +566,22 @@ class Resolved:
 RESOLVED_CONFIG = "resolved_config.yaml"  # what a training or evaluation run saves beside its outputs
 
 
-def write_resolved(resolved: Resolved, folder: str | Path, keys: tuple[str, ...] | list[str] | None = None) -> Path:
-    """Save `folder/resolved_config.yaml`: the values a run used (all groups, or `keys`) and the
-    source of each, so a result can be traced to the settings that made it."""
-    from globe.io import atomic_write_text
-
-    doc = {
+def resolved_document(resolved: Resolved, keys: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
+    """The values a run used (all groups, or `keys`) and the source of each."""
+    return {
         "precedence": "default < preset < params.yaml < --preset < --set",
         "values": resolved.values(keys),
         "sources": {key: source for key, _, source in resolved.table(keys)},
     }
+
+
+def write_resolved(resolved: Resolved, folder: str | Path, keys: tuple[str, ...] | list[str] | None = None) -> Path:
+    """Save `folder/resolved_config.yaml` (`resolved_document`), so a result can be traced to the
+    settings that made it."""
+    from globe.io import atomic_write_text
+
     path = Path(folder) / RESOLVED_CONFIG
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    atomic_write_text(path, yaml.safe_dump(resolved_document(resolved, keys), sort_keys=False, allow_unicode=True))
     return path
 
 

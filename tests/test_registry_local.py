@@ -57,6 +57,11 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     from globe.serve.settings import saved_settings  # the model carries the serving settings it was registered with
 
     assert saved_settings(resolved)["max_new_tokens"] == 77 and "model" not in saved_settings(resolved)
+    from mlflow import MlflowClient
+
+    run_dir = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").download_artifacts(registered["run_id"], "resolved_config.yaml", str(tmp_path / "dl"))
+    logged = __import__("yaml").safe_load(open(run_dir))  # the run records every value and where it came from
+    assert logged["values"]["serve"]["max_new_tokens"] == 77 and logged["sources"]["serve.max_new_tokens"] == "--set"
 
     metrics.write_text("[1, 2]")
     bad = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common])

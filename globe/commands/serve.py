@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, print_json
 
 ModelOpt = Annotated[
     str | None,
@@ -121,7 +121,9 @@ def register_model(
     set_: SetOpt = None,
 ) -> None:
     """Log the checkpoint to MLflow with params, metrics and report; register it as `challenger`."""
-    all_params = load(params, preset, set_)
+    resolved = load_resolved(params, preset, set_)
+    all_params = resolved.params
+    from globe.config import resolved_document
     from globe.mlflow_registry import RegistryError
     from globe.mlflow_registry import register as do_register
 
@@ -147,6 +149,7 @@ def register_model(
             all_params.register,
             metrics=metric_values,
             params=all_params.model_dump(exclude={"presets"}),
+            resolved_config=resolved_document(resolved),
             report=report,
             tracking_uri=tracking_uri,
         )
