@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load_resolved, print_json
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, print_json
 
 train_app = typer.Typer(help="Train the policy (SFT, GRPO) and the localizability reward model with TRL.")
 
