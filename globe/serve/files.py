@@ -38,7 +38,7 @@ def predict_files(paths: Sequence[str | Path], model: str, cfg: ServeGroup, samp
         cfg, settings_source = settings_for(model, cfg, explicit or {}, settings_source)
         if not settings_source.startswith("registered"):
             break  # the same settings: checked already
-    if not settings_source.startswith("registered"):
+    if cfg.engine == "local" and not settings_source.startswith("registered"):
         logging.getLogger("globe.serve").warning("serving settings: the model carries none (%s): %s apply",
                                                  SETTINGS_FILE, settings_source)
     engine, judge = build_engines(cfg, model)

@@ -187,7 +187,7 @@ class GlobeModel(kserve.Model):
             self.limits = limits_from(self.cfg)
             if self.settings_source.startswith("registered"):
                 log.info("serving settings: %s", self.settings_source)
-            else:
+            elif local is not None:
                 log.warning("serving settings: the model carries none (%s): %s apply", SETTINGS_FILE, self.settings_source)
             model = str(local) if local is not None and self.cfg.engine == "local" else self.model_uri
             self._engine, self._judge = build_engines(self.cfg, model, self.cache_dir)
