@@ -4,7 +4,7 @@ unverified held-out set (as `dvc repro`) -> register + promote -> deploy (KServe
 with DVC on the way, and an optional benchmark is imported, evaluated and attached to the version.
 
 Parameters mirror params.yaml: one dict parameter per group (`source`, `synth`, `heldout`, `distill`, `verify`,
-`rewards`, `sft`, `reward_model`, `grpo`, `eval`, `benchmark`, `register`, plus `base`), whose
+`rewards`, `sft`, `reward_model`, `grpo`, `eval`, `benchmark`, `register`, `serve`, plus `base`), whose
 defaults are the groups of the params file the pipeline was compiled from, with its preset already
 applied. `source` says where the photos come from: `{"format": "geoscenes"}` (the tiny world), or
 an import spec such as `{"format": "im2gps3k", "csv": "s3://...", "images": "s3://..."}`. The
@@ -94,6 +94,7 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         eval: dict = g["eval"],
         benchmark: dict = g["benchmark"],
         register: dict = g["register"],
+        serve: dict = g["serve"],
         num_shards: int = 2,
         dvc_remote: str = s.DVC_REMOTE,
         gpus_per_node: int = planned_gpus,
@@ -124,6 +125,7 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
             eval: evaluation settings: batch size, max_new_tokens, temperature, bootstrap, samples.
             benchmark: an optional benchmark to import and evaluate besides the held-out set ({"format": null} = none).
             register: MLflow model name and the promotion gate: metric, higher_is_better, min_improvement, min_value (floor).
+            serve: the serving settings registered with the model (limits, batching, decoding, samples); the deployed predictor uses them.
             num_shards: parallel import and distillation shards (ParallelFor).
             dvc_remote: DVC remote (s3://bucket/prefix) the source, distilled, verified and benchmark datasets are versioned in.
             gpus_per_node: GPUs per training and evaluation pod and per TrainJob node (default: the groups' num_processes).
@@ -194,7 +196,7 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
             images = dict.fromkeys(images, runtime)
         lineage = lineage_component(
             base=base, source=source, synth=synth, heldout=heldout, distill=distill, verify=verify, rewards=rewards, sft=sft,
-            reward_model=reward_model, grpo=grpo, eval=eval, benchmark=benchmark, register=register,
+            reward_model=reward_model, grpo=grpo, eval=eval, benchmark=benchmark, register=register, serve=serve,
             source_dvc=source_version.outputs["dvc_file"], distilled_dvc=distilled_version.outputs["dvc_file"],
             verified_dvc=verified_version.outputs["dvc_file"], run_id=run_id, **images,
         ).set_display_name("lineage")

@@ -321,7 +321,9 @@ def test_every_parameter_is_described_and_the_7b_preset_plans_its_gpus(ir, tmp_p
     spec7b = next(yaml.safe_load_all(out.read_text()))
     params7b = spec7b["root"]["inputDefinitions"]["parameters"]
     assert params7b["gpus_per_node"]["defaultValue"] == 8 and params7b["grpo_num_nodes"]["defaultValue"] == 1
-    assert params7b["eval"]["defaultValue"]["max_new_tokens"] == 1024
+    assert params7b["eval"]["defaultValue"]["max_new_tokens"] == params7b["serve"]["defaultValue"]["max_new_tokens"] == 1024
+    # the serve group reaches the lineage, whose params the register step saves into the model (globe_serve.yaml)
+    assert spec["root"]["dag"]["tasks"]["lineage"]["inputs"]["parameters"]["serve"]["componentInputParameter"] == "serve"
     assert all(t["kind"] == "openai" for t in params7b["distill"]["defaultValue"]["teachers"])
 
 
