@@ -191,6 +191,11 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
                                  judge_model=judge.outputs["model"], run_id=run_id)
             on_gpu(trained, **gpu).set_display_name("grpo")
 
+        # scored and gated on unverified held-out images, as dvc repro does (tests/test_pipeline.py compares the two)
+        test_set = heldout_component(base=base, source=source, synth=synth, heldout=heldout, dataset=imported.outputs["dataset"])
+        with_cluster_env(test_set).set_display_name("held-out test set")
+        heldout_version = versioned(test_set.outputs["test_set"], "heldout")
+
         images = dict(data_image=s.CPU_IMAGE, train_image=s.TRAIN_IMAGE, grpo_image=grpo_image if multi_node_grpo else s.TRAIN_IMAGE)
         if runtime is not None:
             images = dict.fromkeys(images, runtime)
@@ -198,13 +203,11 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
             base=base, source=source, synth=synth, heldout=heldout, distill=distill, verify=verify, rewards=rewards, sft=sft,
             reward_model=reward_model, grpo=grpo, eval=eval, benchmark=benchmark, register=register, serve=serve,
             source_dvc=source_version.outputs["dvc_file"], distilled_dvc=distilled_version.outputs["dvc_file"],
-            verified_dvc=verified_version.outputs["dvc_file"], run_id=run_id, **images,
+            verified_dvc=verified_version.outputs["dvc_file"], heldout_dvc=heldout_version.outputs["dvc_file"],
+            run_id=run_id, **images,
         ).set_display_name("lineage")
         record = lineage.outputs["lineage"]
 
-        # scored and gated on unverified held-out images, as dvc repro does (tests/test_pipeline.py compares the two)
-        test_set = heldout_component(base=base, source=source, synth=synth, heldout=heldout, dataset=imported.outputs["dataset"])
-        with_cluster_env(test_set).set_display_name("held-out test set")
         scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="heldout",
                           model=trained.outputs["model"], dataset=test_set.outputs["test_set"], lineage=record)
         on_gpu(scored, **gpu).set_display_name("evaluate")

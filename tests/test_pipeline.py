@@ -99,8 +99,8 @@ def test_datasets_are_versioned_and_their_dvc_files_feed_the_lineage(ir):
     spec, _ = ir
     tasks = spec["root"]["dag"]["tasks"]
     produced = {tasks[t]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"]: t
-                for t in ("version-dataset", "version-dataset-2", "version-dataset-3")}
-    assert set(produced) == {"merge-imports", "merge-shards", "verify"}
+                for t in ("version-dataset", "version-dataset-2", "version-dataset-3", "version-dataset-4")}
+    assert set(produced) == {"merge-imports", "merge-shards", "verify", "heldout"}  # heldout: the gate's test set
     lineage = tasks["lineage"]["inputs"]
     assert {a["taskOutputArtifact"]["producerTask"] for a in lineage["artifacts"].values()} == set(produced.values())
     assert lineage["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
@@ -117,7 +117,7 @@ def test_the_benchmark_branch_is_conditional_and_attaches_to_the_registered_vers
     tasks = spec["root"]["dag"]["tasks"]
     branch = next(t for t in tasks.values() if "benchmark-given-Output" in t.get("triggerPolicy", {}).get("condition", ""))
     inner = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(inner) == {"import-benchmark", "version-dataset-4", "evaluate-2", "attach-benchmark"}
+    assert set(inner) == {"import-benchmark", "version-dataset-5", "evaluate-2", "attach-benchmark"}
     assert inner["attach-benchmark"]["inputs"]["parameters"]["version"]["componentInputParameter"].endswith("register-version")
     assert inner["attach-benchmark"]["cachingOptions"] == {}
 

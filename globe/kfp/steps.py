@@ -246,7 +246,9 @@ def lineage(groups: Mapping[str, Any], dvc_files: Mapping[str, str | Path], run_
     from globe.lineage import build_lineage
 
     datasets = {name: read_dvc_file(path) for name, path in dvc_files.items()}
-    return build_lineage(datasets, params=resolved_groups(params_of(groups)), images=images, pipeline_run_id=run_id)
+    evaluated = "heldout" if "heldout" in datasets else "verified"  # the gate's data: the held-out set (steps.heldout)
+    return build_lineage(datasets, params=resolved_groups(params_of(groups)), images=images, pipeline_run_id=run_id,
+                         evaluated=evaluated)
 
 
 def heldout(groups: Mapping[str, Any], dataset: str | Path, out: str | Path, shifted: bool = False) -> dict[str, Any]:
