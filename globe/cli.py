@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from globe.commands import data, eval as eval_cmds, geo, model, pipeline, serve, train
+from globe.commands import config, data, eval as eval_cmds, geo, model, pipeline, serve, train
 
 app = typer.Typer(
     name="globe",
@@ -19,7 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for area in (geo, eval_cmds, data, model, train, serve, pipeline):
+for area in (config, geo, eval_cmds, data, model, train, serve, pipeline):
     area.register(app)
 
 

@@ -1,13 +1,21 @@
 """One validated configuration for every stage.
 
 `params.yaml` follows iterative's example-get-started: a `base:` group plus one group per stage.
-Presets (`tiny-cpu`, `qwen2.5-vl-7b-8gpu`, ...) are named partial configs under `presets:` that are
-deep-merged over the groups, so a preset is data, not code. Command-line `--set a.b=c` overrides
-are applied last; the value is parsed as YAML so `--set grpo.lr=1e-5` is a float and
-`--set distill.teachers='[{name: t1, kind: openai}]'` a list.
+Presets (`tiny-cpu`, `qwen2.5-vl-7b-8gpu`, ...) are named partial configs under `presets:`, data,
+not code. One precedence decides every value, lowest first:
+
+    built-in defaults  <  preset  <  params.yaml  <  --set KEY=VALUE
+
+`preset` is `base.preset` (what params.yaml names): it fills only what params.yaml leaves unset,
+so a value written in params.yaml (what `dvc exp run -S grpo.learning_rate=3e-4` writes) is the
+value that runs. A preset chosen on the command line (`--preset NAME`, or `--set base.preset=NAME`)
+is a command-line choice like `--set`: it takes the place of base.preset and sits above
+params.yaml, below `--set`. `--set` values are parsed as YAML, so `--set grpo.lr=1e-5` is a float
+and `--set distill.teachers='[{name: t1, kind: openai}]'` a list. `resolve_params` also says where
+each value came from (`globe config show`).
 
 Every group model forbids unknown keys: a typo in params.yaml is an error that names the file
-and the field, not a silently ignored setting.
+and the field, not a silently ignored setting; `<stage>.extra` may not shadow a modelled field.
 
 YAML anchors and aliases are allowed (presets share blocks), but a file is refused before it is
 built into Python objects when its aliases would expand it beyond `MAX_YAML_NODES` nodes (a
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import dataclass, field as dc_field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -120,7 +129,7 @@ class BaseGroup(Group):
     seed: int = 42
     data_dir: str = "data"
     results_dir: str = "results"
-    preset: str | None = "tiny-cpu"
+    preset: str | None = Field(None, description="the preset (under `presets:`) that fills what params.yaml leaves unset")
 
 
 class RenderingGroup(Group):
@@ -464,6 +473,27 @@ class ServeGroup(Group):
     calibration: CalibrationPath = None
 
 
+# TRL argument names the training plan (globe/train/plan.py) fills from a modelled setting, or from
+# the command line, under another name: `extra` may not set them either.
+TRL_NAMES = {
+    "num_train_epochs": "{stage}.epochs",
+    "activation_checkpointing": "{stage}.gradient_checkpointing",
+    "seed": "base.seed",
+    "data_seed": "base.seed",
+    "output_dir": "the command's --out",
+    "run_name": "nothing (globe names the run after the stage)",
+}
+
+
+def _modelled_name(group: type[BaseModel], key: str, stage: str) -> str | None:
+    """The setting to use instead of `<stage>.extra.<key>`, or None when `key` is not modelled."""
+    if key in group.model_fields and key != "extra":
+        return f"{stage}.{key}"
+    if key in TRL_NAMES:
+        return TRL_NAMES[key].format(stage=stage)
+    return None
+
+
 warnings.filterwarnings("ignore", message='Field name "register" in "Params" shadows', category=UserWarning)
 
 
@@ -483,6 +513,19 @@ class Params(Group):
     register: RegisterGroup = Field(default_factory=RegisterGroup)
     serve: ServeGroup = Field(default_factory=ServeGroup)
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _extra_shadows_nothing(self) -> "Params":
+        """`<stage>.extra` passes keys to the TRL config that the group does not model; a key the group
+        does model (or one the plan sets from a modelled field) would silently win over it."""
+        for stage in ("sft", "reward_model", "grpo"):
+            group = getattr(self, stage)
+            for key in group.extra:
+                instead = _modelled_name(type(group), key, stage)
+                if instead:
+                    raise ValueError(f"{stage}.extra.{key} shadows a modelled setting: set {instead} instead "
+                                     f"(and remove {stage}.extra.{key})")
+        return self
 
     @model_validator(mode="after")
     def _heldout_is_unseen(self) -> "Params":
@@ -539,44 +582,169 @@ def _format_validation(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _read_params_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
+    """The file's tree (empty when `path` is None or absent) and the name to cite in errors."""
+    if path is None or not Path(path).exists():
+        return {}, "defaults"
+    try:
+        loaded = safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of groups at the top level, got {type(loaded).__name__}")
+    return loaded, str(path)
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists and scalars are leaves, so is an empty mapping."""
+    if not isinstance(tree, dict) or (not tree and prefix):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _without_presets(tree: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in tree.items() if key != "presets"}
+
+
+DEFAULT_SOURCE = "default"
+
+# The settings each job resolves (groups or dotted leaves), named as the dvc.yaml stages are: the
+# `config` stage writes each job's resolved values to results/config/<stage>.yaml, and that stage
+# depends on its file, so a change that alters what a stage runs with reruns it and nothing else.
+# `globe config show --stage NAME` prints the same selection.
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "data": ("base.seed", "source", "synth"),
+    "distill": ("distill",),
+    "verify": ("verify",),
+    "heldout": ("synth", "heldout"),
+    "base-model": ("base.seed",),
+    "sft": ("base.seed", "sft"),
+    "reward-model": ("base.seed", "reward_model"),
+    "grpo": ("base.seed", "grpo", "rewards"),
+    "evaluate": ("eval",),
+    "register": ("register",),
+    "serve": ("serve",),
+}
+
+
+@dataclass
+class Resolved:
+    """Validated params and where each value came from: `sources["grpo.learning_rate"]` is one of
+    "default", "preset NAME", the params file ("params.yaml"), "--preset NAME" or "--set"."""
+
+    params: "Params"
+    sources: dict[str, str] = dc_field(default_factory=dict)
+
+    def source(self, key: str) -> str:
+        """The layer that set `key` (a dotted leaf); a key no layer names is a built-in default."""
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):  # a list value is one leaf: its items share its source
+            found = self.sources.get(".".join(parts[:end]))
+            if found:
+                return found
+        return DEFAULT_SOURCE
+
+    def values(self, keys: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+        """Resolved values as a tree, all groups or only `keys` (groups or dotted leaves, e.g.
+        `("base.seed", "grpo")`); `presets:` is never part of it."""
+        dumped = self.params.model_dump(mode="json", exclude={"presets"})
+        if keys is None:
+            return dumped
+        out: dict[str, Any] = {}
+        for key in keys:
+            node: Any = dumped
+            for part in key.split("."):
+                node = node[part]
+            out = deep_merge(out, parse_tree(key, node))
+        return out
+
+    def table(self, keys: list[str] | tuple[str, ...] | None = None) -> list[tuple[str, Any, str]]:
+        """(dotted key, value, source) for every resolved leaf (of `keys`, when given)."""
+        return [(key, value, self.source(key)) for key, value in _leaves(self.values(keys)).items()]
+
+
+RESOLVED_CONFIG = "resolved_config.yaml"  # what a training or evaluation run saves beside its outputs
+
+
+def resolved_document(resolved: Resolved, keys: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
+    """The values a run used (all groups, or `keys`) and the source of each."""
+    return {
+        "precedence": "default < preset < params.yaml < --preset < --set",
+        "values": resolved.values(keys),
+        "sources": {key: source for key, _, source in resolved.table(keys)},
+    }
+
+
+def write_resolved(resolved: Resolved, folder: str | Path, keys: tuple[str, ...] | list[str] | None = None) -> Path:
+    """Save `folder/resolved_config.yaml` (`resolved_document`), so a result can be traced to the
+    settings that made it."""
+    from globe.io import atomic_write_text
+
+    path = Path(folder) / RESOLVED_CONFIG
+    atomic_write_text(path, yaml.safe_dump(resolved_document(resolved, keys), sort_keys=False, allow_unicode=True))
+    return path
+
+
+def parse_tree(key: str, value: Any) -> dict[str, Any]:
+    """`("a.b", 1)` -> `{"a": {"b": 1}}`."""
+    node: Any = value
+    for part in reversed(key.split(".")):
+        node = {part: node}
+    return node
+
+
+def resolve_params(
+    path: str | Path | None = "params.yaml",
+    preset: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Resolved:
+    """Read params.yaml (defaults when it is absent), layer it with its preset and the command
+    line, validate, and record each value's source. The precedence, lowest first: built-in
+    defaults < preset (base.preset) < params.yaml < --preset NAME < --set (module docstring)."""
+    raw, source = _read_params_file(path)
+    override_tree: dict[str, Any] = {}
+    for item in overrides:
+        override_tree = deep_merge(override_tree, parse_override(item))
+    presets = deep_merge(raw.get("presets") or {}, override_tree.get("presets") or {})
+    if not isinstance(presets, dict):
+        raise ConfigError(f"{source}: presets must be a mapping of names to groups")
+    command_line = preset or (override_tree.get("base") or {}).get("preset")
+    name = command_line or (raw.get("base") or {}).get("preset")
+    if name and name not in presets:
+        known = ", ".join(sorted(presets)) or "none"
+        raise ConfigError(f"{source}: unknown preset {name!r} (known: {known})")
+    preset_tree = _without_presets(presets.get(name) or {}) if name else {}
+    file_label = Path(path).name if source != "defaults" else source
+    if command_line:
+        layers = [(file_label, _without_presets(raw)), (f"--preset {name}", preset_tree)]
+    else:
+        layers = [(f"preset {name}", preset_tree), (file_label, _without_presets(raw))]
+    layers.append(("--set", _without_presets(override_tree)))
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for label, tree in layers:
+        merged = deep_merge(merged, tree)
+        sources.update({key: label for key in _leaves(tree) if key})
+    merged["presets"] = presets
+    merged.setdefault("base", {})["preset"] = name or None
+    if name:
+        sources["base.preset"] = f"--preset {name}" if command_line else sources.get("base.preset", file_label)
+    return Resolved(validate_params(merged, source), sources)
+
+
 def load_params(
     path: str | Path | None = "params.yaml",
     preset: str | None = None,
     overrides: list[str] | tuple[str, ...] = (),
 ) -> Params:
-    """Read params.yaml (defaults when it is absent), apply a preset, then `--set` overrides.
-
-    The preset is `preset` if given, else `base.preset` from the file/overrides.
-    """
-    raw: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None and Path(path).exists():
-        source = str(path)
-        try:
-            loaded = safe_load(Path(path).read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of groups at the top level, got {type(loaded).__name__}")
-        raw = loaded
-    override_tree: dict[str, Any] = {}
-    for item in overrides:
-        override_tree = deep_merge(override_tree, parse_override(item))
-    merged = deep_merge(raw, override_tree)
-    presets = merged.get("presets") or {}
-    name = preset or (merged.get("base") or {}).get("preset")
-    if name:
-        if name not in presets:
-            if preset:  # asked for explicitly: must exist
-                known = ", ".join(sorted(presets)) or "none"
-                raise ConfigError(f"{source}: unknown preset {name!r} (known: {known})")
-        else:
-            merged = deep_merge(merged, presets[name])
-            merged = deep_merge(merged, override_tree)  # overrides still win over the preset
-            merged.setdefault("base", {})["preset"] = name
-    return validate_params(merged, source)
+    """Read params.yaml (defaults when it is absent) with its preset and `--set` overrides, in the
+    one precedence of `resolve_params`: defaults < preset < params.yaml < --preset < --set."""
+    return resolve_params(path, preset, overrides).params
 
 
 def validate_params(tree: dict[str, Any], source: str = "parameters") -> Params:

@@ -154,8 +154,12 @@ def register(
     tracking_uri: str | None = None,
     tags: dict[str, str] | None = None,
     lineage: dict[str, str] | None = None,
+    resolved_config: dict[str, Any] | None = None,
 ) -> Registered:
     """Log `model_dir` as a LoggedModel with its evidence, register a version, alias it challenger.
+
+    `resolved_config` (values and their sources, `globe.config.write_resolved`'s document) is logged
+    on the run as `resolved_config.yaml`; `params["serve"]` goes into the model as its serving settings.
 
     `lineage` (see `globe.lineage`) becomes the version's `globe.lineage.*` tags and `lineage.json`
     on the run; its dataset hashes are also run tags, so the experiment view shows them."""
@@ -173,6 +177,10 @@ def register(
     try:
         with tempfile.TemporaryDirectory(prefix="globe-ckpt-") as tmp:
             files = clean_checkpoint(model_dir, tmp)
+            if (params or {}).get("serve"):  # the model carries the serving settings it was registered with
+                from globe.serve.settings import save_settings
+
+                files = sorted([*files, save_settings(params["serve"], tmp).name])
             logged = c.create_logged_model(
                 exp_id,
                 name=cfg.model_name,
@@ -189,6 +197,8 @@ def register(
                    [Param(k, v) for k, v in flat_params.items()], [RunTag("globe.model_id", logged.model_id), *run_tags])
         if lineage:
             c.log_dict(run_id, lineage, "lineage.json")
+        if resolved_config:
+            c.log_dict(run_id, resolved_config, "resolved_config.yaml")
         if metrics is not None:
             c.log_dict(run_id, metrics, "evaluation/metrics.json")
         if report is not None:

@@ -1,10 +1,10 @@
 """The GLOBE KFP pipeline: check sources -> import (ParallelFor over shards) -> distill (ParallelFor)
--> verify -> SFT and reward model -> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate ->
-register + promote -> deploy (KServe); the source, distilled and verified datasets are versioned
+-> verify -> SFT and reward model -> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate on the
+unverified held-out set (as `dvc repro`) -> register + promote -> deploy (KServe); the source, distilled and verified datasets are versioned
 with DVC on the way, and an optional benchmark is imported, evaluated and attached to the version.
 
-Parameters mirror params.yaml: one dict parameter per group (`source`, `synth`, `distill`, `verify`,
-`rewards`, `sft`, `reward_model`, `grpo`, `eval`, `benchmark`, `register`, plus `base`), whose
+Parameters mirror params.yaml: one dict parameter per group (`source`, `synth`, `heldout`, `distill`, `verify`,
+`rewards`, `sft`, `reward_model`, `grpo`, `eval`, `benchmark`, `register`, `serve`, plus `base`), whose
 defaults are the groups of the params file the pipeline was compiled from, with its preset already
 applied. `source` says where the photos come from: `{"format": "geoscenes"}` (the tiny world), or
 an import spec such as `{"format": "im2gps3k", "csv": "s3://...", "images": "s3://..."}`. The
@@ -30,6 +30,7 @@ from components.distill.component import distill_shard, merge_shards, shard_plan
 from components.evaluate.component import evaluate
 from components.grpo.component import grpo as grpo_local
 from components.grpo.component import grpo_trainjob
+from components.heldout.component import heldout as heldout_component
 from components.import_data.component import benchmark_given, check_sources, import_benchmark, import_shard, merge_imports
 from components.lineage.component import lineage as lineage_component
 from components.register.component import attach_benchmark
@@ -75,12 +76,15 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
     ignores anyway and cannot resolve from pipeline parameters inside a `dsl.If`.
     """
     g = {name: groups[name] for name in s.PIPELINE_GROUPS}
+    # the GPUs the training groups are planned for (`num_processes`, GPUs x nodes), on one node by default
+    planned_gpus = max(int(groups[stage].get("num_processes") or 1) for stage in ("sft", "reward_model", "grpo"))
 
     @dsl.pipeline(name="globe", description="GLOBE: import -> distill -> verify -> SFT/RM -> GRPO -> evaluate -> register -> deploy")
     def globe_pipeline(
         base: dict = g["base"],
         source: dict = g["source"],
         synth: dict = g["synth"],
+        heldout: dict = g["heldout"],
         distill: dict = g["distill"],
         verify: dict = g["verify"],
         rewards: dict = g["rewards"],
@@ -90,9 +94,10 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         eval: dict = g["eval"],
         benchmark: dict = g["benchmark"],
         register: dict = g["register"],
+        serve: dict = g["serve"],
         num_shards: int = 2,
         dvc_remote: str = s.DVC_REMOTE,
-        gpus_per_node: int = 1,
+        gpus_per_node: int = planned_gpus,
         gpu_resource: str = s.GPU_RESOURCE,
         gpu_node_selector: dict = s.GPU_NODE_SELECTOR,
         gpu_tolerations: list = s.GPU_TOLERATIONS,
@@ -104,6 +109,37 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         isvc_name: str = "globe",
         deploy_wait_s: int = 900,
     ):
+        """GLOBE's stages on Kubeflow; the group parameters are params.yaml's groups, resolved.
+
+        Args:
+            base: params.yaml `base` group: seed, data and results folders (the preset is already applied).
+            source: where the photos come from: {"format": "geoscenes"} (the tiny world) or an import spec with csv and images (local or s3://).
+            synth: the GeoScenes tiny world: images, seed, size, rendering (used when source.format is geoscenes).
+            heldout: the unverified held-out test set the model is evaluated and gated on (tiny world: n, seed, shifted rendering).
+            distill: the teacher engines (OpenAI-compatible endpoints or stand-ins), concurrency, timeouts, retries.
+            verify: the paper's filters: max_km, min_teacher_agreement, grounding_min_share, grounding_judge.
+            rewards: GRPO reward weights (accuracy, localizability, grounding, format, geodesic) and the judge's failure budget.
+            sft: SFT training settings (TRL SFTConfig names; `globe config show --stage sft` lists each key).
+            reward_model: localizability judge training settings (TRL SFTConfig names, LoRA).
+            grpo: GRPO training settings (TRL GRPOConfig names: generations, temperature, beta, vLLM, ...).
+            eval: evaluation settings: batch size, max_new_tokens, temperature, bootstrap, samples.
+            benchmark: an optional benchmark to import and evaluate besides the held-out set ({"format": null} = none).
+            register: MLflow model name and the promotion gate: metric, higher_is_better, min_improvement, min_value (floor).
+            serve: the serving settings registered with the model (limits, batching, decoding, samples); the deployed predictor uses them.
+            num_shards: parallel import and distillation shards (ParallelFor).
+            dvc_remote: DVC remote (s3://bucket/prefix) the source, distilled, verified and benchmark datasets are versioned in.
+            gpus_per_node: GPUs per training and evaluation pod and per TrainJob node (default: the groups' num_processes).
+            gpu_resource: the Kubernetes GPU resource name, e.g. nvidia.com/gpu.
+            gpu_node_selector: node selector of the GPU pool.
+            gpu_tolerations: tolerations of the GPU pool.
+            grpo_num_nodes: nodes of the GRPO TrainJob (torchrun across nodes).
+            grpo_image: the image the GRPO TrainJob's pods run.
+            trainjob_timeout_s: how long the GRPO TrainJob may run, in seconds.
+            namespace: namespace of the TrainJob and the InferenceService.
+            deploy: deploy the champion to KServe after promotion.
+            isvc_name: name of the KServe InferenceService.
+            deploy_wait_s: how long to wait for the InferenceService to become ready, in seconds.
+        """
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         gpu = dict(gpus=gpus_per_node, gpu_resource=gpu_resource, node_selector=gpu_node_selector, tolerations=gpu_tolerations)
 
@@ -155,19 +191,25 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
                                  judge_model=judge.outputs["model"], run_id=run_id)
             on_gpu(trained, **gpu).set_display_name("grpo")
 
+        # scored and gated on unverified held-out images, as dvc repro does (tests/test_pipeline.py compares the two)
+        test_set = heldout_component(base=base, source=source, synth=synth, heldout=heldout, dataset=imported.outputs["dataset"])
+        with_cluster_env(test_set).set_display_name("held-out test set")
+        heldout_version = versioned(test_set.outputs["test_set"], "heldout")
+
         images = dict(data_image=s.CPU_IMAGE, train_image=s.TRAIN_IMAGE, grpo_image=grpo_image if multi_node_grpo else s.TRAIN_IMAGE)
         if runtime is not None:
             images = dict.fromkeys(images, runtime)
         lineage = lineage_component(
-            base=base, source=source, synth=synth, distill=distill, verify=verify, rewards=rewards, sft=sft,
-            reward_model=reward_model, grpo=grpo, eval=eval, benchmark=benchmark, register=register,
+            base=base, source=source, synth=synth, heldout=heldout, distill=distill, verify=verify, rewards=rewards, sft=sft,
+            reward_model=reward_model, grpo=grpo, eval=eval, benchmark=benchmark, register=register, serve=serve,
             source_dvc=source_version.outputs["dvc_file"], distilled_dvc=distilled_version.outputs["dvc_file"],
-            verified_dvc=verified_version.outputs["dvc_file"], run_id=run_id, **images,
+            verified_dvc=verified_version.outputs["dvc_file"], heldout_dvc=heldout_version.outputs["dvc_file"],
+            run_id=run_id, **images,
         ).set_display_name("lineage")
         record = lineage.outputs["lineage"]
 
-        scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="verified",
-                          model=trained.outputs["model"], dataset=dataset, lineage=record)
+        scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="heldout",
+                          model=trained.outputs["model"], dataset=test_set.outputs["test_set"], lineage=record)
         on_gpu(scored, **gpu).set_display_name("evaluate")
         registered = register_component(base=base, register=register, model=trained.outputs["model"],
                                         evaluation=scored.outputs["evaluation"], lineage=record)

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["data", "distill", "verify", "heldout", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
+STAGES = ["config", "data", "distill", "verify", "heldout", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
 MIN_ACC25_GAIN = 0.10  # GRPO - SFT acc_25km on the in-domain held-out set, interval above 0 (see above)
 MAX_COUNTRY_LOSS = 0.02  # GRPO - SFT country_acc may not fall below -2 pt (see above)
 
@@ -100,7 +100,7 @@ def test_dvc_repro_learns_then_nothing_then_an_experiment(tmp_path):
     assert "Running stage" not in again and "up to date" in again.lower()
 
     exp = _run([*dvc, "exp", "run", "-S", "register.min_improvement=0.5"], proj, env)
-    assert "Running stage 'register'" in exp
+    assert "Running stage 'register'" in exp  # its resolved settings (results/config/register.yaml) changed
     assert "Running stage 'grpo'" not in exp and "Running stage 'data'" not in exp
     promotion = json.loads((proj / "results/register/promotion.json").read_text())
     assert promotion["promoted"] is False  # v2 equals v1's metric: not better by 0.5

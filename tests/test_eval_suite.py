@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 
@@ -48,6 +49,8 @@ def test_every_model_on_every_split_with_the_paired_delta(suite):
         for model in ("a", "b"):  # each a full, resumable run of the one harness
             assert (out / split / model / "predictions.jsonl").is_file() and (out / split / model / "report.html").is_file()
     assert _numbers(metrics) <= 40  # `dvc metrics show` stays readable
+    saved = yaml.safe_load((out / "resolved_config.yaml").read_text())  # the settings this evaluation used
+    assert saved["values"]["eval"]["max_new_tokens"] == 8 and saved["sources"]["eval.max_new_tokens"] == "--set"
     full = json.loads((out / "comparisons.json").read_text())
     assert full["in_domain"]["b_vs_a"]["paired"] is True and full["in_domain"]["b_vs_a"]["n_compared"] == 10
     summary = (out / "summary.md").read_text()

@@ -205,3 +205,13 @@ def test_check_manifests_command(shared_crds, monkeypatch, tmp_path):
     assert '"prod"' in result.output and '"custom": 4' in result.output
     bad = CliRunner().invoke(app, ["pipeline", "check-manifests", "--crds", str(tmp_path / "nope")])
     assert bad.exit_code == 2 and "not a directory" in bad.output
+
+
+def test_check_manifests_needs_crds_named(monkeypatch):
+    from typer.testing import CliRunner
+
+    from globe.cli import app
+
+    monkeypatch.delenv("GLOBE_SHARED_CRDS", raising=False)
+    result = CliRunner().invoke(app, ["pipeline", "check-manifests"])
+    assert result.exit_code == 2 and "--crds is required" in result.stderr

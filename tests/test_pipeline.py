@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -98,8 +99,8 @@ def test_datasets_are_versioned_and_their_dvc_files_feed_the_lineage(ir):
     spec, _ = ir
     tasks = spec["root"]["dag"]["tasks"]
     produced = {tasks[t]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"]["producerTask"]: t
-                for t in ("version-dataset", "version-dataset-2", "version-dataset-3")}
-    assert set(produced) == {"merge-imports", "merge-shards", "verify"}
+                for t in ("version-dataset", "version-dataset-2", "version-dataset-3", "version-dataset-4")}
+    assert set(produced) == {"merge-imports", "merge-shards", "verify", "heldout"}  # heldout: the gate's test set
     lineage = tasks["lineage"]["inputs"]
     assert {a["taskOutputArtifact"]["producerTask"] for a in lineage["artifacts"].values()} == set(produced.values())
     assert lineage["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
@@ -116,7 +117,7 @@ def test_the_benchmark_branch_is_conditional_and_attaches_to_the_registered_vers
     tasks = spec["root"]["dag"]["tasks"]
     branch = next(t for t in tasks.values() if "benchmark-given-Output" in t.get("triggerPolicy", {}).get("condition", ""))
     inner = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(inner) == {"import-benchmark", "version-dataset-4", "evaluate-2", "attach-benchmark"}
+    assert set(inner) == {"import-benchmark", "version-dataset-5", "evaluate-2", "attach-benchmark"}
     assert inner["attach-benchmark"]["inputs"]["parameters"]["version"]["componentInputParameter"].endswith("register-version")
     assert inner["attach-benchmark"]["cachingOptions"] == {}
 
@@ -262,3 +263,82 @@ def test_training_stages_on_the_workspace_only_where_it_is_mounted(tmp_path, mon
     monkeypatch.setenv("GLOBE_WORKSPACE", str(tmp_path / "pvc"))
     assert steps.staging_dir("sft", tmp_path / "out", "run-1") == (tmp_path / "pvc" / "runs" / "run-1" / "sft", True)
     assert steps.staging_dir("sft", tmp_path / "out", None) == (tmp_path / "out", False)
+
+
+def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
+    """One DAG meaning: `dvc repro` and the KFP pipeline both score the GRPO model on unverified
+    held-out images made by the same function (globe.data.geoscenes.synthesize_heldout, through
+    `globe data heldout` and globe.kfp.steps.heldout), not on the verified training data, and both
+    gate promotion on register.metric of that evaluation."""
+    spec, _ = ir
+    tasks = spec["root"]["dag"]["tasks"]
+
+    def producer(task: str, artifact: str) -> str:
+        return tasks[task]["inputs"]["artifacts"][artifact]["taskOutputArtifact"]["producerTask"]
+
+    # KFP: merge-imports (the source, unverified) -> heldout -> evaluate(on=heldout) -> register(evaluation)
+    assert producer("heldout", "dataset") == "merge-imports"
+    assert producer("evaluate", "dataset") == "heldout"
+    assert tasks["evaluate"]["inputs"]["parameters"]["on"]["runtimeValue"]["constant"] == "heldout"
+    assert producer("evaluate", "model").startswith("grpo") and producer("register", "evaluation") == "evaluate"
+    assert "verify" not in {producer("evaluate", "dataset"), producer("heldout", "dataset")}
+
+    # DVC: heldout (no verified input) -> evaluate --split in_domain=data/heldout -> register (in_domain/grpo)
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    heldout_cmds = " ".join(stages["heldout"]["cmd"])
+    assert "globe data heldout --out data/heldout" in heldout_cmds
+    assert not {"data/verified", "data/distilled"} & set(stages["heldout"]["deps"])
+    assert "--split in_domain=data/heldout" in stages["evaluate"]["cmd"] and "grpo=models/grpo" in stages["evaluate"]["cmd"]
+    register_cmd = " ".join(stages["register"]["cmd"])
+    assert "--metrics results/evaluate/in_domain/grpo/metrics.json" in register_cmd and "globe promote" in register_cmd
+    # both gate with the register group of params.yaml (a pipeline parameter / the register stage's settings)
+    assert "register" in spec["root"]["inputDefinitions"]["parameters"]
+    assert tasks["register"]["inputs"]["parameters"]["register"]["componentInputParameter"] == "register"
+
+
+def test_the_heldout_step_draws_unseen_geoscenes_or_keeps_an_imports_test_split(tmp_path):
+    from globe.data import read_records
+    from globe.data.geoscenes import synthesize
+    from globe.kfp import steps
+
+    tiny = steps.heldout({"heldout": {"n": 6, "shifted_n": 6}, "synth": {"image_size": 56}}, tmp_path / "none", tmp_path / "h")
+    assert tiny["n"] == 6 and {r.split for r in read_records(tmp_path / "h")} == {"test"}
+    imported = tmp_path / "imported"
+    synthesize(imported, n=12, seed=5, image_size=56, test_share=0.5)
+    groups = {"source": {"format": "exif-folder", "images": "s3://b/photos/"}}
+    kept = steps.heldout(groups, imported, tmp_path / "t")
+    test_ids = {r.id for r in read_records(imported) if r.split == "test"}
+    assert kept["n"] == len(test_ids) > 0 and {r.id for r in read_records(tmp_path / "t")} == test_ids
+    assert all((tmp_path / "t" / r.image).is_file() for r in read_records(tmp_path / "t"))
+
+
+def test_every_parameter_is_described_and_the_7b_preset_plans_its_gpus(ir, tmp_path):
+    spec, _ = ir
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert all(p.get("description") for p in params.values()), [k for k, p in params.items() if not p.get("description")]
+    assert params["gpus_per_node"]["defaultValue"] == 1  # the tiny world: one process
+    out = compile_pipeline(load_params(ROOT / "params.yaml", preset="qwen2.5-vl-7b-8gpu"), tmp_path / "7b.yaml")
+    spec7b = next(yaml.safe_load_all(out.read_text()))
+    params7b = spec7b["root"]["inputDefinitions"]["parameters"]
+    assert params7b["gpus_per_node"]["defaultValue"] == 8 and params7b["grpo_num_nodes"]["defaultValue"] == 1
+    assert params7b["eval"]["defaultValue"]["max_new_tokens"] == params7b["serve"]["defaultValue"]["max_new_tokens"] == 1024
+    # the serve group reaches the lineage, whose params the register step saves into the model (globe_serve.yaml)
+    assert spec["root"]["dag"]["tasks"]["lineage"]["inputs"]["parameters"]["serve"]["componentInputParameter"] == "serve"
+    assert all(t["kind"] == "openai" for t in params7b["distill"]["defaultValue"]["teachers"])
+
+
+def test_the_image_registry_is_a_compile_option(tmp_path):
+    from typer.testing import CliRunner
+
+    from globe.cli import app
+
+    out = tmp_path / "p.yaml"
+    result = CliRunner().invoke(app, ["pipeline", "compile", "--out", str(out), "--registry", "registry.example.com/ml/",
+                                      "--params", str(ROOT / "params.yaml")])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert settings.REGISTRY not in text
+    images = re.findall(r"^ +image: (\S+)$", text, flags=re.M)
+    assert images and all(i.startswith("registry.example.com/ml/globe-") for i in images)
+    bad = CliRunner().invoke(app, ["pipeline", "compile", "--out", str(out), "--registry", "a b"])
+    assert bad.exit_code == 2 and "--registry" in bad.stderr

@@ -42,7 +42,7 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     common = ["--params", "none.yaml"]
     out = tmp_path / "results" / "register"  # not made beforehand: --out creates it, as dvc repro needs
     reg = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common,
-                              "--out", str(out / "registered.json")])
+                              "--set", "serve.max_new_tokens=77", "--out", str(out / "registered.json")])
     assert reg.exit_code == 0, reg.output
     registered = json.loads(reg.stdout)
     assert (tmp_path / "mlflow.db").is_file() and registered["version"] == "1"
@@ -52,7 +52,16 @@ def test_register_promote_resolve_with_the_local_store(fake_checkpoint, tmp_path
     assert json.loads((out / "promotion.json").read_text()) == decision
     resolved = runner.invoke(app, ["resolve", "models:/globe@champion"]).stdout.strip()
     assert resolved == registered["storage_uri"]
-    assert sorted(p.name for p in __import__("pathlib").Path(resolved).iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    files = sorted(p.name for p in __import__("pathlib").Path(resolved).iterdir())
+    assert files == ["config.json", "globe_serve.yaml", "model.safetensors", "tokenizer.json"]
+    from globe.serve.settings import saved_settings  # the model carries the serving settings it was registered with
+
+    assert saved_settings(resolved)["max_new_tokens"] == 77 and "model" not in saved_settings(resolved)
+    from mlflow import MlflowClient
+
+    run_dir = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").download_artifacts(registered["run_id"], "resolved_config.yaml", str(tmp_path / "dl"))
+    logged = __import__("yaml").safe_load(open(run_dir))  # the run records every value and where it came from
+    assert logged["values"]["serve"]["max_new_tokens"] == 77 and logged["sources"]["serve.max_new_tokens"] == "--set"
 
     metrics.write_text("[1, 2]")
     bad = runner.invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(metrics), *common])
@@ -146,3 +155,18 @@ def test_lineage_goes_onto_the_version_and_comes_back_from_resolve(fake_checkpoi
     assert json.loads(printed.stdout)["lineage"]["train_data.md5"] == "bb.dir"
     with pytest.raises(ValueError, match="no version of the train dataset 'verified'"):
         build_lineage({"source": datasets["source"]}, params={}, images={})
+
+
+def test_register_refuses_metrics_promote_could_not_gate_on(fake_checkpoint, tmp_path, monkeypatch):
+    """The suite's results/evaluate/metrics.json nests its figures (in_domain.grpo.acc_25km): registering
+    it would leave `globe promote` nothing to gate on, so register says which file to pass."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    suite = tmp_path / "results" / "evaluate" / "metrics.json"
+    suite.parent.mkdir(parents=True)
+    suite.write_text(json.dumps({"in_domain": {"grpo": {"acc_25km": 0.6}, "sft": {"acc_25km": 0.3}}}))
+    bad = CliRunner().invoke(app, ["register", "--model", str(fake_checkpoint), "--metrics", str(suite),
+                                   "--params", "none.yaml"])
+    assert bad.exit_code == 2 and "no top-level number 'acc_25km'" in bad.stderr
+    assert "in_domain.grpo.acc_25km" in bad.stderr and str(suite.parent / "in_domain" / "grpo" / "metrics.json") in bad.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # refused before anything was logged

@@ -177,7 +177,8 @@ def test_cli_register_promote_then_serve_from_models_alias(mlflow_server, checkp
     metrics.write_text(json.dumps({"n": 20, "acc_25km": 0.5}))
     common = ["--params", str(tmp_path / "none.yaml"), "--set", "register.model_name=globe-cli"]
     runner = CliRunner()
-    reg = runner.invoke(app, ["register", "--model", str(checkpoint), "--metrics", str(metrics), *common])
+    reg = runner.invoke(app, ["register", "--model", str(checkpoint), "--metrics", str(metrics), *common,
+                              "--set", "serve.max_new_tokens=4"])  # the model version carries its serve settings
     assert reg.exit_code == 0, reg.output
     registered = json.loads(reg.stdout)
     assert registered["version"] == "1" and registered["storage_uri"].startswith("s3://")
@@ -191,16 +192,16 @@ def test_cli_register_promote_then_serve_from_models_alias(mlflow_server, checkp
     cache = tmp_path / "cache"
     local = resolve_model("models:/globe-cli@champion", cache)
     assert sorted(p.name for p in local.iterdir()) == registered["files"]
-    assert all(sha(local / f) == sha(checkpoint / f) for f in registered["files"])
+    assert all(sha(local / f) == sha(checkpoint / f) for f in registered["files"] if f != "globe_serve.yaml")
     assert resolve_model("models:/globe-cli@champion", cache) == local  # cached, not fetched again
     assert not any(p.name.startswith(".partial-") for p in cache.iterdir())
 
     from globe.config import ServeGroup
 
-    model = GlobeModel("models:/globe-cli@champion", ServeGroup(max_new_tokens=4), cache_dir=str(cache))
+    model = GlobeModel("models:/globe-cli@champion", ServeGroup(), cache_dir=str(cache))
     assert not model.ready
     model.load()
-    assert model.ready
+    assert model.ready and model.decoding()["max_new_tokens"] == 4  # as registered, not the defaults' 120
     import asyncio
 
     response, _ = asyncio.run(model({"instances": [{"image_b64": b64(png_bytes())}]}))

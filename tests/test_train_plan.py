@@ -41,7 +41,9 @@ def test_8gpu_grpo_preset_resolves_to_the_papers_settings():
     assert ds["train_micro_batch_size_per_gpu"] == 8 and ds["gradient_accumulation_steps"] == 2
     assert ds["train_batch_size"] == 8 * 8 * 2 == doc["derived"]["global_batch"]
     assert doc["derived"]["prompts_per_generation"] == 128 // 16
-    assert doc["rewards"]["weights"] == {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+    weights = doc["rewards"]["weights"]  # the paper's four train; ours are logged at weight 0 and train nothing
+    assert {k: w for k, w in weights.items() if w} == {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+    assert {k: w for k, w in weights.items() if not w} == {"reasoning_accuracy": 0.0, "consistency": 0.0}
     assert "torch_threads" in doc and doc["peft"] is None
     json.dumps(doc, default=str)  # one JSON document
 
@@ -174,3 +176,14 @@ def test_cli_bad_inputs_fail_with_clear_messages(geoscenes_data, tmp_path):
                              "--data", str(no_labels), "--out", str(tmp_path / "rm")])
     assert rm.exit_code == 2 and "needs train records with localizable=true and with localizable=false" in rm.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "rm").exists()  # nothing half-written
+
+
+def test_one_stage_runner_names_the_stages():
+    """`globe.train.stages.train_stage` is what the CLI, the KFP steps and the ablation call."""
+    from globe.train.stages import UnknownStage, stage_name, train_stage
+
+    assert [stage_name(s) for s in ("sft", "reward-model", "reward_model", "grpo")] == ["sft", "reward_model", "reward_model", "grpo"]
+    with pytest.raises(UnknownStage, match="expected sft, reward-model or grpo"):
+        stage_name("dpo")
+    with pytest.raises(ValueError, match="GRPO's"):
+        train_stage("sft", load_params(None), "data", "out", reward_model="rm")

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from globe.config import load_params
 
@@ -263,6 +264,9 @@ def test_deepspeed_zero2_grpo_runs_single_process_on_cpu(world, sft_run, tmp_pat
     assert summary["global_step"] == 2 and "localizability" not in summary["reward_weights"]
     assert list(out.glob("checkpoint-2/global_step2")), "no DeepSpeed engine checkpoint: DeepSpeed was not used"
     assert (out / "model.safetensors").is_file()
+    saved = yaml.safe_load((out / "resolved_config.yaml").read_text())  # the settings it ran with, and from where
+    assert saved["values"]["grpo"]["max_steps"] == 2 and saved["sources"]["grpo.max_steps"] == "--set"
+    assert saved["sources"]["grpo.torch_threads"] == "--preset tiny-cpu" and "sft" not in saved["values"]
 
 
 def _free_port() -> int:

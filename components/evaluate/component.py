@@ -11,7 +11,8 @@ def evaluate(base: dict, source: dict, benchmark: dict, eval: dict, on: str, mod
              lineage: Input[Artifact], evaluation: Output[Artifact], metrics: Output[Metrics], report: Output[HTML],
              summary: Output[Markdown]):
     """Accuracy within 1/25/200/750/2500 km and city/country match on the dataset's test split
-    (`on`: verified or benchmark); the HTML report, with the run's lineage, shows in the UI."""
+    (`on`: heldout, the unverified set the gate uses, or benchmark); the HTML report, with the
+    run's lineage, shows in the UI."""
     import json
     import shutil
     from pathlib import Path

@@ -19,20 +19,25 @@ SetOpt = Annotated[
 
 
 def load(params: Path, preset: str | None, overrides: list[str] | None):
-    """Load and validate params, turning a config error into a clean CLI error.
+    """Load and validate params (see `load_resolved`)."""
+    return load_resolved(params, preset, overrides).params
+
+
+def load_resolved(params: Path, preset: str | None, overrides: list[str] | None):
+    """Resolve and validate params (values and their sources), a config error as a clean CLI error.
 
     Run outside the project, a command finds no `./params.yaml` and runs on the built-in defaults
     (another preset, other step counts): it says so, so that the result is not mistaken for the
     project's. A path given explicitly that does not exist means "the defaults", silently.
     """
-    from globe.config import ConfigError, load_params
+    from globe.config import ConfigError, resolve_params
 
     if params == DEFAULT_PARAMS and not params.exists():
         typer.secho(f"note: no {params} in {Path.cwd()}: the built-in defaults apply (--params FILE reads another)",
                     fg=typer.colors.YELLOW, err=True)  # fmt: skip
 
     try:
-        return load_params(params, preset=preset, overrides=overrides or [])
+        return resolve_params(params, preset=preset, overrides=overrides or [])
     except ConfigError as exc:
         fail(str(exc))
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, print_json
 
 HEADLINE = ("n", "n_unparsed", "n_errors", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km",
             "median_km", "country_acc", "city_acc", "mean_confidence", "ece")
@@ -174,7 +174,8 @@ def models(
     from globe.evaluate.runner import RunError
     from globe.evaluate.suite import Split, evaluate_suite, parse_pairs
 
-    cfg = load(params, preset, set_)
+    resolved = load_resolved(params, preset, set_)
+    cfg = resolved.params
     named_models = _named(model, "model")
     splits = [Split(name, Path(path), benchmark) for name, path in _named(split, "split").items()]
     try:
@@ -182,6 +183,9 @@ def models(
         metrics = evaluate_suite(cfg, named_models, splits, out, pairs, progress=progress)
     except (BenchmarkError, RunError, ValueError, OSError) as exc:
         fail(str(exc))
+    from globe.config import write_resolved
+
+    write_resolved(resolved, out, ("base.seed", "eval"))  # the settings this evaluation used
     print_json(metrics)
 
 

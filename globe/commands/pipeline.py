@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
 def compile_cmd(
     out: Annotated[Path, typer.Option("--out", help="pipeline YAML to write (KFP IR)")],
     single_node_grpo: Annotated[bool, typer.Option("--single-node-grpo", help="GRPO in a step pod instead of a TrainJob")] = False,
+    registry: Annotated[str | None, typer.Option("--registry", help="image registry the steps pull globe-cpu and "
+                                                 "globe-train from (default: ghcr.io/globe-platform)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -30,7 +32,7 @@ def compile_cmd(
     from globe.kfp.build import PipelineError, compile_pipeline
 
     try:
-        path = compile_pipeline(cfg, out, multi_node_grpo=not single_node_grpo)
+        path = compile_pipeline(cfg, out, multi_node_grpo=not single_node_grpo, registry=registry)
     except PipelineError as exc:
         fail(str(exc))
     print_json({"out": str(path), "bytes": path.stat().st_size})
@@ -84,6 +86,8 @@ def submit_cmd(
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace (multi-user KFP)")] = None,
     service_account: Annotated[str, typer.Option(help="service account the run's pods use")] = "globe-pipeline",
     token_env: Annotated[str | None, typer.Option(help="environment variable holding a bearer token for the KFP API")] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="image registry of globe-cpu and globe-train "
+                                                 "(default: ghcr.io/globe-platform)")] = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
@@ -101,19 +105,24 @@ def submit_cmd(
         token = os.environ.get(token_env) or fail(f"--token-env {token_env}: the variable is not set")
     try:
         print_json(submit(cfg, host, arguments=arguments, experiment=experiment, run_name=run_name,
-                          namespace=namespace, service_account=service_account, existing_token=token))
+                          namespace=namespace, service_account=service_account, existing_token=token,
+                          registry=registry))
     except PipelineError as exc:
         fail(str(exc))
 
 
 @pipeline_app.command("check-manifests")
 def check_manifests_cmd(
-    crds: Annotated[Path, typer.Option("--crds", help="directory of CRD YAMLs (KServe, Kubeflow Trainer)")] = Path("../shared/k8s-crds"),
+    crds: Annotated[Path | None, typer.Option("--crds", envvar="GLOBE_SHARED_CRDS",
+                                              help="directory of CRD YAMLs (KServe, Kubeflow Trainer); e.g. ../shared/k8s-crds")] = None,
     manifests: Annotated[Path, typer.Option("--manifests", help="the manifests/ directory")] = Path("manifests"),
 ) -> None:
     """Build every overlay with `kubectl kustomize` and validate it offline (strict core + CRD schemas)."""
     from globe.k8s.manifests import ManifestError, kustomize_build, load_yaml_documents, secret_leaks, validate_documents
 
+    if crds is None:
+        fail("--crds is required: the directory of the KServe and Kubeflow Trainer CRD YAMLs the manifests are "
+             "validated against (or $GLOBE_SHARED_CRDS), e.g. --crds ../shared/k8s-crds")
     if not crds.is_dir():
         fail(f"--crds {crds}: not a directory of CRD YAML files")
     report = {}

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, print_json
 
 ModelOpt = Annotated[
     str | None,
@@ -28,6 +28,11 @@ def registry_unreachable(exc: Exception) -> None:
     if type(exc).__module__.split(".")[0] in ("mlflow", "requests", "urllib3", "botocore", "boto3"):
         fail(f"MLflow registry: {short(getattr(exc, 'message', None) or str(exc), 500)}")
     raise exc
+
+
+def _source(params: Path) -> str:
+    """What the serve settings come from when the model carries none (globe.serve.settings)."""
+    return f"{params} (serve group)" if params.is_file() else "the built-in defaults (no params file)"
 
 
 def register(app: typer.Typer) -> None:
@@ -60,9 +65,10 @@ def serve(
     from globe.serve.model import GlobeModel
     from globe.serve.model_source import ModelSourceError
     from globe.serve.server import run_server
+    from globe.serve.settings import explicit_serve
 
     try:
-        run_server(GlobeModel(uri, cfg), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
+        run_server(GlobeModel(uri, cfg, explicit=explicit_serve(set_), settings_source=_source(params)), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
     except (ModelSourceError, ValueError) as exc:
         from globe.redact import short
 
@@ -87,9 +93,11 @@ def predict(
 
     import_kserve()
     from globe.serve.files import predict_files
+    from globe.serve.settings import explicit_serve
 
     try:
-        print_json(predict_files(images, uri, cfg, samples=samples))
+        print_json(predict_files(images, uri, cfg, samples=samples, explicit=explicit_serve(set_),
+                                 settings_source=_source(params)))
     except Exception as exc:  # bad files, bad model URIs, an unreachable engine: one line, exit 2
         from globe.consensus import CalibrationError
         from globe.redact import short
@@ -113,7 +121,9 @@ def register_model(
     set_: SetOpt = None,
 ) -> None:
     """Log the checkpoint to MLflow with params, metrics and report; register it as `challenger`."""
-    all_params = load(params, preset, set_)
+    resolved = load_resolved(params, preset, set_)
+    all_params = resolved.params
+    from globe.config import resolved_document
     from globe.mlflow_registry import RegistryError
     from globe.mlflow_registry import register as do_register
 
@@ -125,12 +135,21 @@ def register_model(
             fail(f"{metrics}: cannot read metrics JSON: {exc}")
         if not isinstance(metric_values, dict):
             fail(f"{metrics}: expected a JSON object of metrics, got {type(metric_values).__name__}")
+        gate = all_params.register.metric
+        if not isinstance(metric_values.get(gate), (int, float)):  # `globe promote` could not gate on it
+            from globe.mlflow_registry import flatten
+
+            nested = [key for key in flatten(metric_values) if key.endswith(f".{gate}")]
+            hint = (f"; it holds {', '.join(nested[:4])}: pass one run's metrics.json, e.g. "
+                    f"{metrics.parent / nested[0].rsplit('.', 1)[0].replace('.', '/') / metrics.name}") if nested else ""
+            fail(f"{metrics}: no top-level number {gate!r} (register.metric, what `globe promote` gates on){hint}")
     try:
         result = do_register(
             model,
             all_params.register,
             metrics=metric_values,
             params=all_params.model_dump(exclude={"presets"}),
+            resolved_config=resolved_document(resolved),
             report=report,
             tracking_uri=tracking_uri,
         )

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, print_json
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, print_json
 
 train_app = typer.Typer(help="Train the policy (SFT, GRPO) and the localizability reward model with TRL.")
 
@@ -37,7 +37,8 @@ def _run(stage: str, params_path, preset, overrides, model, data, out, resume, d
     from globe.train.datasets import TrainDataError
     from globe.train.plan import TrainConfigError
 
-    params = load(params_path, preset, overrides)
+    resolved = load_resolved(params_path, preset, overrides)
+    params = resolved.params
     data = data or Path(params.base.data_dir)
     out = out or Path(params.base.results_dir) / stage
     try:
@@ -48,22 +49,18 @@ def _run(stage: str, params_path, preset, overrides, model, data, out, resume, d
             return
         # the trainers' progress and log lines go to stderr: stdout carries only the JSON summary
         with contextlib.redirect_stdout(sys.stderr):
-            if stage == "sft":
-                from globe.train.sft import train_sft
+            from globe.train.stages import train_stage
 
-                summary = train_sft(params, data, out, model=model, resume=resume, results=results)
-            elif stage == "reward_model":
-                from globe.train.reward_model import train_reward_model
-
-                summary = train_reward_model(params, data, out, model=model, resume=resume, results=results)
-            else:
-                from globe.train.grpo import train_grpo
-
-                summary = train_grpo(params, data, out, model=model, reward_model=reward_model, resume=resume,
-                                     results=results)
+            summary = train_stage(stage, params, data, out, model=model, reward_model=reward_model, resume=resume,
+                                  results=results)
     except (TrainConfigError, TrainDataError) as exc:
         fail(str(exc))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        from globe.config import STAGE_SETTINGS, write_resolved
+
+        keys = STAGE_SETTINGS[stage.replace("_", "-")]
+        for folder in {out, *([results] if results else [])}:  # the settings this run used, beside its outputs
+            write_resolved(resolved, folder, keys)
         print_json(summary)
 
 

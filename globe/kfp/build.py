@@ -57,13 +57,26 @@ def stable_header(text: str) -> str:
     return "\n".join(lines)
 
 
-def compile_pipeline(params: Any, out: str | Path, multi_node_grpo: bool = True) -> Path:
-    """Compile to `out` atomically (a half-written pipeline file never replaces a good one)."""
+def with_registry(text: str, registry: str | None) -> str:
+    """The compiled pipeline with its images pulled from `registry` (e.g. registry.example.com/ml)
+    instead of the default one (globe.kfp.settings.REGISTRY): a compile option, not a source edit."""
+    from globe.kfp.settings import REGISTRY
+
+    if not registry or registry.rstrip("/") == REGISTRY:
+        return text
+    if any(c.isspace() for c in registry) or "'" in registry or '"' in registry:
+        raise PipelineError(f"--registry {registry!r}: expected an image registry such as registry.example.com/ml")
+    return text.replace(f"{REGISTRY}/", f"{registry.rstrip('/')}/")
+
+
+def compile_pipeline(params: Any, out: str | Path, multi_node_grpo: bool = True, registry: str | None = None) -> Path:
+    """Compile to `out` atomically (a half-written pipeline file never replaces a good one); images
+    from `registry` when given."""
     from kfp import compiler
 
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="globe-compile-") as scratch:  # KFP's compiler writes a file
         compiled = Path(scratch) / out.name
         compiler.Compiler().compile(build(params, multi_node_grpo), package_path=str(compiled))
-        atomic_write_text(out, stable_header(compiled.read_text(encoding="utf-8")))
+        atomic_write_text(out, with_registry(stable_header(compiled.read_text(encoding="utf-8")), registry))
     return out

@@ -29,6 +29,6 @@ TRAINJOB_TIMEOUT_S = 72 * 3600
 DVC_REMOTE = "s3://globe/dvc"  # .dvc/config's `storage` remote: where the pipeline versions datasets
 
 # params.yaml groups the pipeline takes as parameters, one dict each, in this order.
-PIPELINE_GROUPS = ("base", "source", "synth", "distill", "verify", "rewards", "sft", "reward_model", "grpo", "eval",
-                   "benchmark", "register")
+PIPELINE_GROUPS = ("base", "source", "synth", "heldout", "distill", "verify", "rewards", "sft", "reward_model", "grpo",
+                   "eval", "benchmark", "register", "serve")  # serve: saved into the registered model (globe.serve.settings)
 TRAINJOB_GROUPS = ("base", "grpo", "rewards")  # the params.yaml the GRPO TrainJob's pods read

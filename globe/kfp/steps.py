@@ -222,25 +222,16 @@ def train(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """SFT, the reward model or GRPO into `out` (via the workspace PVC when on a cluster)."""
+    from globe.train.stages import UnknownStage, stage_name, train_stage
+
     p = params_of(groups)
-    step = stage.replace("-", "_")
+    try:
+        step = stage_name(stage)
+    except UnknownStage as exc:
+        raise StepError(str(exc)) from exc
     work, staged = staging_dir(step, out, run_id)
-    args = dict(model=model_ref(model), resume=staged)
-    if step == "sft":
-        from globe.train.sft import train_sft
-
-        result = train_sft(p, Path(dataset), work, **args)
-    elif step == "reward_model":
-        from globe.train.reward_model import train_reward_model
-
-        result = train_reward_model(p, Path(dataset), work, **args)
-    elif step == "grpo":
-        from globe.train.grpo import train_grpo
-
-        judge = model_ref(reward_model) if reward_model is not None else None
-        result = train_grpo(p, Path(dataset), work, reward_model=judge, **args)
-    else:
-        raise StepError(f"unknown training stage {stage!r}; expected sft, reward-model or grpo")
+    judge = model_ref(reward_model) if step == "grpo" and reward_model is not None else None
+    result = train_stage(step, p, Path(dataset), work, model=model_ref(model), reward_model=judge, resume=staged)
     if staged:
         copy_tree(work, out)
     return dict(result or {})
@@ -255,24 +246,56 @@ def lineage(groups: Mapping[str, Any], dvc_files: Mapping[str, str | Path], run_
     from globe.lineage import build_lineage
 
     datasets = {name: read_dvc_file(path) for name, path in dvc_files.items()}
-    return build_lineage(datasets, params=resolved_groups(params_of(groups)), images=images, pipeline_run_id=run_id)
+    evaluated = "heldout" if "heldout" in datasets else "verified"  # the gate's data: the held-out set (steps.heldout)
+    return build_lineage(datasets, params=resolved_groups(params_of(groups)), images=images, pipeline_run_id=run_id,
+                         evaluated=evaluated)
+
+
+def heldout(groups: Mapping[str, Any], dataset: str | Path, out: str | Path, shifted: bool = False) -> dict[str, Any]:
+    """The test set the model is scored and gated on, the same kind `dvc repro` uses: never verified
+    (the filters clean training data, not the test set). The tiny world's is GeoScenes of a seed
+    training never sees (`heldout:`, in the training rendering or, `shifted`, in the shifted one);
+    an imported source's is its test split as imported (`dataset`), records and images."""
+    import shutil
+
+    from globe.data.geoscenes import synthesize_heldout
+    from globe.data.records import image_file, read_records, write_records
+
+    p = params_of(groups)
+    out = Path(out)
+    if p.source.format == "geoscenes":
+        records = synthesize_heldout(out, p, shifted=shifted)
+        return {"test_set": "geoscenes held-out" + (" (shifted)" if shifted else ""), "n": len(records)}
+    if shifted:
+        raise StepError(f"a shifted set is rendered from the tiny world; source.format is {p.source.format}")
+    records = [r for r in read_records(dataset) if r.split == "test"]
+    for r in records:
+        if not r.image.startswith("s3://"):
+            target = out / r.image
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(image_file(dataset, r), target)
+    write_records(out, records)
+    return {"test_set": f"{p.source.format} test split (unverified)", "n": len(records)}
+
+
+EVALUATED_ON = {  # what `evaluate` scores: the gate's held-out set (as dvc repro's), or the optional benchmark
+    "heldout": "{source} held-out (unverified test set)",
+    "benchmark": "{benchmark} (benchmark)",
+}
 
 
 def evaluate(groups: Mapping[str, Any], model: str | Path, dataset: str | Path, out: str | Path,
-             on: str = "verified", lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The policy on a dataset's test split (`on`: the verified data or the imported benchmark):
-    metrics.json, plots and report.html, which shows the lineage."""
+             on: str = "heldout", lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The policy on a dataset's test split (`on`: the held-out set `heldout` made, or the imported
+    benchmark): metrics.json, plots and report.html, which shows the lineage."""
     from globe.evaluate.benchmarks import load_geoscenes
     from globe.evaluate.runner import run_benchmark
     from globe.lineage import report_rows
 
     p = params_of(groups)
-    if on == "verified":
-        label = f"{p.source.format} (verified test split)"
-    elif on == "benchmark":
-        label = f"{p.benchmark.format} (benchmark)"
-    else:
-        raise StepError(f"evaluate on {on!r}: expected verified or benchmark")
+    if on not in EVALUATED_ON:
+        raise StepError(f"evaluate on {on!r}: expected {' or '.join(EVALUATED_ON)}")
+    label = EVALUATED_ON[on].format(source=p.source.format, benchmark=p.benchmark.format)
     samples = load_geoscenes(Path(dataset), limit=p.eval.limit)
     return run_benchmark(p, model_ref(model), samples, Path(out), benchmark=label, progress=False,
                          lineage=report_rows(lineage or {}))

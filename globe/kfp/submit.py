@@ -19,12 +19,14 @@ def submit(
     namespace: str | None = None,
     service_account: str | None = "globe-pipeline",
     existing_token: str | None = None,
+    registry: str | None = None,
 ) -> dict[str, Any]:
     """Compile the pipeline with `params` as its defaults and create a run; returns ids and the URL.
 
     Runs execute as `service_account` (manifests/base/rbac.yaml: may create TrainJobs and
     InferenceServices and nothing else). `existing_token` is a bearer token for an authenticated
-    KFP endpoint; it is passed to the client only, never stored.
+    KFP endpoint; it is passed to the client only, never stored. `registry`: where the steps' images
+    are pulled from (`globe.kfp.build.with_registry`).
     """
     import kfp
 
@@ -33,7 +35,7 @@ def submit(
     except Exception as exc:  # the client probes the endpoint while connecting
         raise PipelineError(f"cannot reach the KFP API at {host}: {exc}") from exc
     with tempfile.TemporaryDirectory() as tmp:
-        package = compile_pipeline(params, Path(tmp) / "globe_pipeline.yaml")
+        package = compile_pipeline(params, Path(tmp) / "globe_pipeline.yaml", registry=registry)
         try:
             result = client.create_run_from_pipeline_package(
                 str(package),

@@ -31,13 +31,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params, preset=args.preset, overrides=args.overrides)
+    from pathlib import Path
+
+    from globe.serve.settings import explicit_serve
+
+    source = f"{args.params} (serve group)" if Path(args.params).is_file() else "the built-in defaults (no params file)"
     model_uri = args.model or params.serve.model
     if not model_uri:
         parser.error("--model is required (or set serve.model in params.yaml)")
     from globe.redact import redact
     from globe.serve.model_source import ModelSourceError
 
-    model = GlobeModel(model_uri, params.serve, name=args.model_name)
+    model = GlobeModel(model_uri, params.serve, name=args.model_name, explicit=explicit_serve(args.overrides),
+                       settings_source=source)
     try:
         run_server(
             model,

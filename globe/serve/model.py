@@ -162,10 +162,16 @@ class GlobeModel(kserve.Model):
         engine: Engine | None = None,
         judge: Engine | None = None,
         cache_dir: str | None = None,
+        explicit: dict[str, Any] | None = None,
+        settings_source: str | None = None,
     ):
         super().__init__(name)
         self.model_uri = model
         self.cfg = cfg or ServeGroup()
+        # globe.serve.settings: a model that carries its serving settings is served with them, with
+        # only `explicit` (the command line's serve.* values) on top; `settings_source` names cfg's origin
+        self.explicit = explicit or {}
+        self.settings_source = settings_source or ("params" if cfg is not None else "the built-in defaults")
         self.limits = limits_from(self.cfg)
         self.cache_dir = cache_dir
         self._engine, self._judge = engine, judge
@@ -175,7 +181,18 @@ class GlobeModel(kserve.Model):
 
     def load(self) -> bool:
         if self._engine is None:
-            self._engine, self._judge = build_engines(self.cfg, self.model_uri, self.cache_dir)
+            from globe.serve.model_source import resolve_model
+            from globe.serve.settings import SETTINGS_FILE, settings_for
+
+            local = resolve_model(self.model_uri, self.cache_dir) if self.cfg.engine == "local" else None
+            self.cfg, self.settings_source = settings_for(local, self.cfg, self.explicit, self.settings_source)
+            self.limits = limits_from(self.cfg)
+            if self.settings_source.startswith("registered"):
+                log.info("serving settings: %s", self.settings_source)
+            elif local is not None:
+                log.warning("serving settings: the model carries none (%s): %s apply", SETTINGS_FILE, self.settings_source)
+            model = str(local) if local is not None and self.cfg.engine == "local" else self.model_uri
+            self._engine, self._judge = build_engines(self.cfg, model, self.cache_dir)
         self.predictor = build_predictor(self.cfg, self._engine, self._judge)
         self.batcher = DynamicBatcher(self._run_batch, self.cfg.max_batch_size, self.cfg.max_latency_ms)
         self._decode_pool = ThreadPoolExecutor(max_workers=self.cfg.decode_threads, thread_name_prefix="globe-decode")
@@ -197,6 +214,17 @@ class GlobeModel(kserve.Model):
                                 "max_samples": self.limits.max_samples,
                                 "calibrated_samples": self.predictor.calibration.samples if self.predictor.calibration else None}
         return doc
+
+    def settings(self) -> dict[str, Any]:
+        """The serving settings in force and their source (`GET /v1/models/globe/settings`);
+        endpoints with credentials in them are redacted."""
+        from globe.redact import redact
+
+        serve = self.cfg.model_dump(mode="json")
+        for key in ("base_url", "model", "judge"):
+            if isinstance(serve.get(key), str):
+                serve[key] = redact(serve[key])
+        return {"source": self.settings_source, "serve": serve}
 
     def _run_batch(self, items: list[tuple[Any, str, int]]) -> list:
         assert self.predictor is not None

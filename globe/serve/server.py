@@ -709,6 +709,7 @@ def run_server(
     """Load the model (ready only after the weights are in), then serve until SIGTERM/SIGINT."""
     from kserve.model_server import app
 
+    model.load()  # first: a model that carries its serving settings sets the limits below (globe.serve.settings)
     cfg = model.cfg
     token = management_token(cfg)  # before the model loads: a missing token is a start-up error
     check_port_free(host, http_port)
@@ -717,6 +718,7 @@ def run_server(
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s,
                        management_token=token, max_instances=cfg.max_instances)  # fmt: skip
     app.add_api_route(f"/v1/models/{model.name}/decoding", model.decoding, methods=["GET"])  # see GlobeModel.decoding
-    model.load()
+    if hasattr(model, "settings"):  # the serving settings in force and their source (GlobeModel.settings)
+        app.add_api_route(f"/v1/models/{model.name}/settings", model.settings, methods=["GET"])
     server = GlobeModelServer(host=host, cfg=cfg, http_port=http_port, grpc_port=grpc_port, enable_grpc=enable_grpc, workers=1, **server_kwargs)
     server.start([model])

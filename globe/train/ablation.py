@@ -189,19 +189,11 @@ def _train(run: "Training") -> str:
     Runs in a worker process."""
     if done(run.out):
         return str(run.out)
+    from globe.train.stages import train_stage
+
     out, resume = str(run.out), _resume(run.out)
-    if run.stage == "sft":
-        from globe.train.sft import train_sft
-
-        train_sft(run.params, run.data, out, model=run.model, resume=resume)
-    elif run.stage == "reward_model":
-        from globe.train.reward_model import train_reward_model
-
-        train_reward_model(run.params, run.data, out, model=run.model, resume=resume)
-    else:
-        from globe.train.grpo import train_grpo
-
-        train_grpo(run.params, run.data, out, model=run.model, reward_model=run.reward_model, resume=resume)
+    train_stage(run.stage, run.params, run.data, out, model=run.model,
+                reward_model=run.reward_model if run.stage == "grpo" else None, resume=resume)
     return out
 
 
