@@ -31,6 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["config", "data", "distill", "verify", "heldout", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
 MIN_ACC25_GAIN = 0.10  # GRPO - SFT acc_25km on the in-domain held-out set, interval above 0 (see above)
 MAX_COUNTRY_LOSS = 0.02  # GRPO - SFT country_acc may not fall below -2 pt (see above)
+# The reasoning keeps supporting the answer through GRPO (issue 22; docs/train.md, "Reasoning that
+# supports its answer"). Measured on seed 42: GRPO with the paper's rewards alone -12.5 pt
+# consistency [-18.1, -7.1] and 20.2% right for the wrong reason; with reasoning_accuracy and
+# consistency +6.8 pt [+3.0, +10.6] and 1.2%. The bounds sit between the two, with room for seeds.
+MAX_CONSISTENCY_LOSS = 0.02  # GRPO - SFT consistency may not fall below -2 pt
+MAX_WRONG_REASON = 0.06  # GRPO's share of right answers whose reasoning concludes elsewhere
 
 
 def _run(args: list[str], cwd: Path, env: dict) -> str:
@@ -74,6 +80,8 @@ def test_dvc_repro_learns_then_nothing_then_an_experiment(tmp_path):
     acc25, country = inside["grpo_vs_sft"]["acc_25km"], inside["grpo_vs_sft"]["country_acc"]
     assert acc25["lo"] > 0 and acc25["delta"] >= MIN_ACC25_GAIN, inside
     assert country["delta"] >= -MAX_COUNTRY_LOSS, inside
+    assert inside["grpo_vs_sft"]["consistency"]["delta"] >= -MAX_CONSISTENCY_LOSS, inside
+    assert inside["grpo"]["wrong_reason"] <= MAX_WRONG_REASON, inside
     assert inside["base"]["acc_25km"] < 0.05 < inside["sft"]["acc_25km"]  # untrained < SFT < GRPO
     assert set(metrics["shifted"]) >= {"base", "sft", "grpo", "grpo_vs_sft"}
     assert "grpo − sft" in (proj / "results/evaluate/summary.md").read_text()
