@@ -34,13 +34,13 @@ def test_the_faithfulness_table_gives_each_seeds_delta_against_accuracy_only_grp
     rows = []
     for seed, (acc_only, mine) in enumerate(((0.70, 0.96), (0.72, 0.95))):
         rows.append({"variant": "grpo-accuracy", "seed": seed, "metrics": {"consistency": acc_only, "wrong_reason": 0.2}})
-        rows.append({"variant": "globe-consistency", "seed": seed, "metrics": {
+        rows.append({"variant": "globe-faithful", "seed": seed, "metrics": {
             "consistency": mine, "wrong_reason": 0.01,
             "vs_grpo-accuracy": {"consistency": {"delta": mine - acc_only, "ci": [mine - acc_only - 0.05, mine - acc_only + 0.05]}}}})
     table = faithfulness_table(rows, list(VARIANTS))
     line = {cells.split("|")[1].strip(): cells for cells in table.splitlines() if cells.startswith("| ")}
     assert "| 71.0% | 20.0% |" in line["grpo-accuracy"]
-    assert "+26.0 [+21.0, +31.0]; +23.0 [+18.0, +28.0]" in line["globe-consistency"]
+    assert "+26.0 [+21.0, +31.0]; +23.0 [+18.0, +28.0]" in line["globe-faithful"]
 
 
 @pytest.mark.slow

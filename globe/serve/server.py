@@ -709,12 +709,13 @@ def run_server(
     """Load the model (ready only after the weights are in), then serve until SIGTERM/SIGINT."""
     from kserve.model_server import app
 
-    model.load()  # first: a model that carries its serving settings sets the limits below (globe.serve.settings)
-    cfg = model.cfg
-    token = management_token(cfg)  # before the model loads: a missing token is a start-up error
-    check_port_free(host, http_port)
+    check_port_free(host, http_port)  # before anything loads: finding out after the weights helps no one
     if enable_grpc:
         check_port_free(host, grpc_port, "gRPC ")
+    management_token(model.cfg)  # a missing token is a start-up error, before the weights load too
+    model.load()  # a model that carries its serving settings sets the limits below (globe.serve.settings)
+    cfg = model.cfg
+    token = management_token(cfg)  # the settings in force after load (a registered model's may differ)
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s,
                        management_token=token, max_instances=cfg.max_instances)  # fmt: skip
     app.add_api_route(f"/v1/models/{model.name}/decoding", model.decoding, methods=["GET"])  # see GlobeModel.decoding

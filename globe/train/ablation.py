@@ -8,8 +8,11 @@ paired bootstrap. The variants:
 - `sft-longer`: SFT continued for as many optimizer steps as GRPO takes (the sft group's settings),
   the fair comparison the paper makes: is GRPO better than simply more supervised training?
 - `grpo-accuracy`, `grpo-accuracy-localizability`, `globe` (accuracy + localizability + grounding
-  + format, the paper's weights), `globe-geodesic` (ours: + the continuous geodesic reward): GRPO
-  with the `grpo` group's settings and these reward weights.
+  + format, the paper's weights), `globe-geodesic` (ours: + the continuous geodesic reward),
+  `globe-faithful` (ours: + reasoning_accuracy and consistency): GRPO with the `grpo` group's
+  settings and these reward weights. Beside accuracy, every variant's reasoning is measured
+  (consistency, right for the wrong reason, cue precision/recall) and compared with
+  `grpo-accuracy` on the same images.
 
 A seed sets `base.seed`: the SFT data order, GRPO's sampling and batches. The base model and the
 data are the same for every seed; the localizability judge is trained once (it is part of the
@@ -38,10 +41,10 @@ from globe.io import atomic_write_bytes
 log = logging.getLogger(__name__)
 
 PAPER_WEIGHTS = {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
-# Below accuracy's 1.0, so a right answer whose reasoning argues elsewhere (1.0) still beats a wrong
-# answer that follows its reasoning (0.5 + 0.2 for the country): consistency breaks ties among right
-# answers instead of trading accuracy for agreement (docs/train.md, "Reasoning that supports its answer").
-CONSISTENCY_WEIGHT = 0.5
+# Ours (docs/train.md, "Reasoning that supports its answer"): the reasoning's conclusion scored like
+# the answer, and consistency below accuracy's 1.0, so that a right answer is worth more than a
+# consistent wrong one (consistency at 1.0 halved the accuracy gain on the tiny world).
+FAITHFUL_WEIGHTS = {"reasoning_accuracy": 1.0, "consistency": 0.5}
 
 
 @dataclass(frozen=True)
@@ -60,8 +63,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "accuracy + localizability + format"),
     Variant("globe", "grpo", PAPER_WEIGHTS, "the paper's four rewards and weights"),
     Variant("globe-geodesic", "grpo", {**PAPER_WEIGHTS, "geodesic": 0.5}, "GLOBE + the continuous geodesic reward"),
-    Variant("globe-consistency", "grpo", {**PAPER_WEIGHTS, "consistency": CONSISTENCY_WEIGHT},
-            "GLOBE + the consistency reward (the reasoning concludes the answered place)"),
+    Variant("globe-faithful", "grpo", {**PAPER_WEIGHTS, **FAITHFUL_WEIGHTS},
+            "GLOBE + reasoning_accuracy + consistency (the reasoning concludes the right, answered place)"),
 )}
 # the main job's GRPO: params.rewards as configured (not part of the default ablation)
 MAIN_JOB = Variant("grpo", "grpo", {}, "the main job's GRPO (params.rewards)")
