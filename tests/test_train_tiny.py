@@ -188,7 +188,7 @@ GRPO_STEPS = 12
 
 @pytest.fixture(scope="session")
 def grpo_run(world, sft_run, reward_model_run):
-    """A few GRPO steps from the SFT start with all four of the paper's rewards: mechanics only
+    """A few GRPO steps from the SFT start with the tiny recipe's rewards (the paper's four and ours): mechanics only
     (learning is asserted on held-out images by tests/test_dvc_repro.py, with the full recipe)."""
     from globe.train.grpo import train_grpo
 
@@ -208,7 +208,7 @@ def test_grpo_logs_what_explains_the_run(grpo_run):
     history = read_metrics(grpo_run.out)["log_history"]
     logged = [h for h in history if "reward" in h]
     assert logged
-    for name in ("accuracy", "localizability", "grounding", "format"):
+    for name in ("accuracy", "localizability", "grounding", "format", "reasoning_accuracy", "consistency"):
         for h in logged:  # each reward's mean on the sampled completions and its share of flat groups
             assert {f"rewards/{name}/mean", f"rewards/{name}/std", f"rewards/{name}/zero_std_frac"} <= set(h)
             assert 0.0 <= h[f"rewards/{name}/zero_std_frac"] <= 1.0
@@ -225,7 +225,8 @@ def test_grpo_logs_what_explains_the_run(grpo_run):
     assert failures["localizability"]["failures"] == 0
     assert failures["localizability"]["calls"] == failures["accuracy"]["calls"] == GRPO_STEPS * per_step
     assert 0 < failures["localizability"]["judge_forward_requests"] <= GRPO_STEPS * per_step
-    assert summary["reward_weights"] == {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
+    assert summary["reward_weights"] == {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0,
+                                         "reasoning_accuracy": 1.0, "consistency": 0.5}
     timing = summary["timing"]
     assert timing["steps_timed"] == GRPO_STEPS - 1 and 0 < timing["reward_s"] < timing["step_s"]  # step 1 is warm-up
     assert (grpo_run.out / "model.safetensors").is_file() and (grpo_run.out / "processor_config.json").is_file()
