@@ -87,13 +87,6 @@ def wrong_reason(consistent: bool | None, distance_km: float | None) -> bool:
     return consistent is False and distance_km is not None and math.isfinite(distance_km) and distance_km <= 25.0
 
 
-def named_cues(think: str | None) -> list[str]:
-    """The GeoScenes cue phrases a reasoning names ("red-white flag band", "dome landmark", …)."""
-    from globe.data.grounding_check import CUE_RE
-
-    return list(dict.fromkeys(m.group(0) for m in CUE_RE.finditer((think or "").lower())))
-
-
 def cue_grounding(think: str | None, entities: Sequence[str] | None) -> tuple[float | None, float | None]:
     """(precision, recall) of the cues `think` names against the cues in the image, `entities`.
 
@@ -102,6 +95,8 @@ def cue_grounding(think: str | None, entities: Sequence[str] | None) -> tuple[fl
     >>> cue_grounding("A red-white flag band and a dome landmark.", ["red-white flag band", "arch landmark"])
     (0.5, 0.5)
     """
+    from globe.data.grounding_check import named_cues
+
     if entities is None:
         return None, None
     named = named_cues(think)

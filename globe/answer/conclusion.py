@@ -108,7 +108,8 @@ def reasoning_conclusion(think: str | None) -> Conclusion | None:
 def _conclude(text: str) -> Conclusion | None:
     found = from_free_text(text)
     country, city = found.get("country"), found.get("city")
-    code = _country_of(country)[1] if country and _country_of(country) else None
+    known = _country_of(country) if country else None
+    code = known[1] if known else None
     if city:
         where = _located(found.get("place") or city, country)
         if where is not None:

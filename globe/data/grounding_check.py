@@ -37,11 +37,16 @@ class GroundingCheck(Protocol):
     def check(self, record: Record, reasoning: str, image_loader) -> Grounding: ...
 
 
+def named_cues(reasoning: str | None) -> list[str]:
+    """The GeoScenes cue phrases a reasoning names, once each, in order ("red-white flag band", …)."""
+    return list(dict.fromkeys(m.group(0) for m in CUE_RE.finditer((reasoning or "").lower())))
+
+
 class SceneCueGrounding:
     """Exact check for GeoScenes: named cue phrases vs. the cues the generator drew."""
 
     def check(self, record: Record, reasoning: str, image_loader=None) -> Grounding:
-        named = list(dict.fromkeys(m.group(0) for m in CUE_RE.finditer(reasoning.lower())))
+        named = named_cues(reasoning)
         drawn = {e.lower() for e in record.entities}
         return Grounding(named=named, present=[e for e in named if e in drawn])
 

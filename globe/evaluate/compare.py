@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from globe.evaluate.breakdown import CI_KEYS, deltas
+from globe.evaluate.report import COMPARISON_CSS
 from globe.evaluate.runner import PREDICTIONS, RUN_INFO, PredictionLog, RunError
 from globe.evaluate.scoring import rescore_legacy
 
@@ -169,12 +170,7 @@ def comparison_md(result: dict[str, Any]) -> str:
 COMPARE_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px;color:#1b1b1b}
-h1{font-size:22px} h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:13px} th{background:#1f3b5c;color:#fff;text-align:left;padding:5px 10px}
-td{padding:4px 10px;border-bottom:1px solid #e3e3e3} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.up{color:#1a7f37;font-weight:600} .down{color:#b00020;font-weight:600} img{max-width:100%;border:1px solid #ddd}
-.meta{color:#555;font-size:13px;overflow-wrap:anywhere}
+""" + COMPARISON_CSS + """.meta{color:#555;font-size:13px;overflow-wrap:anywhere}
 </style></head><body>
 <h1>{{ title }}</h1>
 <p class="meta">{{ how }}; 95% bootstrap intervals ({{ n_boot }} resamples, seed {{ seed }}). Distances geocode the

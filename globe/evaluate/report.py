@@ -20,6 +20,15 @@ from typing import Any, Mapping, Sequence
 
 from globe.evaluate.plots import THRESHOLD_NAMES, THRESHOLDS_KM
 
+# The tables and deltas of the pages that compare models (suite's report.html, compare.html); each
+# page adds its own rules after these.
+COMPARISON_CSS = """body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px;color:#1b1b1b}
+h1{font-size:22px} h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px} th{background:#1f3b5c;color:#fff;text-align:left;padding:5px 10px}
+td{padding:4px 10px;border-bottom:1px solid #e3e3e3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.up{color:#1a7f37;font-weight:600} .down{color:#b00020;font-weight:600} img{max-width:100%;border:1px solid #ddd}
+"""
+
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from globe.evaluate.report import COMPARISON_CSS
 from globe.io import atomic_write_bytes
 
 # metrics.json: what `dvc metrics show` prints, per model and split (consistency and wrong_reason:
@@ -147,12 +148,7 @@ def summary_md(results: Mapping, compared: Mapping, models: Mapping[str, str]) -
 REPORT = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px;color:#1b1b1b}
-h1{font-size:22px} h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:13px} th{background:#1f3b5c;color:#fff;text-align:left;padding:5px 10px}
-td{padding:4px 10px;border-bottom:1px solid #e3e3e3} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.up{color:#1a7f37;font-weight:600} .down{color:#b00020;font-weight:600} img{max-width:100%;border:1px solid #ddd}
-.meta{color:#555;font-size:13px}
+""" + COMPARISON_CSS + """.meta{color:#555;font-size:13px}
 </style></head><body>
 <h1>{{ title }}</h1>
 <p class="meta">Every model answered the same images; a delta's interval is a paired bootstrap over them
