@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from globe.cli import app
@@ -248,7 +249,9 @@ def test_cli_run_and_its_errors(geoscenes, tmp_path):
                              "--params", str(tmp_path / "none.yaml"), "--set", "eval.bootstrap=50"])
     assert ok.exit_code == 0, ok.output
     summary = json.loads(ok.output[ok.output.index("{"):])
-    assert summary["n"] == 5 and set(summary["files"]) == FILES
+    assert summary["n"] == 5 and set(summary["files"]) == FILES | {"resolved_config.yaml"}
+    saved = yaml.safe_load((tmp_path / "run" / "resolved_config.yaml").read_text())  # the settings this run used
+    assert saved["values"]["eval"]["bootstrap"] == 50 and saved["sources"]["eval.bootstrap"] == "--set"
     other = runner.invoke(app, ["eval", "run", "--model", "other", "--engine", "scene-reader", "--data", str(geoscenes),
                                 "--out", str(tmp_path / "run"), "--params", str(tmp_path / "none.yaml")])
     assert other.exit_code == 2 and "holds predictions of a different run" in other.output

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, print_json
+from globe.commands.common import ParamsOpt, PresetOpt, SetOpt, fail, load_resolved, print_json
 
 HEADLINE = ("n", "n_unparsed", "n_errors", "acc_1km", "acc_25km", "acc_200km", "acc_750km", "acc_2500km",
             "median_km", "country_acc", "city_acc", "mean_confidence", "ece")
@@ -121,7 +121,9 @@ def run(
     set_: SetOpt = None,
 ) -> None:
     """Run a model over a benchmark: predictions.jsonl, metrics.json, plots and report.html in --out."""
-    cfg = load(params, preset, [*(set_ or []), *([f"eval.samples={samples}"] if samples is not None else [])])
+    resolved = load_resolved(params, preset, [*(set_ or []), *([f"eval.samples={samples}"] if samples is not None else [])])
+    cfg = resolved.params
+    from globe.config import write_resolved
     from globe.evaluate.benchmarks import BenchmarkError, load_benchmark
     from globe.evaluate.runner import RunError, run_benchmark
 
@@ -134,6 +136,7 @@ def run(
         metrics = run_benchmark(cfg, model, samples, out, benchmark=name, engine=engine, base_url=base_url, progress=progress)
     except (RunError, ValueError, OSError) as exc:
         fail(str(exc))
+    write_resolved(resolved, out, ("base.seed", "eval"))  # the settings this evaluation used
     summary = {k: metrics.get(k) for k in HEADLINE if k in metrics}
     summary["timing"] = metrics.get("timing")  # predict_s and finalize_s: what the harness cost
     summary["out"] = str(out)
