@@ -111,6 +111,22 @@ def test_parse_coordinates_rejects_out_of_range_and_partial():
     assert parse_coordinates("the road is long: 300 km") is None
 
 
+@pytest.mark.parametrize("text", [
+    "lat: 08.0728\nlon: 77.9.9.",                  # a tiny policy's garbled number: not 77.9
+    "lat: -23.5475\nlon: -4.6.63",
+    "(48.85, 2.3.5)",
+    "the server at 12.5.3, 4.5 answered",
+])
+def test_a_number_with_two_decimal_points_is_not_a_coordinate(text):
+    assert parse_coordinates(text) is None
+    answer = parse(f"<think>x</think><answer>country: India\ncity: Mumbai\n{text}</answer>")
+    assert (answer.lat, answer.lon) == (None, None) and answer.country == "India"
+
+
+def test_a_sentence_full_stop_after_a_coordinate_is_kept():
+    assert parse_coordinates("lat: 48.85. lon: 2.35.") == (48.85, 2.35)
+
+
 _NAME = st.text(alphabet=st.characters(whitelist_categories=("Lu", "Ll"), max_codepoint=0x24F), min_size=1, max_size=12)
 _PLACE = st.lists(_NAME, min_size=1, max_size=3).map(" ".join).filter(lambda s: s.casefold() not in NONE_VALUES)
 

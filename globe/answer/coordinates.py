@@ -7,7 +7,7 @@ import re
 
 _NUM = r"\d{1,3}(?:\.\d+)?"
 COORD = (
-    r"(?P<sign{i}>[-+−–])?\s*(?<![\d.])(?P<deg{i}>" + _NUM + r")(?!\d)\s*(?:°|º|˚|deg(?:rees)?\b)?\s*"
+    r"(?P<sign{i}>[-+−–])?\s*(?<![\d.])(?P<deg{i}>" + _NUM + r")(?!\d)(?!\.\d)\s*(?:°|º|˚|deg(?:rees)?\b)?\s*"
     r"(?:(?P<min{i}>\d{1,2}(?:\.\d+)?)\s*['′’]\s*(?:(?P<sec{i}>\d{1,2}(?:\.\d+)?)\s*(?:\"|″|''|”)\s*)?)?"
     r"(?P<hemi{i}>(?:north|south|east|west|[NSEWnsew])(?![A-Za-z]))?"
 )
@@ -26,7 +26,7 @@ _LON_RE = re.compile(
 )
 _PAIR_RE = re.compile(coord(1) + r"\s*[,;/]?\s*" + coord(2))
 DIGIT_RE = re.compile(r"\d")
-_BARE_PAIR_RE = re.compile(r"\(?\s*([-+]?\d{1,2}\.\d+)\s*,\s*([-+]?\d{1,3}\.\d+)\s*\)?")
+_BARE_PAIR_RE = re.compile(r"\(?\s*(?<![\d.])([-+]?\d{1,2}\.\d+)(?!\.?\d)\s*,\s*([-+]?\d{1,3}\.\d+)(?!\.?\d)\s*\)?")
 
 
 def coord_value(m: re.Match[str], i: int) -> tuple[float, str | None]:
