@@ -182,7 +182,8 @@ def summarize(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
+def mean_known(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that were measured (None = not measured, not zero); None if none were."""
     known = [float(v) for v in values if v is not None]
     return sum(known) / len(known) if known else None
 
@@ -208,8 +209,8 @@ def faithfulness_summary(scored: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "no_conclusion": (sum(1 for r in answered if r.get("reasoning_place") is None) / len(answered)
                           if answered else None),
         "wrong_reason": _share([bool(r.get("wrong_reason")) for r in scored]) if scored else None,
-        "cue_precision": _mean([r.get("cue_precision") for r in scored]),
-        "cue_recall": _mean([r.get("cue_recall") for r in scored]),
+        "cue_precision": mean_known([r.get("cue_precision") for r in scored]),
+        "cue_recall": mean_known([r.get("cue_recall") for r in scored]),
     }
     if out["cue_recall"] is not None:
         out["cue_grounding"] = "exact: the images' cues are known (GeoScenes)"

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from globe.config import Params
+from globe.evaluate.metrics import mean_known
 from globe.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -361,11 +362,6 @@ def _add_deltas(rows: list[dict], out: Path, params: Params) -> None:
 
 # ---- the report --------------------------------------------------------------------------------
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return sum(vals) / len(vals) if vals else None
-
-
 def ablation_table(rows: Sequence[Mapping], variants: Sequence[str]) -> str:
     """Markdown: per variant, the mean [min, max] over seeds and every seed's paired delta against sft."""
     seeds = sorted({r["seed"] for r in rows})
@@ -386,9 +382,9 @@ def ablation_table(rows: Sequence[Mapping], variants: Sequence[str]) -> str:
             if not vals:
                 cells.append("–")
             elif k == "median_km":
-                cells.append(f"{_mean(vals):,.1f} [{min(vals):,.1f}, {max(vals):,.1f}]")
+                cells.append(f"{mean_known(vals):,.1f} [{min(vals):,.1f}, {max(vals):,.1f}]")
             else:
-                cells.append(f"{100 * _mean(vals):.1f}% [{100 * min(vals):.1f}, {100 * max(vals):.1f}]")
+                cells.append(f"{100 * mean_known(vals):.1f}% [{100 * min(vals):.1f}, {100 * max(vals):.1f}]")
         deltas, wins = [], []
         for k in COMPARED:
             parts = []
@@ -429,7 +425,7 @@ def faithfulness_table(rows: Sequence[Mapping], variants: Sequence[str]) -> str:
             continue
         means = []
         for k in ("consistency", "wrong_reason", "no_conclusion", "cue_precision", "cue_recall"):
-            m = _mean([r["metrics"].get(k) for r in mine])
+            m = mean_known([r["metrics"].get(k) for r in mine])
             means.append("–" if m is None else f"{100 * m:.1f}%")
         deltas = ["; ".join(_pt(r["metrics"].get(f"vs_{REFERENCE}", {}).get(k)) for r in mine) if name != REFERENCE
                   else "–" for k in FAITHFULNESS]
@@ -449,7 +445,7 @@ def plot_ablation(rows: Sequence[Mapping], variants: Sequence[str], path: Path) 
         for i, name in enumerate(names):
             vals = [100 * r["metrics"][k] for r in rows if r["variant"] == name and r["metrics"].get(k) is not None]
             x = i + (j - 0.5) * width
-            ax.bar(x, _mean(vals) or 0, width, color=colour, alpha=0.55, label=k if i == 0 else None)
+            ax.bar(x, mean_known(vals) or 0, width, color=colour, alpha=0.55, label=k if i == 0 else None)
             ax.plot([x] * len(vals), vals, "o", color=colour, ms=4)
     ax.set_xticks(range(len(names)), names, rotation=20, ha="right")
     ax.set_ylabel("held-out accuracy (%)")
