@@ -1,6 +1,6 @@
 """List the import circles between the project's own modules; exit 1 when there is one.
 
-    python scripts/import_cycles.py            # globe/, components/, pipelines/
+    python scripts/import_cycles.py            # globe/, pipelines/
     python scripts/import_cycles.py --show     # also print every module's imports
 
 Every `import` counts, the ones inside functions too: a lazy import only hides a circle until
@@ -16,7 +16,7 @@ import ast
 import sys
 from pathlib import Path
 
-ROOTS = ("globe", "components", "pipelines")
+ROOTS = ("globe", "pipelines")
 
 
 def modules(repo: Path) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """What each KFP step does, as plain functions over params groups and directories.
 
-A component (components/<name>/component.py) is a few lines: it calls one function here and writes
+A component (globe/kfp/components/<name>/component.py) is a few lines: it calls one function here and writes
 the typed outputs KFP gave it. Each function validates the groups it was handed into `Params`
 (`globe.config.params_from_groups`: a wrong field fails the step with its name) and calls the
 library in this process: no subprocess, no CLI, nothing parsed from stdout. Each KFP step is its
