@@ -270,7 +270,7 @@ def test_training_stages_on_the_workspace_only_where_it_is_mounted(tmp_path, mon
 
 def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
     """One DAG meaning: `dvc repro` and the KFP pipeline both score the GRPO model on unverified
-    held-out images made by the same function (globe.data.geoscenes.synthesize_heldout, through
+    held-out images made by the same function (globe.tiny.geoscenes.synthesize_heldout, through
     `globe data heldout` and globe.kfp.steps.heldout), not on the verified training data, and both
     gate promotion on register.metric of that evaluation."""
     spec, _ = ir
@@ -301,7 +301,7 @@ def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
 
 def test_the_heldout_step_draws_unseen_geoscenes_or_keeps_an_imports_test_split(tmp_path):
     from globe.data import read_records
-    from globe.data.geoscenes import synthesize
+    from globe.tiny.geoscenes import synthesize
     from globe.kfp import steps
 
     tiny = steps.heldout({"heldout": {"n": 6, "shifted_n": 6}, "synth": {"image_size": 56}}, tmp_path / "none", tmp_path / "h")

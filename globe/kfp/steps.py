@@ -193,7 +193,7 @@ def verify(groups: Mapping[str, Any], dataset: str | Path, out: str | Path) -> d
 def base_model(groups: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
     """The model SFT and the reward model start from: `sft.model` (a hub id or path) when set,
     otherwise the tiny offline model built here (the tiny world)."""
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
 
     p = params_of(groups)
     out = Path(out)
@@ -258,7 +258,7 @@ def heldout(groups: Mapping[str, Any], dataset: str | Path, out: str | Path, shi
     an imported source's is its test split as imported (`dataset`), records and images."""
     import shutil
 
-    from globe.data.geoscenes import synthesize_heldout
+    from globe.tiny.geoscenes import synthesize_heldout
     from globe.data.records import image_file, read_records, write_records
 
     p = params_of(groups)
