@@ -14,7 +14,7 @@ def model_or_tiny(model: Path | None, tmp: str | Path) -> Path:
     """`model`, or the tiny offline model built into `tmp`."""
     if model is not None:
         return model
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
 
     return build_tiny(Path(tmp) / "tiny", seed=0)
 

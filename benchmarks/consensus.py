@@ -222,7 +222,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model
         if model is None:
-            from globe.model.tiny import build_tiny
+            from globe.tiny.model import build_tiny
 
             model = build_tiny(Path(tmp) / "tiny", seed=0)
         out = args.out or Path(tmp) / "runs"

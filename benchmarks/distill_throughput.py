@@ -6,7 +6,7 @@ at C = 64), for several C side by side in one run. Each sample costs two calls p
 localizability judgment and the reasoning), so samples/s = calls/s / 2. The last column is this process's CPU time per call: when
 CPU ms/call x C/L approaches the cores available, the client, not the teacher, is the bound.
 
-The teacher runs in its own process (`python -m globe.testing.teacher_server --canned ...`), so its
+The teacher runs in its own process (`python -m globe.tiny.teacher_server --canned ...`), so its
 work does not share this interpreter's GIL; it answers every call with a fixed text after L s.
 
     .venv/bin/python benchmarks/distill_throughput.py [--latency 2.0] [--rounds 6] [--concurrency 4 16 64]
@@ -26,7 +26,7 @@ CANNED = "<think>A blue-white-red flag band.</think>\n<answer>country: France\nc
 
 
 def start_teacher(latency: float) -> tuple[subprocess.Popen, str]:
-    cmd = [sys.executable, "-m", "globe.testing.teacher_server", "--port", "0", "--latency", str(latency), "--canned", CANNED]
+    cmd = [sys.executable, "-m", "globe.tiny.teacher_server", "--port", "0", "--latency", str(latency), "--canned", CANNED]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()  # "teacher at http://127.0.0.1:PORT/v1"
     if not line.startswith("teacher at "):
@@ -54,7 +54,7 @@ def main() -> None:
 
     from globe.config import DistillGroup, TeacherConfig
     from globe.data.distill import distill
-    from globe.data.geoscenes import synthesize
+    from globe.tiny.geoscenes import synthesize
 
     proc, url = start_teacher(args.latency)
     fractions: dict[int, float] = {}

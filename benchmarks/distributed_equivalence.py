@@ -75,8 +75,8 @@ def main(
     grpo_steps: int = typer.Option(40, help="GRPO steps compared"),
     images: int = typer.Option(400, help="synthesized images"),
 ) -> None:
-    from globe.data import synthesize
-    from globe.model.tiny import build_tiny
+    from globe.tiny.geoscenes import synthesize
+    from globe.tiny.model import build_tiny
 
     out.mkdir(parents=True, exist_ok=True)
     model, data = out / "tiny", out / "data"

@@ -35,7 +35,7 @@ def bench_local(n: int, new_tokens: int, repeat: int) -> None:
     from PIL import Image
 
     from globe.engines import LocalEngine, Request, Sampling
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
     from globe.prompts import GEO_PROMPT, GEO_SYSTEM
 
     with tempfile.TemporaryDirectory() as tmp:

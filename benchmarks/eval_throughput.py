@@ -50,7 +50,7 @@ def inputs(n: int, tmp: Path):
     if (SHARED / "im2gps3k_sample40.csv").is_file():
         samples = load_benchmark("im2gps3k", csv_path=SHARED / "im2gps3k_sample40.csv", images=SHARED / "images", limit=n)
         return "im2gps3k sample (real photos)", samples
-    from globe.data import synthesize
+    from globe.tiny.geoscenes import synthesize
 
     synthesize(tmp / "gs", n=max(n * 5, 20), seed=0)
     return "GeoScenes (test split)", load_benchmark("geoscenes", path=tmp / "gs", limit=n)
@@ -69,7 +69,7 @@ def load() -> str:
 
 def start_teacher() -> tuple[subprocess.Popen, str]:
     """The loopback OpenAI-compatible teacher (scene reader) in its own process."""
-    cmd = [sys.executable, "-m", "globe.testing.teacher_server", "--port", "0"]
+    cmd = [sys.executable, "-m", "globe.tiny.teacher_server", "--port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "NO_PROXY": "127.0.0.1"})
     line = proc.stdout.readline().strip()  # "teacher at http://127.0.0.1:PORT/v1"
     if not line.startswith("teacher at "):
@@ -171,7 +171,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="eval-bench-"))
     model = args.model
     if model is None:
-        from globe.model.tiny import build_tiny
+        from globe.tiny.model import build_tiny
 
         model = build_tiny(tmp / "tiny", seed=0)
     source, samples = inputs(args.n, tmp)

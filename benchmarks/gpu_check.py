@@ -65,7 +65,7 @@ SHAPES = {
 
 def build_model(size: str, out: Path, max_pixels: int) -> Path:
     """A random-weight model of `size` saved at `out` (tiny: init-tiny itself)."""
-    from globe.model.tiny import build_tiny, build_tiny_processor
+    from globe.tiny.model import build_tiny, build_tiny_processor
 
     if (out / "config.json").is_file():
         return out
@@ -137,7 +137,7 @@ def main(
     import torch
 
     from globe.config import load_params
-    from globe.data import synthesize
+    from globe.tiny.geoscenes import synthesize
     from globe.train import grpo as grpo_mod
     from globe.train import sft as sft_mod
 

@@ -47,7 +47,7 @@ def _ci(d: dict) -> str:
 
 def faithfulness_rows(params, inputs, out: Path, seeds: int, main_job: str, say) -> bool:
     """Issue 22's targets per seed, in-domain (the ablation's runs) and shifted (scored here)."""
-    from globe.data.geoscenes import synthesize_heldout
+    from globe.tiny.geoscenes import synthesize_heldout
     from globe.evaluate.compare import compare_runs
     from globe.train.ablation import _evaluate, seed_params
 

@@ -59,8 +59,8 @@ def main(
 ) -> None:
     import os
 
-    from globe.data import synthesize
-    from globe.model.tiny import build_tiny
+    from globe.tiny.geoscenes import synthesize
+    from globe.tiny.model import build_tiny
 
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 

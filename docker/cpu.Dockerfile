@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # GLOBE CPU image: the `globe` CLI with every stage's dependencies (CPU torch). It is the
-# `base_image` of every KFP component (components/*), so nothing is installed at run time, and it
+# `base_image` of every KFP component (globe/kfp/components/*), so nothing is installed at run time, and it
 # runs `dvc repro` / the tiny world in a pod.
 #   build:  scripts/images.sh build cpu      (or: docker build -f docker/cpu.Dockerfile -t ghcr.io/globe-platform/globe-cpu:0.1.0 .)
 #   check:  scripts/images.sh smoke cpu      (`globe --help` and `globe data synth` into /workspace, as UID 1000)

@@ -133,7 +133,7 @@ class BaseGroup(Group):
 
 
 class RenderingGroup(Group):
-    """How GeoScenes photographs a scene (`globe.data.geoscenes.Rendering` documents each knob)."""
+    """How GeoScenes photographs a scene (`globe.tiny.geoscenes.Rendering` documents each knob)."""
 
     colour_cast: float = Field(0.0, ge=0.0, lt=1.0, description="per-channel colour gain drawn in [1-c, 1+c] per image")
     flag_occlusion: float = Field(0.0, ge=0.0, le=1.0, description="share of scenes with one flag stripe hidden by foliage")
@@ -143,7 +143,7 @@ class RenderingGroup(Group):
     clutter: tuple[int, int] = Field((2, 6), description="clutter boxes per scene: [low, high) ")
 
     def look(self):
-        from globe.data.geoscenes import Rendering
+        from globe.tiny.geoscenes import Rendering
 
         return Rendering(**self.model_dump())
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from globe.testing.teacher_server import TeacherServer
+from globe.tiny.teacher_server import TeacherServer
 from globe.engines.base import JudgeResult
 
 

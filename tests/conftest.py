@@ -29,7 +29,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny Qwen2.5-VL-architecture checkpoint (built offline, seed 0), built once per session."""
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
 
     return build_tiny(tmp_path_factory.mktemp("tiny") / "model", seed=0)
 
@@ -227,7 +227,7 @@ def s3_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def geoscenes_data(tmp_path_factory) -> Path:
     """A small GeoScenes dataset (96 images, seed 7), built once per session. Treat it as read-only."""
-    from globe.data.geoscenes import synthesize
+    from globe.tiny.geoscenes import synthesize
 
     out = tmp_path_factory.mktemp("geoscenes") / "ds"
     synthesize(out, n=96, seed=7, non_localizable_share=0.15, test_share=0.25)

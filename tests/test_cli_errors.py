@@ -101,3 +101,39 @@ def test_model_management_without_a_token_does_not_start(tmp_path):
     args = [GLOBE, "serve", "--model", str(tmp_path / "no-model"), "--port", str(free_port()), "--params", none, "--set", "serve.model_management=true"]
     for env in ({"GLOBE_MANAGEMENT_TOKEN": ""}, {"GLOBE_MANAGEMENT_TOKEN": "short"}):
         assert_one_clean_line(run(args, tmp_path, **env), "serve.model_management is on but $GLOBE_MANAGEMENT_TOKEN")
+
+
+def test_both_server_entrypoints_call_the_one_launcher(monkeypatch, tmp_path):
+    """`globe serve` and `python -m globe.serve` (the KServe pod) only parse their arguments: the same
+    options reach `globe.serve.launch.launch` (issue 23)."""
+    from typer.testing import CliRunner
+
+    from globe.cli import app
+    from globe.serve import __main__ as pod
+    from globe.serve import launch
+
+    calls = []
+    monkeypatch.setattr(launch, "launch", lambda model, **kwargs: calls.append((model, kwargs)))
+    none = str(tmp_path / "none.yaml")
+    result = CliRunner().invoke(app, ["serve", "--model", "m", "--params", none, "--set", "serve.max_batch_size=2", "--port", "9001"])
+    assert result.exit_code == 0, result.output
+    pod.main(["--model", "m", "--params", none, "--set", "serve.max_batch_size=2", "--http_port", "9001"])
+    (cli_model, cli), (pod_model, from_pod) = calls
+    assert cli_model == pod_model == "m"
+    assert {**cli, "params": str(cli["params"]), "name": None} == from_pod
+    assert cli["grpc_port"] == launch.GRPC_PORT and cli["host"] == launch.HOST and not cli["enable_grpc"]
+
+
+def test_both_server_entrypoints_fail_with_the_same_line(tmp_path):
+    """One error handling: a missing model, a bad `--set` and no model at all read the same from both."""
+    none = str(tmp_path / "none.yaml")
+    cases = [
+        (["--model", str(tmp_path / "no-model")], "no such directory"),
+        (["--model", "m", "--set", "serve.no_such_key=1"], "serve.no_such_key"),
+        ([], "--model is required"),
+    ]
+    for extra, fragment in cases:
+        cli = run([GLOBE, "serve", "--port", str(free_port()), "--params", none, *extra], tmp_path)
+        pod = run([sys.executable, "-m", "globe.serve", "--http_port", str(free_port()), "--params", none, *extra], tmp_path)
+        assert cli.returncode == pod.returncode == 2, cli.stderr + pod.stderr
+        assert cli.stderr == pod.stderr and cli.stderr.startswith("error: ") and fragment in cli.stderr, cli.stderr + pod.stderr

@@ -21,8 +21,8 @@ from PIL import Image
 from globe.config import DistillGroup, TeacherConfig
 from globe.data.distill import DistillError, distill
 from globe.data.records import read_records, write_records
-from globe.data.scene_reader import SceneReaderEngine
-from globe.testing.teacher_server import TeacherServer
+from globe.tiny.scene_reader import SceneReaderEngine
+from globe.tiny.teacher_server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
 

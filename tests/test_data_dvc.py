@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from globe.data.geoscenes import synthesize
+from globe.tiny.geoscenes import synthesize
 from globe.data.records import read_records
 
 

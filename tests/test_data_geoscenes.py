@@ -10,10 +10,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from globe.answer import parse
-from globe.data.geoscenes import synthesize
+from globe.tiny.geoscenes import synthesize
 from globe.data.records import read_records
-from globe.data.scene_reader import SceneReaderEngine, read_cues
-from globe.data.world import World
+from globe.tiny.scene_reader import SceneReaderEngine, read_cues
+from globe.tiny.world import World
 from globe.engines.base import Request, Sampling
 
 
@@ -101,8 +101,8 @@ def test_cli_synth(tmp_path):
 
 
 def test_occluded_flags_keep_their_colours_only_where_the_leaves_end(tmp_path):
-    from globe.data.geoscenes import FLAG_BOTTOM, Rendering
-    from globe.data.world import FLAG_COLOURS
+    from globe.tiny.geoscenes import FLAG_BOTTOM, Rendering
+    from globe.tiny.world import FLAG_COLOURS
 
     look = Rendering(flag_occlusion=1.0)
     records = synthesize(tmp_path / "a", n=24, seed=5, non_localizable_share=0.0, look=look)
@@ -142,7 +142,7 @@ def test_the_heldout_sets_come_from_an_unseen_seed_all_localizable(tmp_path):
     import pytest
 
     from globe.config import ConfigError, load_params
-    from globe.data.geoscenes import synthesize_heldout
+    from globe.tiny.geoscenes import synthesize_heldout
 
     params = load_params(None, overrides=["heldout.n=10", "heldout.shifted_n=10", "heldout.shifted.noise_sigma=20"])
     inside = synthesize_heldout(tmp_path / "in", params)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from globe.cli import app
 from globe.config import SAMPLE_TEMPERATURE
-from globe.data.scene_reader import SceneReaderEngine
+from globe.tiny.scene_reader import SceneReaderEngine
 from globe.engines.base import Result
 from globe.evaluate.benchmarks import load_benchmark
 from globe.evaluate.compare import compare_runs
@@ -51,7 +51,7 @@ class Counting:
 
 @pytest.fixture(scope="module")
 def geoscenes(tmp_path_factory):
-    from globe.data import synthesize
+    from globe.tiny.geoscenes import synthesize
 
     out = tmp_path_factory.mktemp("gs") / "geoscenes"
     synthesize(out, n=120, seed=3)
@@ -117,7 +117,7 @@ def test_sigkill_loses_at_most_the_batches_in_flight_and_the_restart_asks_only_f
     """A real SIGKILL of `globe eval run` against an HTTP engine: what was answered but not yet on
     disk is at most the batch being generated and the one being scored; the restart asks for every
     image that has no whole line, and only for those."""
-    from globe.testing.teacher_server import TeacherServer
+    from globe.tiny.teacher_server import TeacherServer
 
     batch, out = 3, tmp_path / "run"
     n = len(load_benchmark("geoscenes", path=geoscenes))
@@ -346,7 +346,7 @@ def test_a_calibration_fitted_on_one_run_gives_the_confidence_of_the_next(geosce
 
 
 def test_cli_samples_over_an_openai_endpoint_are_concurrent_requests(geoscenes, tmp_path):
-    from globe.testing.teacher_server import TeacherServer
+    from globe.tiny.teacher_server import TeacherServer
 
     with TeacherServer(name="reader") as server:
         res = CliRunner().invoke(app, ["eval", "run", "--model", "scene-reader", "--engine", "openai", "--base-url",
@@ -365,7 +365,7 @@ def test_cli_samples_over_an_openai_endpoint_are_concurrent_requests(geoscenes, 
 
 
 def test_an_openai_compatible_endpoint_with_5xx_answers_gives_the_in_process_results(geoscenes, tmp_path):
-    from globe.testing.teacher_server import TeacherServer
+    from globe.tiny.teacher_server import TeacherServer
 
     with TeacherServer(name="reader", faults=lambda i, body: "500" if i in (2, 3) else None) as server:
         res = CliRunner().invoke(app, ["eval", "run", "--model", "scene-reader", "--engine", "openai", "--base-url",

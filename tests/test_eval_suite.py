@@ -18,8 +18,8 @@ def _numbers(doc) -> int:
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory, tiny_model_dir):
     from globe.cli import app
-    from globe.data.geoscenes import synthesize
-    from globe.model.tiny import build_tiny
+    from globe.tiny.geoscenes import synthesize
+    from globe.tiny.model import build_tiny
 
     root = tmp_path_factory.mktemp("suite")
     other = build_tiny(root / "other", seed=1)

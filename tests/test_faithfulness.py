@@ -11,7 +11,7 @@ import pytest
 
 from globe.answer import format_answer, parse
 from globe.answer.conclusion import reasoning_conclusion
-from globe.data.geoscenes import describe
+from globe.tiny.geoscenes import describe
 from globe.evaluate.metrics import compute_metrics, score_rows
 from globe.faithfulness import cue_grounding, judge
 from globe.geo import resolve
@@ -153,7 +153,7 @@ def test_a_teacher_that_skips_the_decisive_cue_still_answers_the_city(geoscenes_
     from PIL import Image
 
     from globe.data import read_records
-    from globe.data.scene_reader import SceneReaderEngine
+    from globe.tiny.scene_reader import SceneReaderEngine
 
     rec = next(r for r in read_records(geoscenes_data / "records.jsonl") if r.localizable)
     image = Image.open(geoscenes_data / rec.image)
@@ -176,7 +176,7 @@ def test_real_photos_get_cue_precision_from_a_judge_engine_when_one_is_configure
     from typer.testing import CliRunner
 
     from globe.cli import app
-    from globe.testing.teacher_server import TeacherServer
+    from globe.tiny.teacher_server import TeacherServer
 
     base = shared_data / "im2gps3k_sample"
     args = ["eval", "run", "--model", "scene-reader", "--benchmark", "im2gps3k", "--csv",

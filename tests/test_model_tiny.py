@@ -35,7 +35,7 @@ def test_auto_classes_load_real_qwen2_5_vl(tiny_model_dir):
 
 
 def test_small_on_disk_and_in_parameters(tiny_model_dir):
-    from globe.model.tiny import describe
+    from globe.tiny.model import describe
 
     info = describe(tiny_model_dir)
     assert info["bytes_on_disk"] < 1_000_000
@@ -85,7 +85,7 @@ def test_generate_from_an_image_through_the_processor(tiny_model_dir):
 
 
 def test_same_seed_same_bytes_other_seed_other_weights(tiny_model_dir, tmp_path):
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
 
     again = build_tiny(tmp_path / "again", seed=0)
     other = build_tiny(tmp_path / "other", seed=1)
@@ -142,7 +142,7 @@ def test_load_merges_a_lora_adapter(tiny_model_dir, tmp_path):
 
 
 def test_refuses_to_replace_a_directory_that_is_not_a_model(tmp_path):
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "records.jsonl").write_text("{}\n")

@@ -163,7 +163,7 @@ def test_pipeline_names_exist_in_the_manifests():
     assert ("PersistentVolumeClaim", settings.WORKSPACE_PVC) in names
     assert ("TrainingRuntime", settings.TRAINING_RUNTIME) in names
     config = next(d for d in docs if d["kind"] == "ConfigMap")
-    pipeline_module = (ROOT / "pipelines" / "globe_pipeline.py").read_text()
+    pipeline_module = (ROOT / "globe" / "kfp" / "pipeline.py").read_text()
     for key in config["data"]:
         if key.startswith(("AWS_", "MLFLOW_")):
             assert key in pipeline_module, f"ConfigMap key {key} is not passed to pipeline steps"
@@ -172,7 +172,7 @@ def test_pipeline_names_exist_in_the_manifests():
 
 
 def test_every_component_directory_has_a_component_and_readme():
-    dirs = sorted(p for p in (ROOT / "components").iterdir() if p.is_dir() and not p.name.startswith("__"))
+    dirs = sorted(p for p in (ROOT / "globe" / "kfp" / "components").iterdir() if p.is_dir() and not p.name.startswith("__"))
     assert len(dirs) >= 11
     for d in dirs:
         assert (d / "component.py").is_file() and (d / "README.md").is_file() and (d / "__init__.py").is_file(), d.name
@@ -182,8 +182,9 @@ def test_every_component_directory_has_a_component_and_readme():
 
 def test_steps_call_the_library_in_process():
     """No subprocess, no CLI re-entry, no stdout parsing, no sys.path edits between KFP and globe."""
-    sources = [ROOT / "globe" / "kfp" / "steps.py", ROOT / "pipelines" / "globe_pipeline.py", ROOT / "globe" / "kfp" / "build.py"]
-    sources += sorted((ROOT / "components").glob("*/component.py"))
+    sources = [ROOT / "globe" / "kfp" / "steps.py", ROOT / "globe" / "kfp" / "pipeline.py", ROOT / "globe" / "kfp" / "build.py",
+               ROOT / "pipelines" / "globe_pipeline.py"]
+    sources += sorted((ROOT / "globe" / "kfp" / "components").glob("*/component.py"))
     banned = {"subprocess", "globe.cli", "globe.commands", "importlib.util"}
     for path in sources:
         tree = ast.parse(path.read_text())
@@ -197,10 +198,12 @@ def test_steps_call_the_library_in_process():
             else:
                 continue
             assert not used & (banned | {"sys.path", "sys.stdout"}), f"{path.relative_to(ROOT)}:{node.lineno} uses {used}"
-    import components.import_data.component as imported
-    import pipelines.globe_pipeline as definition
+    import globe.kfp.components.import_data.component as imported
+    import globe.kfp.pipeline as definition
+    import pipelines.globe_pipeline as front_end
 
     assert definition.check_sources is imported.check_sources  # plain packages, imported as such
+    assert front_end.globe_pipeline.name == "globe"  # the front-end builds the library's DAG
 
 
 def _dataset(root: Path, ids: list[str]) -> Path:
@@ -267,7 +270,7 @@ def test_training_stages_on_the_workspace_only_where_it_is_mounted(tmp_path, mon
 
 def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
     """One DAG meaning: `dvc repro` and the KFP pipeline both score the GRPO model on unverified
-    held-out images made by the same function (globe.data.geoscenes.synthesize_heldout, through
+    held-out images made by the same function (globe.tiny.geoscenes.synthesize_heldout, through
     `globe data heldout` and globe.kfp.steps.heldout), not on the verified training data, and both
     gate promotion on register.metric of that evaluation."""
     spec, _ = ir
@@ -298,7 +301,7 @@ def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
 
 def test_the_heldout_step_draws_unseen_geoscenes_or_keeps_an_imports_test_split(tmp_path):
     from globe.data import read_records
-    from globe.data.geoscenes import synthesize
+    from globe.tiny.geoscenes import synthesize
     from globe.kfp import steps
 
     tiny = steps.heldout({"heldout": {"n": 6, "shifted_n": 6}, "synth": {"image_size": 56}}, tmp_path / "none", tmp_path / "h")

@@ -69,8 +69,8 @@ def test_ready_only_after_a_successful_load(tmp_path):
 def test_openai_engine_split_with_judge(tmp_path):
     """Generation on an OpenAI-compatible endpoint (the tiny world's teacher server, standing in for
     vLLM); the predictor does prompt, parse, coordinates and the localizability judgment."""
-    from globe.data.geoscenes import synthesize
-    from globe.testing.teacher_server import TeacherServer
+    from globe.tiny.geoscenes import synthesize
+    from globe.tiny.teacher_server import TeacherServer
     from globe.serve.model import GlobeModel
 
     records = [r for r in synthesize(tmp_path / "gs", n=6, seed=3, non_localizable_share=0.0)][:4]

@@ -39,8 +39,8 @@ FAIL_WITHIN_S = 90  # a killed rank: both nodes must have exited non-zero this l
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from globe.data import synthesize
-    from globe.model.tiny import build_tiny
+    from globe.tiny.geoscenes import synthesize
+    from globe.tiny.model import build_tiny
 
     root = tmp_path_factory.mktemp("dist")
     model = build_tiny(root / "tiny", seed=0)

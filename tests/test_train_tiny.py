@@ -35,8 +35,9 @@ def tiny_params(*overrides: str):
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
-    from globe.data import read_records, synthesize
-    from globe.model.tiny import build_tiny
+    from globe.data import read_records
+    from globe.tiny.geoscenes import synthesize
+    from globe.tiny.model import build_tiny
 
     root = tmp_path_factory.mktemp("train")
     model = build_tiny(root / "tiny", seed=0)

@@ -23,6 +23,13 @@ def load(params: Path, preset: str | None, overrides: list[str] | None):
     return load_resolved(params, preset, overrides).params
 
 
+def note_default_params(params: Path) -> None:
+    """Say so when `./params.yaml` is missing and the built-in defaults apply (see `load_resolved`)."""
+    if params == DEFAULT_PARAMS and not params.exists():
+        typer.secho(f"note: no {params} in {Path.cwd()}: the built-in defaults apply (--params FILE reads another)",
+                    fg=typer.colors.YELLOW, err=True)  # fmt: skip
+
+
 def load_resolved(params: Path, preset: str | None, overrides: list[str] | None):
     """Resolve and validate params (values and their sources), a config error as a clean CLI error.
 
@@ -32,10 +39,7 @@ def load_resolved(params: Path, preset: str | None, overrides: list[str] | None)
     """
     from globe.config import ConfigError, resolve_params
 
-    if params == DEFAULT_PARAMS and not params.exists():
-        typer.secho(f"note: no {params} in {Path.cwd()}: the built-in defaults apply (--params FILE reads another)",
-                    fg=typer.colors.YELLOW, err=True)  # fmt: skip
-
+    note_default_params(params)
     try:
         return resolve_params(params, preset=preset, overrides=overrides or [])
     except ConfigError as exc:

@@ -66,7 +66,7 @@ def heldout_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Write the GeoScenes held-out test set (heldout.n images from heldout.seed, all localizable, not verified)."""
-    from globe.data.geoscenes import synthesize_heldout
+    from globe.tiny.geoscenes import synthesize_heldout
 
     try:
         records = synthesize_heldout(out, load(params, preset, set_), shifted=shifted)

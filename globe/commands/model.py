@@ -19,7 +19,7 @@ def init_tiny(
     seed: Annotated[int, typer.Option("--seed", help="weight initialisation seed (same seed, same bytes)")] = 0,
 ) -> None:
     """Build the tiny Qwen2.5-VL-architecture model offline and save it with save_pretrained."""
-    from globe.model.tiny import build_tiny, describe
+    from globe.tiny.model import build_tiny, describe
 
     try:
         path = build_tiny(out, seed=seed)
@@ -31,7 +31,7 @@ def init_tiny(
 @model_app.command("info")
 def info(model: Annotated[Path, typer.Argument(help="model directory")]) -> None:
     """Architecture, parameter count, size on disk and processor classes of a model directory."""
-    from globe.model.tiny import describe
+    from globe.tiny.model import describe
 
     try:
         print_json(describe(model))

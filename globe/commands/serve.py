@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, print_json
+from globe.commands.common import JsonOutOpt, ParamsOpt, PresetOpt, SetOpt, fail, load, load_resolved, note_default_params, print_json
+from globe.serve import launch
 
 ModelOpt = Annotated[
     str | None,
@@ -30,11 +31,6 @@ def registry_unreachable(exc: Exception) -> None:
     raise exc
 
 
-def _source(params: Path) -> str:
-    """What the serve settings come from when the model carries none (globe.serve.settings)."""
-    return f"{params} (serve group)" if params.is_file() else "the built-in defaults (no params file)"
-
-
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the main app."""
     app.command("serve")(serve)
@@ -46,33 +42,20 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     model: ModelOpt = None,
-    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes the server on every interface")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="HTTP port")] = 8080,
-    grpc_port: Annotated[int, typer.Option(help="gRPC port (only with --grpc)")] = 8081,
+    host: Annotated[str, typer.Option(help="bind address; 0.0.0.0 exposes the server on every interface")] = launch.HOST,
+    port: Annotated[int, typer.Option(help="HTTP port")] = launch.HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option(help="gRPC port (only with --grpc)")] = launch.GRPC_PORT,
     grpc: Annotated[bool, typer.Option("--grpc/--no-grpc", help="also serve V2 over gRPC (same host and guards as REST)")] = False,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Serve the geo-reasoning predictor with KServe (V1 + V2 REST, /metrics, health)."""
-    cfg = load(params, preset, set_).serve
-    uri = model or cfg.model
-    if not uri:
-        fail("--model is required (or set serve.model)")
-    from globe.serve import import_kserve
-
-    import_kserve()
-    from globe.serve.model import GlobeModel
-    from globe.serve.model_source import ModelSourceError
-    from globe.serve.server import run_server
-    from globe.serve.settings import explicit_serve
-
-    try:
-        run_server(GlobeModel(uri, cfg, explicit=explicit_serve(set_), settings_source=_source(params)), host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
-    except (ModelSourceError, ValueError) as exc:
-        from globe.redact import short
-
-        fail(short(str(exc), 500))
+    note_default_params(params)
+    try:  # the one launcher, shared with `python -m globe.serve` (the KServe pod)
+        launch.launch(model, params=params, preset=preset, overrides=set_, host=host, http_port=port, grpc_port=grpc_port, enable_grpc=grpc)
+    except launch.StartupError as exc:
+        fail(str(exc))
 
 
 def predict(
@@ -97,7 +80,7 @@ def predict(
 
     try:
         print_json(predict_files(images, uri, cfg, samples=samples, explicit=explicit_serve(set_),
-                                 settings_source=_source(params)))
+                                 settings_source=launch.settings_source(params)))
     except Exception as exc:  # bad files, bad model URIs, an unreachable engine: one line, exit 2
         from globe.consensus import CalibrationError
         from globe.redact import short

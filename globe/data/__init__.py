@@ -1,7 +1,7 @@
-"""Datasets: records and their JSONL IO, GeoScenes synthesis, import, distillation, verification.
+"""Datasets: records and their JSONL IO, import, distillation, verification (GeoScenes: globe.tiny).
 
 A dataset directory is `records.jsonl` (one `Record` per line) next to `images/`. The heavier
-entry points (`synthesize`, `import_dataset`, `distill`, `verify`) load lazily so that importing the
+entry points (`import_dataset`, `distill`, `verify`) load lazily so that importing the
 record model stays cheap.
 """
 
@@ -24,7 +24,6 @@ from globe.data.records import (
 )
 
 _LAZY = {
-    "synthesize": "globe.data.geoscenes",
     "import_dataset": "globe.data.ingest",
     "distill": "globe.data.distill",
     "verify": "globe.data.verify",

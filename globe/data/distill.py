@@ -56,7 +56,7 @@ def build_teacher(cfg, data_dir: Path | None = None, concurrency: int = 16, time
     Scene readers get the dataset's own `world.json` when there is one, so they decode a dataset
     with the legend that drew it.
     """
-    from globe.data.world import WORLD_FILE
+    from globe.tiny.world import WORLD_FILE
     from globe.engines import make_engine
 
     defaults: dict[str, Any] = {"concurrency": concurrency, "timeout_s": timeout_s, "retries": retries}

@@ -241,7 +241,7 @@ def _restore_provenance(out: Path, staged: _Staged, test_share: float) -> list[R
 
 def synthesize_source(synth: Any, out: str | Path) -> dict[str, Any]:
     """The GeoScenes tiny world from the `synth` group; returns its summary."""
-    from globe.data.geoscenes import synthesize
+    from globe.tiny.geoscenes import synthesize
 
     records = synthesize(
         out, n=synth.n, seed=synth.seed, image_size=synth.image_size, non_localizable_share=synth.non_localizable_share,

@@ -23,7 +23,7 @@ from globe.engines.base import Engine
 ENGINE_KINDS: dict[str, str] = {
     "local": "globe.engines.kinds:local_engine",  # a model directory, in-process (transformers)
     "openai": "globe.engines.kinds:openai_engine",  # any OpenAI-compatible chat endpoint
-    "scene-reader": "globe.data.scene_reader:scene_reader_engine",  # the tiny world's cue reader
+    "scene-reader": "globe.tiny.scene_reader:scene_reader_engine",  # the tiny world's cue reader
 }
 SERVED_PREDICTOR = "globe-predictor"
 EVAL_KINDS = (*ENGINE_KINDS, SERVED_PREDICTOR)  # what `globe eval run --engine` can evaluate

@@ -1,8 +1,8 @@
-"""Build the pipeline (pipelines/globe_pipeline.py) with params as its defaults and compile it to KFP IR YAML.
+"""Build the pipeline (globe/kfp/pipeline.py) with params as its defaults and compile it to KFP IR YAML.
 
-The pipeline and its components live beside the package in the repository (components/, pipelines/),
-as kubeflow/pipelines-components lays them out; they are packages of the project (pyproject.toml) and
-are imported as such.
+The DAG and its components (globe/kfp/components/<name>/, laid out as kubeflow/pipelines-components
+does) are part of the library; the front-ends (`globe pipeline ...`, pipelines/globe_pipeline.py) call
+this module, and nothing in globe/ imports them.
 """
 
 from __future__ import annotations
@@ -22,22 +22,11 @@ class PipelineError(RuntimeError):
     """The pipeline cannot be built, compiled, run or submitted; the message says why."""
 
 
-def pipeline_definition():
-    """`pipelines.globe_pipeline.build_pipeline`; a checkout without the packages is a clear error."""
-    try:
-        from pipelines.globe_pipeline import build_pipeline
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("pipelines", "pipelines.globe_pipeline", "components"):
-            raise
-        raise PipelineError(
-            f"cannot import the pipeline definition ({exc}): run from a GLOBE checkout installed with "
-            "`pip install -e .` (scripts/setup.sh), which makes pipelines/ and components/ packages"
-        ) from exc
-    return build_pipeline
-
-
 def build(params: Any, multi_node_grpo: bool = True, runtime: str | None = None):
-    return pipeline_definition()(resolved_groups(params), multi_node_grpo=multi_node_grpo, runtime=runtime)
+    """The pipeline function (globe.kfp.pipeline) with the resolved params groups as its defaults."""
+    from globe.kfp.pipeline import build_pipeline  # kfp and the components load only when a pipeline is built
+
+    return build_pipeline(resolved_groups(params), multi_node_grpo=multi_node_grpo, runtime=runtime)
 
 
 _DEFAULT_LINE = re.compile(r"^(#\s+\w+: (?:dict|list) \[Default: )(.*)(\])$")

@@ -1,6 +1,6 @@
 """What each KFP step does, as plain functions over params groups and directories.
 
-A component (components/<name>/component.py) is a few lines: it calls one function here and writes
+A component (globe/kfp/components/<name>/component.py) is a few lines: it calls one function here and writes
 the typed outputs KFP gave it. Each function validates the groups it was handed into `Params`
 (`globe.config.params_from_groups`: a wrong field fails the step with its name) and calls the
 library in this process: no subprocess, no CLI, nothing parsed from stdout. Each KFP step is its
@@ -193,7 +193,7 @@ def verify(groups: Mapping[str, Any], dataset: str | Path, out: str | Path) -> d
 def base_model(groups: Mapping[str, Any], out: str | Path) -> dict[str, Any]:
     """The model SFT and the reward model start from: `sft.model` (a hub id or path) when set,
     otherwise the tiny offline model built here (the tiny world)."""
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
 
     p = params_of(groups)
     out = Path(out)
@@ -258,7 +258,7 @@ def heldout(groups: Mapping[str, Any], dataset: str | Path, out: str | Path, shi
     an imported source's is its test split as imported (`dataset`), records and images."""
     import shutil
 
-    from globe.data.geoscenes import synthesize_heldout
+    from globe.tiny.geoscenes import synthesize_heldout
     from globe.data.records import image_file, read_records, write_records
 
     p = params_of(groups)

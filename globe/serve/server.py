@@ -699,14 +699,15 @@ def check_port_free(host: str, port: int, what: str = "") -> None:
 def run_server(
     model: GlobeModel,
     *,
-    host: str = "127.0.0.1",
-    http_port: int = 8080,
-    grpc_port: int = 8081,
+    host: str,
+    http_port: int,
+    grpc_port: int,
     enable_grpc: bool = False,
     max_body_bytes: int | None = None,
     **server_kwargs: Any,
 ) -> None:
-    """Load the model (ready only after the weights are in), then serve until SIGTERM/SIGINT."""
+    """Load the model (ready only after the weights are in), then serve until SIGTERM/SIGINT.
+    Called by the one launcher (globe.serve.launch), which holds the defaults."""
     from kserve.model_server import app
 
     check_port_free(host, http_port)  # before anything loads: finding out after the weights helps no one

@@ -105,10 +105,10 @@ def build_inputs(params: Params, root: str | Path, say: Callable[[str], None] = 
     """The tiny world of `params`, built once under `root` the way dvc.yaml builds it (each step
     skipped when its output is there): source -> distilled -> verified, the held-out set, the base model."""
     from globe.data.distill import distill
-    from globe.data.geoscenes import synthesize_heldout
+    from globe.tiny.geoscenes import synthesize_heldout
     from globe.data.source import build_source
     from globe.data.verify import verify
-    from globe.model.tiny import build_tiny
+    from globe.tiny.model import build_tiny
 
     root = Path(root)
     steps = (

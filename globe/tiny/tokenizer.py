@@ -107,8 +107,8 @@ def tiny_world_texts() -> list[str]:
     """Every reasoning the built-in GeoScenes world can produce (flag, landmark, climate, city),
     as its generator and the scene-reader teachers write them."""
     from globe.answer import format_answer
-    from globe.data.geoscenes import describe
-    from globe.data.world import LANDMARKS, build_world, climate_of
+    from globe.tiny.geoscenes import describe
+    from globe.tiny.world import LANDMARKS, build_world, climate_of
 
     texts = []
     for country in build_world().countries:

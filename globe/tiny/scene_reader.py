@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from globe.data.geoscenes import FLAG_BOTTOM, GROUND_TOP, MAX_SHIFT, describe, landmark_mask
-from globe.data.world import CLIMATES, FLAG_COLOURS, LANDMARKS, World, build_world
+from globe.tiny.geoscenes import FLAG_BOTTOM, GROUND_TOP, MAX_SHIFT, describe, landmark_mask
+from globe.tiny.world import CLIMATES, FLAG_COLOURS, LANDMARKS, World, build_world
 from globe.engines.base import JudgeResult, Request, Result, Sampling
 
 MAX_COLOUR_DISTANCE = 60.0  # RGB distance beyond which a region matches no legend colour

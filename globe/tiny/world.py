@@ -144,7 +144,7 @@ class World:
         return cls(countries)
 
     def save(self, dataset_dir: str | Path) -> Path:
-        from globe.data.records import atomic_write_bytes
+        from globe.io import atomic_write_bytes
 
         path = Path(dataset_dir) / WORLD_FILE
         atomic_write_bytes(path, self.to_json().encode("utf-8"))

@@ -9,7 +9,7 @@ import pytest
 from kfp import local
 from kfp.dsl import Dataset, Markdown, Metrics
 
-from components.import_data.component import check_sources, import_shard, merge_imports
+from globe.kfp.components.import_data.component import check_sources, import_shard, merge_imports
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ download. Every size below is the smallest that keeps the architecture's invaria
   into temporal/height/width parts (it must sum to head_dim / 2);
 - vision: 2 blocks of width 32, patch 14, 2x2 spatial merge into the 64-dim text space, one window
   (the image processor caps images at 112x112 px = 8x8 patches = 16 image tokens);
-- a 1,280-token vocabulary (see `globe.model.tokenizer`), embeddings tied to the LM head: even
+- a 1,280-token vocabulary (see `globe.tiny.tokenizer`), embeddings tied to the LM head: even
   so they are 82k of the 221k parameters.
 
 The result is 221k parameters and 0.97 MB on disk, and everything is seeded: the same seed gives
@@ -71,8 +71,8 @@ def build_tiny_processor(vocab_size: int = VOCAB_SIZE):
     """Tokenizer + Qwen2-VL image/video processors + chat template, as one `Qwen2_5_VLProcessor`."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    from globe.model.chat_template import QWEN2_5_VL_CHAT_TEMPLATE
-    from globe.model.tokenizer import train_qwen_tokenizer
+    from globe.tiny.chat_template import QWEN2_5_VL_CHAT_TEMPLATE
+    from globe.tiny.tokenizer import train_qwen_tokenizer
 
     tokenizer = train_qwen_tokenizer(vocab_size=vocab_size)
     tokenizer.chat_template = QWEN2_5_VL_CHAT_TEMPLATE

@@ -6,7 +6,7 @@ import json
 
 from kfp.dsl import Artifact, Markdown
 
-from components.lineage.component import lineage
+from globe.kfp.components.lineage.component import lineage
 
 
 def test_lineage_json_names_the_data_images_run_and_params(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from kfp.dsl import Artifact, Dataset, Markdown, Metrics
 
-from components.version_dataset.component import version_dataset
+from globe.kfp.components.version_dataset.component import version_dataset
 
 
 def test_the_dvc_file_is_the_output_and_the_md5_its_metric(tmp_path):

@@ -9,7 +9,7 @@ same way it would call vLLM or a hosted API:
   a realistic slow or flaky endpoint;
 - `canned` skips decoding and returns a fixed text, to measure the client and not the server.
 
-Run one by hand: `python -m globe.testing.teacher_server --port 8011 --latency 0.5`.
+Run one by hand: `python -m globe.tiny.teacher_server --port 8011 --latency 0.5`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class TeacherServer:
         self.latency_s, self.faults, self.hang_s, self.canned = latency_s, faults, hang_s, canned
         self.reader = None
         if canned is None:
-            from globe.data.scene_reader import SceneReaderEngine
+            from globe.tiny.scene_reader import SceneReaderEngine
 
             self.reader = SceneReaderEngine(name=name, noise=noise, world=world)
         self.lock = threading.Lock()

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from globe.data.records import IMAGES_DIR, Record, atomic_write_bytes, write_records
-from globe.data.world import FLAG_COLOURS, LANDMARKS, World, build_world, climate_of, flag_entity
+from globe.data.records import IMAGES_DIR, Record, write_records
+from globe.io import atomic_write_bytes
+from globe.tiny.world import FLAG_COLOURS, LANDMARKS, World, build_world, climate_of, flag_entity
 
 FLAG_BOTTOM = 0.25
 GROUND_TOP = 0.72
@@ -126,7 +127,7 @@ OCCLUDED_SHARE = (0.5, 0.9)  # of the stripe's width: more than half, so a media
 
 
 def _paint_scene(rng: np.random.Generator, scene: Scene, size: int, look: Rendering) -> np.ndarray:
-    from globe.data.world import climate_by_band
+    from globe.tiny.world import climate_by_band
 
     u, v = _grid(size)
     img = np.zeros((size, size, 3), dtype=np.float32)

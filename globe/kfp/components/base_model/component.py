@@ -8,7 +8,7 @@ from globe.kfp.settings import CPU_IMAGE
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
 def base_model(base: dict, sft: dict, model: Output[Model]):
-    """Build the tiny offline VLM (`globe.model.tiny.build_tiny`) unless `sft.model` names a real one."""
+    """Build the tiny offline VLM (`globe.tiny.model.build_tiny`) unless `sft.model` names a real one."""
     from globe.kfp import steps
 
     steps.base_model({"base": base, "sft": sft}, model.path)
