@@ -203,3 +203,42 @@ def assert_error_shown(page, path: Path, status: int, message: str) -> None:
     assert f"HTTP {status}" in text and message in text, text
     assert page.js("document.getElementById('error').getAttribute('role')") == "alert"  # read out at once
     assert not page.js("document.getElementById('go').disabled")
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_cues_and_the_concluded_place_are_marked_in_a_real_reasoning(geoscenes_data, tmp_path):
+    """The untrained tiny model writes no reasoning to mark. The tiny world's GeoScenes reader does:
+    behind `serve.engine=openai` it stands in for vLLM (docs/serve.md, "Requests and answers"), and
+    the page marks exactly the cues the server listed and the place the reasoning concludes."""
+    import json
+
+    from _cdp import Browser
+
+    from globe.testing.teacher_server import TeacherServer
+
+    record = next(r for r in map(json.loads, (geoscenes_data / "records.jsonl").read_text().splitlines()) if r["entities"])
+    image = geoscenes_data / record["image"]
+    with TeacherServer(world=geoscenes_data, name="scene-reader") as teacher:
+        srv = start_predictor("scene-reader", tmp_path / "server.log", {"serve.engine": "openai", "serve.base_url": teacher.base_url})
+        try:
+            doc = httpx.post(f"{srv.url}/v1/models/globe:predict", timeout=60,
+                             json={"instances": [{"image_b64": b64(image.read_bytes()), "samples": 1}]}).json()["predictions"][0]
+            assert doc["named_cues"] and doc["reasoning_place"] and doc["consistent"] is True
+            with Browser(tmp_path / "profile") as page:
+                page.goto(f"{srv.url}/demo")
+                assert page.js("document.querySelector('.notice')") is None  # the size behind an endpoint is unknown: no claim
+                page.set_file("#file", image)
+                page.js("document.getElementById('samples').value = '1'")
+                page.js("document.getElementById('go').click()")
+                page.wait_for("!document.getElementById('result').hidden")
+                marks = page.js("[...document.querySelectorAll('#reasoning mark')].map(m => [m.className, m.textContent])")
+                assert page.js("document.getElementById('reasoning').textContent") == doc["reasoning"]  # marked, not changed
+                assert list(dict.fromkeys(t.lower() for k, t in marks if k == "cue")) == doc["named_cues"]
+                assert doc["reasoning_place"]["city"] in [t for k, t in marks if k == "place"]
+                assert page.js("document.getElementById('support').className") == "support yes"
+                assert page.js("document.getElementById('a-conf').hidden") and page.js("document.getElementById('cand-box').hidden")
+                kinds = page.js("[...document.querySelectorAll('#markers > *')].map(m => m.getAttribute('class'))")
+                assert sorted(kinds) == ["m-answer", "m-reasoning"]
+        finally:
+            stop(srv)
