@@ -471,6 +471,8 @@ class ServeGroup(Group):
     sample_temperature: SampleTemperature = SAMPLE_TEMPERATURE
     sample_top_p: SampleTopP = SAMPLE_TOP_P
     calibration: CalibrationPath = None
+    demo: bool = Field(True, description="serve the demo page at /demo (a browser at / is sent there): a photo in, the "
+                       "reasoning, answer, candidates and map out, through the public V1 API and its limits; false = 404")
 
 
 # TRL argument names the training plan (globe/train/plan.py) fills from a modelled setting, or from

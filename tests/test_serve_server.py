@@ -22,7 +22,7 @@ from _servers import ImageHost, start_predictor, stop
 pytestmark = pytest.mark.slow
 MAX_BODY = 1_000_000
 FIELDS = {"id", "reasoning", "country", "country_code", "city", "lat", "lon", "coords_source", "resolution", "format_ok",
-          "refused", "consistent", "reasoning_place", "raw"}
+          "refused", "consistent", "reasoning_place", "named_cues", "raw"}
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ global state and is safe in worker threads and KFP containers.
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from globe.geo.maps import land_rings
 
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 THRESHOLD_NAMES = {1: "street", 25: "city", 200: "region", 750: "country", 2500: "continent"}
@@ -76,21 +76,6 @@ def plot_accuracy_curve(curves: Mapping[str, Sequence[float]], path: Path, title
     if title:
         fig.suptitle(title, fontsize=11)
     return _save(fig, path)
-
-
-@lru_cache(maxsize=2)
-def land_rings(geojson_path: str) -> tuple[np.ndarray, ...]:
-    """Exterior and hole rings (N x 2 lon/lat arrays) of every polygon in a GeoJSON file."""
-    data = json.loads(Path(geojson_path).read_text(encoding="utf-8"))
-    features = data.get("features", [data]) if isinstance(data, dict) else []
-    rings: list[np.ndarray] = []
-    for feature in features:
-        geom = feature.get("geometry") or feature
-        kind, coords = geom.get("type"), geom.get("coordinates") or []
-        polygons = [coords] if kind == "Polygon" else coords if kind == "MultiPolygon" else []
-        for polygon in polygons:
-            rings.extend(np.asarray(ring, dtype=float)[:, :2] for ring in polygon if len(ring) >= 3)
-    return tuple(rings)
 
 
 def great_circle_paths(lat1, lon1, lat2, lon2, steps: int = 24) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Serving: the KServe predictor `globe` (see model.py), its input checks, batching and server.
+"""Serving: the KServe predictor `globe` (see model.py), its input checks, batching, server and demo page.
 
 Kept import-light: `globe --help` imports this package's CLI module only, and the heavy parts
 (kserve, torch) load when a command or `python -m globe.serve` actually runs.

@@ -8,7 +8,9 @@ wrote valid ones (`coords_source: "stated"`), else from geocoding the place it n
 (`"geocoded"`, with `resolution` saying how precisely); when neither works they are null rather
 than invented. The scorer that decides this (`globe.scorer`) is the one evaluation uses. Every
 answer says whether its reasoning supports it (`consistent`, with the `reasoning_place` the
-reasoning concludes): the same `globe.faithfulness.judge` as evaluation's `consistency` metric.
+reasoning concludes): the same `globe.faithfulness.judge` as evaluation's `consistency` metric;
+and lists the visual cues its reasoning names (`named_cues`, `globe.data.grounding_check.named_cues`,
+the reader of the grounding filter and the faithfulness metric), so a client can show them.
 
 Asked for `samples` N > 1 (per V1 instance, or a V2 request parameter), the predictor samples N
 reasonings and answers with their great-circle consensus (`globe.consensus`): the winning
@@ -145,6 +147,7 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
     """
     from globe import geo
     from globe.answer import parse
+    from globe.data.grounding_check import named_cues
     from globe.faithfulness import judge
     from globe.scorer import locate
 
@@ -171,5 +174,7 @@ def answer_to_prediction(text: str, request_id: str = "") -> dict[str, Any]:
         # does the reasoning support the answer (globe.faithfulness; null: it concludes no place)
         "consistent": support.consistent,
         "reasoning_place": None if support.conclusion is None else support.conclusion.to_dict(),
+        # the visual cues the reasoning names (the grounding filter's reader), for clients that show them
+        "named_cues": named_cues(ans.think),
         "raw": text,
     }

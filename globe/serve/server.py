@@ -61,6 +61,7 @@ from kserve import ModelServer
 from kserve.protocol.grpc.server import GRPCServer
 
 from globe.redact import install_log_redaction, short
+from globe.serve.demo import install_demo
 from globe.serve.model import GlobeModel
 
 BINARY_HEADER = b"inference-header-content-length"
@@ -717,6 +718,7 @@ def run_server(
     model.load()  # a model that carries its serving settings sets the limits below (globe.serve.settings)
     cfg = model.cfg
     token = management_token(cfg)  # the settings in force after load (a registered model's may differ)
+    install_demo(app, model)  # /demo (serve.demo), before the guard so that the guard wraps it (globe/serve/demo.py)
     app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or cfg.max_body_bytes, body_timeout_s=cfg.body_timeout_s,
                        management_token=token, max_instances=cfg.max_instances)  # fmt: skip
     app.add_api_route(f"/v1/models/{model.name}/decoding", model.decoding, methods=["GET"])  # see GlobeModel.decoding
