@@ -12,9 +12,9 @@ Per answer (`judge`):
   (`globe.answer.conclusion`): a city with its coordinates, only a country, or none.
 - **consistent** (True/False; None when the reasoning concludes no place or the answer names
   none): the answer names the place the reasoning concludes. A city conclusion is supported when
-  the answered city is the same city (the scorer's alias- and gazetteer-aware `city_match`) or
-  when the answer is located (`globe.scorer.locate`, the headline protocol) within `RADIUS_KM`
-  of the reasoning's city; an answer naming no city is compared at the country level. A
+  the answer names no other country and either the answered city is the same city (the scorer's
+  alias- and gazetteer-aware `city_match`) or the answer is located (`globe.scorer.locate`, the
+  headline protocol) within `RADIUS_KM` of the reasoning's city; an answer naming no city is compared at the country level. A
   country-only conclusion is supported when the answered country is that country.
 - **wrong reason** (`right_for_wrong_reason`): the answer is right (within 25 km of the truth)
   and the reasoning concludes another place (consistent is False). A reasoning that concludes
@@ -56,12 +56,23 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return float(haversine_km(lat1, lon1, lat2, lon2))
 
 
+def _other_country(answered: str | None, concluded_code: str | None) -> bool:
+    """The answer names a country, known to the gazetteer, other than the one the reasoning
+    concludes. An unknown country name decides nothing (the city and the distance still do)."""
+    from globe.geo import normalize_country
+
+    code = normalize_country(answered) if answered else None
+    return code is not None and concluded_code is not None and code != concluded_code
+
+
 def supports(conclusion: Conclusion | None, answer: Answer, where: Location | None = None) -> bool | None:
     """True when `answer` names the place `conclusion` argues for (module doc); None when either
     names no place. `where` is the answer's location when the caller has it already."""
     if conclusion is None or not (answer.city or answer.country or answer.has_coordinates):
         return None
     if conclusion.level == "city" and answer.city:
+        if _other_country(answer.country, conclusion.country_code):
+            return False  # "Saint Petersburg, Kenya" is not the reasoning's Saint Petersburg, Russia
         if city_match(answer.city, conclusion.city, conclusion.country, True, True):
             return True
         where = where if where is not None else locate(answer)
