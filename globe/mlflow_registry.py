@@ -72,6 +72,31 @@ class RegistryError(RuntimeError):
     """A registry operation cannot proceed; the message says what is missing or wrong."""
 
 
+def read_gate_metrics(path: str | Path, metric: str) -> dict[str, Any]:
+    """The metrics.json of one evaluation run, refused unless it holds `metric` (register.metric) as
+    a top-level number: `promote` gates on that number, so a nested document (the suite's
+    `results/evaluate/metrics.json`, `in_domain.grpo.acc_25km`) registered as is would leave nothing
+    to gate on. The error names the run's own file to pass instead. `globe register` (dvc's register
+    stage) and the KFP register step both read the gate's metrics here."""
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RegistryError(f"{path}: cannot read metrics JSON: {exc}") from exc
+    if not isinstance(values, dict):
+        raise RegistryError(f"{path}: expected a JSON object of metrics, got {type(values).__name__}")
+    if not _is_number(values.get(metric)):
+        from globe.evaluate.suite import GATED
+
+        nested = [key for key in flatten(values) if key.endswith(f".{metric}")]
+        gated = ".".join((*GATED, metric))  # a suite's headline: point at the run the main job gates on
+        example = gated if gated in nested else (nested[0] if nested else "")
+        hint = (f"; it holds {', '.join(nested[:4])}: pass one run's metrics.json, e.g. "
+                f"{path.parent / example.rsplit('.', 1)[0].replace('.', '/') / path.name}") if nested else ""
+        raise RegistryError(f"{path}: no top-level number {metric!r} (register.metric, what `globe promote` gates on){hint}")
+    return values
+
+
 @dataclass
 class Registered:
     name: str
@@ -171,7 +196,7 @@ def register(
     exp = c.get_experiment_by_name(cfg.experiment)
     exp_id = exp.experiment_id if exp else c.create_experiment(cfg.experiment)
     flat_params = flatten(params or {})
-    numeric = {k: float(v) for k, v in _flatten_numbers(metrics or {}).items()}
+    numeric = {k: float(v) for k, v in flatten_numbers(metrics or {}).items()}
     run = c.create_run(exp_id, run_name=f"register-{cfg.model_name}", tags={"globe.stage": "register", **(tags or {})})
     run_id = run.info.run_id
     try:
@@ -393,7 +418,7 @@ def attach_evaluation(
     c = client(tracking_uri)
     mv = c.get_model_version(name, version)
     now = int(time.time() * 1000)
-    numeric = {f"{benchmark}.{k}": float(v) for k, v in _flatten_numbers(metrics).items() if "." not in k}
+    numeric = {f"{benchmark}.{k}": float(v) for k, v in flatten_numbers(metrics).items() if "." not in k}
     if mv.run_id:
         _log_batch(c, mv.run_id, [Metric(k, v, now, 0) for k, v in numeric.items()], [], [])
         c.log_dict(mv.run_id, metrics, f"evaluation-{benchmark}/metrics.json")
@@ -474,11 +499,13 @@ def _metric_of(c: "MlflowClient", version: Any, metric: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def _flatten_numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
+def flatten_numbers(tree: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """{"in_domain": {"grpo": {"acc_25km": 0.6}}} -> {"in_domain.grpo.acc_25km": 0.6}: the numbers of a
+    nested metrics document under dotted names (MLflow metrics; the KFP evaluate step's Metrics)."""
     out: dict[str, float] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            out.update(_flatten_numbers(value, f"{prefix}{key}."))
+            out.update(flatten_numbers(value, f"{prefix}{key}."))
         elif _is_number(value):
             out[f"{prefix}{key}"] = float(value)
     return out

@@ -23,7 +23,7 @@ from globe.kfp.steps import resolved_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKED_IN = ROOT / "pipelines" / "globe_pipeline.yaml"
-GPU_EXECUTORS = ("exec-sft", "exec-reward-model", "exec-evaluate", "exec-evaluate-2")
+GPU_EXECUTORS = ("exec-sft", "exec-reward-model", "exec-evaluate", "exec-evaluate-benchmark")
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_the_benchmark_branch_is_conditional_and_attaches_to_the_registered_vers
     tasks = spec["root"]["dag"]["tasks"]
     branch = next(t for t in tasks.values() if "benchmark-given-Output" in t.get("triggerPolicy", {}).get("condition", ""))
     inner = spec["components"][branch["componentRef"]["name"]]["dag"]["tasks"]
-    assert set(inner) == {"import-benchmark", "version-dataset-5", "evaluate-2", "attach-benchmark"}
+    assert set(inner) == {"import-benchmark", "version-dataset-5", "evaluate-benchmark", "attach-benchmark"}
     assert inner["attach-benchmark"]["inputs"]["parameters"]["version"]["componentInputParameter"].endswith("register-version")
     assert inner["attach-benchmark"]["cachingOptions"] == {}
 
@@ -268,35 +268,123 @@ def test_training_stages_on_the_workspace_only_where_it_is_mounted(tmp_path, mon
     assert steps.staging_dir("sft", tmp_path / "out", None) == (tmp_path / "out", False)
 
 
+def _dvc_cmd_options(cmd: str) -> dict[str, list[str]]:
+    """`--model a=b --split c=d ...` of a dvc.yaml command as {option: [values]}."""
+    words = cmd.split()
+    found: dict[str, list[str]] = {}
+    for flag, value in zip(words, words[1:]):
+        if flag.startswith("--") and not value.startswith("--"):
+            found.setdefault(flag[2:], []).append(value)
+    return found
+
+
 def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
-    """One DAG meaning: `dvc repro` and the KFP pipeline both score the GRPO model on unverified
-    held-out images made by the same function (globe.tiny.geoscenes.synthesize_heldout, through
-    `globe data heldout` and globe.kfp.steps.heldout), not on the verified training data, and both
-    gate promotion on register.metric of that evaluation."""
+    """One DAG meaning: `dvc repro` and the KFP pipeline both score the base, SFT and GRPO models on
+    the same unverified held-out sets (made by one function, globe.tiny.geoscenes.synthesize_heldout,
+    through `globe data heldout` and globe.kfp.steps.heldout_sets; never the verified training data),
+    with the same paired comparison, and gate promotion on register.metric of the same run
+    (in_domain/grpo). Each side is read from what it runs (dvc.yaml's commands, the compiled IR) and
+    mapped to the stage that makes each input, so a change to either DAG alone fails here."""
+    from globe.evaluate.suite import COMPARISON, GATED, MODELS
+
     spec, _ = ir
     tasks = spec["root"]["dag"]["tasks"]
 
-    def producer(task: str, artifact: str) -> str:
-        return tasks[task]["inputs"]["artifacts"][artifact]["taskOutputArtifact"]["producerTask"]
+    def producer(task: str, artifact: str) -> tuple[str, str]:
+        ref = tasks[task]["inputs"]["artifacts"][artifact]["taskOutputArtifact"]
+        return ref["producerTask"], ref["outputArtifactKey"]
 
-    # KFP: merge-imports (the source, unverified) -> heldout -> evaluate(on=heldout) -> register(evaluation)
-    assert producer("heldout", "dataset") == "merge-imports"
-    assert producer("evaluate", "dataset") == "heldout"
-    assert tasks["evaluate"]["inputs"]["parameters"]["on"]["runtimeValue"]["constant"] == "heldout"
-    assert producer("evaluate", "model").startswith("grpo") and producer("register", "evaluation") == "evaluate"
-    assert "verify" not in {producer("evaluate", "dataset"), producer("heldout", "dataset")}
+    def constant(task: str, name: str) -> str:
+        return tasks[task]["inputs"]["parameters"][name]["runtimeValue"]["constant"]
 
-    # DVC: heldout (no verified input) -> evaluate --split in_domain=data/heldout -> register (in_domain/grpo)
+    # --- DVC: each evaluated path -> the stage (and command) that writes it
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    heldout_cmds = " ".join(stages["heldout"]["cmd"])
-    assert "globe data heldout --out data/heldout" in heldout_cmds
+    written_by = {}
+    for name, stage in stages.items():
+        cmds = stage["cmd"] if isinstance(stage["cmd"], list) else [stage["cmd"]]
+        for out in stage.get("outs", []):
+            path = next(iter(out)) if isinstance(out, dict) else out
+            written_by[path] = (name, next((c for c in cmds if f"--out {path}" in c), cmds[0]))
+    evaluate_opts = _dvc_cmd_options(stages["evaluate"]["cmd"])
+    dvc_models = {n: written_by[p][0] for n, p in (m.split("=", 1) for m in evaluate_opts["model"])}
+    dvc_splits = {n: written_by[p] for n, p in (m.split("=", 1) for m in evaluate_opts["split"])}
+    register_opts = _dvc_cmd_options(" ".join(stages["register"]["cmd"]))
+    suite_out = evaluate_opts["out"][0]
+    gated_metrics = register_opts["metrics"][0]
+    assert gated_metrics.startswith(suite_out + "/") and gated_metrics.endswith("/metrics.json")
+    dvc_gated = tuple(gated_metrics[len(suite_out) + 1:-len("/metrics.json")].split("/"))
+    dvc_registered = written_by[register_opts["model"][0]][0]
+    assert "globe promote" in " ".join(stages["register"]["cmd"])
     assert not {"data/verified", "data/distilled"} & set(stages["heldout"]["deps"])
-    assert "--split in_domain=data/heldout" in stages["evaluate"]["cmd"] and "grpo=models/grpo" in stages["evaluate"]["cmd"]
-    register_cmd = " ".join(stages["register"]["cmd"])
-    assert "--metrics results/evaluate/in_domain/grpo/metrics.json" in register_cmd and "globe promote" in register_cmd
-    # both gate with the register group of params.yaml (a pipeline parameter / the register stage's settings)
+
+    # --- KFP: each input of the evaluate task -> the task that makes it
+    kfp_models = {name.removesuffix("_model"): producer("evaluate", name)[0]
+                  for name in tasks["evaluate"]["inputs"]["artifacts"] if name.endswith("_model")}
+    kfp_splits = {"in_domain": producer("evaluate", "in_domain"), "shifted": producer("evaluate", "shifted")}
+    kfp_gated = tuple(constant("register", "gated").split("/"))
+
+    # the same models, each made by the same stage (the base model is what SFT and the reward model start from)
+    assert list(dvc_models) == list(MODELS) and sorted(kfp_models) == sorted(MODELS)
+    assert dvc_models == {"base": "base-model", "sft": "sft", "grpo": "grpo"}
+    assert {n: t.removesuffix("-trainjob") for n, t in kfp_models.items()} == dvc_models
+    assert producer("sft", "init_model")[0] == kfp_models["base"] and "--model models/base" in stages["sft"]["cmd"]
+    # the same held-out splits: the heldout stage/step, the training rendering and the shifted one, not verified
+    assert set(dvc_splits) == set(kfp_splits) == {"in_domain", "shifted"}
+    assert {n: stage for n, (stage, _) in dvc_splits.items()} == {n: task for n, (task, _) in kfp_splits.items()} == \
+        {"in_domain": "heldout", "shifted": "heldout"}
+    assert "--shifted" in dvc_splits["shifted"][1] and "--shifted" not in dvc_splits["in_domain"][1]
+    assert kfp_splits == {"in_domain": ("heldout", "test_set"), "shifted": ("heldout", "shifted")}
+    assert producer("heldout", "dataset")[0] == "merge-imports"  # the source as imported, not verify's output
+    # the same paired comparison (candidate:baseline)
+    assert evaluate_opts["compare"] == [COMPARISON] == [constant("evaluate", "compare")]
+    # the same gate: the GRPO model registered with the metrics of the same run, promoted by register.metric
+    assert dvc_gated == kfp_gated == GATED
+    assert dvc_registered == "grpo" and producer("register", "model")[0].startswith("grpo")
+    assert producer("register", "evaluation") == ("evaluate", "evaluation")
     assert "register" in spec["root"]["inputDefinitions"]["parameters"]
     assert tasks["register"]["inputs"]["parameters"]["register"]["componentInputParameter"] == "register"
+
+
+def test_the_evaluate_and_register_steps_run_the_suite_and_gate_on_its_run(tmp_path):
+    """The KFP steps behind the DAG above, for real on the tiny world: `steps.heldout_sets` makes
+    both splits, `steps.evaluate` writes results/evaluate/'s layout through evaluate_suite, and the
+    gate reads the flat metrics of in_domain/grpo; wrong inputs fail with the missing piece named."""
+    from globe.evaluate.suite import GATED, MODELS
+    from globe.mlflow_registry import RegistryError, read_gate_metrics
+    from globe.tiny.model import build_tiny
+
+    groups = {"heldout": {"n": 4, "shifted_n": 4}, "synth": {"image_size": 56}, "eval": {"bootstrap": 20, "gallery_size": 2}}
+    made = steps.heldout_sets(groups, tmp_path / "none", tmp_path / "in_domain", tmp_path / "shifted")
+    assert made["in_domain"]["n"] == made["shifted"]["n"] == 4
+    model = build_tiny(tmp_path / "tiny", seed=0)
+    models = dict.fromkeys(MODELS, str(model))
+    splits = {"in_domain": tmp_path / "in_domain", "shifted": tmp_path / "shifted"}
+    out = tmp_path / "evaluation"
+    metrics = steps.evaluate(groups, models, splits, out, compare="grpo:sft")
+    assert set(metrics) == {"in_domain", "shifted"}
+    assert set(metrics["in_domain"]) == {*MODELS, "grpo_vs_sft"} and "acc_25km" in metrics["in_domain"]["grpo_vs_sft"]
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert {"comparisons.json", "summary.md", "report.html"} <= {p.name for p in out.iterdir()}
+    run = steps.gated_run(out, "/".join(GATED))
+    assert run == out / "in_domain" / "grpo" and read_gate_metrics(run / "metrics.json", "acc_25km")["n"] == 4
+    with pytest.raises(RegistryError, match="no top-level number 'acc_25km'.*in_domain/grpo/metrics.json"):
+        read_gate_metrics(out / "metrics.json", "acc_25km")  # the nested headline is not what the gate reads
+    with pytest.raises(steps.StepError, match="no run shifted/champion"):
+        steps.gated_run(out, "shifted/champion")
+    with pytest.raises(steps.StepError, match="no dataset for the held-out split.*shifted"):
+        steps.evaluate(groups, models, {"in_domain": splits["in_domain"]}, tmp_path / "e2")
+    with pytest.raises(steps.StepError, match="comparison 'grpo:rl'"):
+        steps.evaluate(groups, models, splits, tmp_path / "e3", compare="grpo:rl")
+
+    # an imported source: its test split only, and an empty shifted artifact that says why
+    from globe.tiny.geoscenes import synthesize
+
+    imported = tmp_path / "imported"
+    synthesize(imported, n=8, seed=5, image_size=56, test_share=0.5)
+    photo_groups = {"source": {"format": "exif-folder", "images": "s3://b/photos/"}}
+    made = steps.heldout_sets(photo_groups, imported, tmp_path / "p_in", tmp_path / "p_shifted")
+    assert set(made) == {"in_domain"} and (tmp_path / "p_shifted" / steps.NO_SHIFTED_SET).is_file()
+    assert steps.heldout_splits(steps.params_of(photo_groups)) == ("in_domain",)
 
 
 def test_the_heldout_step_draws_unseen_geoscenes_or_keeps_an_imports_test_split(tmp_path):

@@ -60,12 +60,19 @@ def test_run_local_runs_every_stage_of_the_tiny_world(tmp_path):
     assert len(merged) == sum(len(s.read_text().splitlines()) for s in shards) == 96
     assert set(summary["datasets"]) == {"source", "distilled", "verified", "heldout"}
 
+    # the evaluation of dvc's evaluate stage: base, SFT and GRPO on both held-out sets, GRPO - SFT paired
     metrics = summary["metrics"]
-    assert metrics["n"] > 0 and 0.0 <= metrics["acc_2500km"] <= 1.0
+    assert set(metrics) == {"in_domain", "shifted"}
+    for split in metrics.values():
+        assert set(split) == {"base", "sft", "grpo", "grpo_vs_sft"}
+        assert all(0.0 <= split[m]["acc_25km"] <= 1.0 for m in ("base", "sft", "grpo"))
+        assert set(split["grpo_vs_sft"]["acc_25km"]) == {"delta", "lo", "hi"}
+    evaluation = run_dir / "evaluate" / "evaluation"
+    assert json.loads((evaluation / "in_domain" / "grpo" / "metrics.json").read_text())["n"] == 16  # the gate's run
     assert (run_dir / "evaluate" / "report").stat().st_size > 0  # the HTML report artifact
-    assert "within 25 km" in (run_dir / "evaluate" / "summary").read_text()  # the Markdown artifact
+    assert "grpo − sft" in (run_dir / "evaluate" / "summary").read_text()  # the Markdown artifact: the paired delta
     outputs = json.loads((run_dir / "evaluate" / "executor_output.json").read_text())
-    assert "acc_25km" in json.dumps(outputs)  # KFP Metrics
+    assert "in_domain.grpo.acc_25km" in json.dumps(outputs)  # KFP Metrics
     assert summary["registered"]["version"] == "1" and summary["registered"]["promoted"] is True
     assert summary["registered"]["champion_storage_uri"]
 
@@ -155,6 +162,8 @@ def test_run_local_on_real_photos_from_s3_with_dvc_versions_and_lineage(s3_serve
     assert lineage["dvc_remote"] == f"s3://{dvc_bucket}/dvc"
     report = (run_dir / "evaluate" / "report").read_text()
     assert "<h2>Lineage</h2>" in report and datasets["verified"]["md5"] in report
+    # imported photos: every model on the source's test split only (no shifted rendering of a photo)
+    assert set(summary["metrics"]) == {"in_domain"} and set(summary["metrics"]["in_domain"]) == {"base", "sft", "grpo", "grpo_vs_sft"}
 
     # the benchmark (the other 10 photos) was evaluated too; both evaluations are in MLflow
     assert summary["benchmark_metrics"]["n"] == 10

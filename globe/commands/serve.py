@@ -6,7 +6,6 @@ and mlflow are imported inside the commands so that `globe --help` stays fast.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -112,20 +111,12 @@ def register_model(
 
     metric_values = None
     if metrics is not None:
-        try:
-            metric_values = json.loads(metrics.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            fail(f"{metrics}: cannot read metrics JSON: {exc}")
-        if not isinstance(metric_values, dict):
-            fail(f"{metrics}: expected a JSON object of metrics, got {type(metric_values).__name__}")
-        gate = all_params.register.metric
-        if not isinstance(metric_values.get(gate), (int, float)):  # `globe promote` could not gate on it
-            from globe.mlflow_registry import flatten
+        from globe.mlflow_registry import read_gate_metrics
 
-            nested = [key for key in flatten(metric_values) if key.endswith(f".{gate}")]
-            hint = (f"; it holds {', '.join(nested[:4])}: pass one run's metrics.json, e.g. "
-                    f"{metrics.parent / nested[0].rsplit('.', 1)[0].replace('.', '/') / metrics.name}") if nested else ""
-            fail(f"{metrics}: no top-level number {gate!r} (register.metric, what `globe promote` gates on){hint}")
+        try:
+            metric_values = read_gate_metrics(metrics, all_params.register.metric)
+        except RegistryError as exc:
+            fail(str(exc))
     try:
         result = do_register(
             model,

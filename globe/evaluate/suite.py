@@ -12,6 +12,12 @@ What it writes next to the runs:
 - `comparisons.json`: every metric of every comparison, as `globe eval compare --json` prints it;
 - `summary.md` and `report.html` (self-contained): the same tables and the accuracy curves of all
   models on one plot per split.
+
+Both front-ends of the main job run it with the same meaning (tests/test_pipeline.py compares them):
+`dvc repro`'s evaluate stage (`globe eval models`) and the KFP pipeline's evaluate step
+(`globe.kfp.steps.evaluate`) score `MODELS` on the held-out splits, compare `COMPARISON`, and
+promotion gates on the flat metrics.json of one run, `GATED` (`run_dir`), never on the nested
+headline: `globe promote` needs a top-level number.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ from globe.io import atomic_write_bytes
 HEADLINE = ("country_acc", "acc_25km", "consistency", "wrong_reason")
 TABLE = ("country_acc", "city_acc", "acc_25km", "acc_2500km", "consistency", "wrong_reason")  # summary.md, report.html
 DELTA_KEYS = ("country_acc", "acc_25km", "consistency")
+
+# The main job's evaluation, as dvc.yaml's evaluate and register stages spell it: the models in the
+# order they are trained, the paired comparison the training claim rests on (candidate:baseline),
+# and the run promotion gates on (split, model): GRPO on the in-domain held-out set.
+MODELS = ("base", "sft", "grpo")
+COMPARISON = "grpo:sft"
+GATED = ("in_domain", "grpo")
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,13 @@ def parse_pairs(specs: Sequence[str], known: Sequence[str]) -> list[tuple[str, s
     return pairs
 
 
+def run_dir(out: str | Path, split: str, model: str) -> Path:
+    """Where `evaluate_suite` writes one model's run on one split: `OUT/<split>/<model>/`, a
+    `globe eval run` directory whose metrics.json is flat (what `globe register` records and
+    `globe promote` gates on; dvc.yaml's register stage names `results/evaluate/in_domain/grpo`)."""
+    return Path(out) / split / model
+
+
 def evaluate_suite(
     params,
     models: Mapping[str, str],
@@ -62,8 +82,13 @@ def evaluate_suite(
     out: str | Path,
     comparisons: Sequence[tuple[str, str]] = (),
     progress: bool = True,
+    lineage: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """Evaluate every model on every split into `out/<split>/<model>/`, compare the pairs; returns metrics.json."""
+    """Evaluate every model on every split into `out/<split>/<model>/`, compare the pairs; returns metrics.json.
+
+    `lineage` rows (`globe.lineage.report_rows`: dataset versions, images, the pipeline run) go into
+    every run's report.html and the overview's, so the page a registered model carries says which
+    data it was measured on."""
     from globe.evaluate.benchmarks import load_benchmark
     from globe.evaluate.compare import compare_runs
     from globe.evaluate.runner import run_benchmark
@@ -73,21 +98,21 @@ def evaluate_suite(
     for split in splits:
         samples = load_benchmark(split.benchmark, path=split.path, limit=params.eval.limit)
         results[split.name] = {
-            name: run_benchmark(params, model, samples, out / split.name / name, benchmark=split.benchmark,
-                                progress=progress)
+            name: run_benchmark(params, model, samples, run_dir(out, split.name, name), benchmark=split.benchmark,
+                                progress=progress, lineage=lineage)
             for name, model in models.items()
         }
     compared: dict[str, dict[str, dict]] = {}
     for split in splits:
         for b, a in comparisons:
             compared.setdefault(split.name, {})[f"{b}_vs_{a}"] = compare_runs(
-                out / split.name / a, out / split.name / b, n_boot=params.eval.bootstrap, seed=params.base.seed
+                run_dir(out, split.name, a), run_dir(out, split.name, b), n_boot=params.eval.bootstrap, seed=params.base.seed
             )
     metrics = headline(results, compared)
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "comparisons.json", compared)
     atomic_write_bytes(out / "summary.md", summary_md(results, compared, models).encode("utf-8"))
-    atomic_write_bytes(out / "report.html", report_html(results, compared, out, models).encode("utf-8"))
+    atomic_write_bytes(out / "report.html", report_html(results, compared, out, models, lineage).encode("utf-8"))
     return metrics
 
 
@@ -162,12 +187,17 @@ REPORT = """<!doctype html>
 </tbody></table>{% endif %}
 <p><img alt="accuracy against distance, {{ split.name }}" src="{{ split.plot }}"></p>
 {% endfor %}
+{% if lineage %}<h2>Lineage</h2>
+<table id="lineage"><thead><tr><th>what</th><th>value</th></tr></thead>
+<tbody>{% for k, v in lineage %}<tr><td>{{ k }}</td><td><code>{{ v }}</code></td></tr>{% endfor %}</tbody></table>{% endif %}
 </body></html>
 """
 
 
-def report_html(results: Mapping, compared: Mapping, out: Path, models: Mapping[str, str]) -> str:
-    """The overview page: tables and one accuracy-curve plot per split (all models), inlined."""
+def report_html(results: Mapping, compared: Mapping, out: Path, models: Mapping[str, str],
+                lineage: Sequence[tuple[str, str]] = ()) -> str:
+    """The overview page: tables and one accuracy-curve plot per split (all models), inlined, and
+    the lineage rows when there are any."""
     import jinja2
 
     from globe.evaluate.compare import load_run
@@ -178,7 +208,7 @@ def report_html(results: Mapping, compared: Mapping, out: Path, models: Mapping[
     n_boot = 0
     for split, runs in results.items():
         names = [n for n in models if n in runs]
-        curves = {n: [r.get("distance_km") for r in load_run(out / split / n).rows] for n in names}
+        curves = {n: [r.get("distance_km") for r in load_run(run_dir(out, split, n)).rows] for n in names}
         png = plot_accuracy_curve(curves, out / split / "accuracy_curves.png", title=f"{split}: accuracy against distance")
         deltas = []
         for pair, result in compared.get(split, {}).items():
@@ -197,7 +227,7 @@ def report_html(results: Mapping, compared: Mapping, out: Path, models: Mapping[
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     return env.from_string(REPORT).render(
         title="Held-out evaluation: every model on the same images", splits=splits, table=TABLE,
-        delta_keys=DELTA_KEYS, models=list(models.items()), n_boot=n_boot,
+        delta_keys=DELTA_KEYS, models=list(models.items()), n_boot=n_boot, lineage=list(lineage),
     )
 
 

@@ -82,7 +82,8 @@ def absolute_specs(params: Any) -> Any:
 
 def run_local(params: Any, workdir: str | Path, num_shards: int = 2, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the pipeline locally; return the run directory, timings, the dataset versions, the
-    evaluation metrics, the registration and the lineage.
+    evaluation's headline (every model on every held-out split, the paired deltas), the
+    registration and the lineage.
 
     The steps run in `workdir`, so what MLflow writes next to a local store (`mlruns/`) lands there
     and not in the checkout."""
@@ -124,10 +125,9 @@ def run_local(params: Any, workdir: str | Path, num_shards: int = 2, arguments: 
     summary["import"] = _read_json(next(run_dir.glob("merge-imports/dataset/import_report.json"), None))
     if summary["import"]:
         summary["import"]["examples"] = summary["import"]["examples"][:5]
-    metrics = _read_json(next(run_dir.glob("evaluate/evaluation/metrics.json"), None))
-    if metrics is not None:
-        summary["metrics"] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
-    bench = _read_json(next(run_dir.glob("**/evaluate-2/evaluation/metrics.json"), None))
+    # the suite's headline (results/evaluate/metrics.json's layout: split -> model or pair -> figures)
+    summary["metrics"] = _read_json(next(run_dir.glob("evaluate/evaluation/metrics.json"), None))
+    bench = _read_json(next(run_dir.glob("**/evaluate-benchmark/evaluation/metrics.json"), None))
     if bench is not None:
         summary["benchmark_metrics"] = {k: v for k, v in bench.items() if not isinstance(v, dict)}
     registered = _outputs(run_dir / "register").get("parameterValues")

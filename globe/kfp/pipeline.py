@@ -1,7 +1,9 @@
 """The GLOBE KFP pipeline: check sources -> import (ParallelFor over shards) -> distill (ParallelFor)
--> verify -> SFT and reward model -> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate on the
-unverified held-out set (as `dvc repro`) -> register + promote -> deploy (KServe); the source, distilled and verified datasets are versioned
-with DVC on the way, and an optional benchmark is imported, evaluated and attached to the version.
+-> verify -> SFT and reward model -> GRPO (a multi-node Kubeflow Trainer TrainJob) -> evaluate the base,
+SFT and GRPO models on the unverified held-out sets with the paired GRPO - SFT delta (as `dvc repro`'s
+evaluate stage, `globe.evaluate.suite`) -> register + promote on in_domain/grpo -> deploy (KServe); the
+source, distilled, verified and held-out datasets are versioned with DVC on the way, and an optional
+benchmark is imported, evaluated and attached to the version.
 
 Parameters mirror params.yaml: one dict parameter per group (`source`, `synth`, `heldout`, `distill`, `verify`,
 `rewards`, `sft`, `reward_model`, `grpo`, `eval`, `benchmark`, `register`, `serve`, plus `base`), whose
@@ -30,7 +32,8 @@ from kfp import dsl, kubernetes
 from globe.kfp.components.base_model.component import base_model
 from globe.kfp.components.deploy.component import deploy as deploy_component
 from globe.kfp.components.distill.component import distill_shard, merge_shards, shard_plan
-from globe.kfp.components.evaluate.component import evaluate
+from globe.evaluate.suite import COMPARISON, GATED
+from globe.kfp.components.evaluate.component import evaluate, evaluate_benchmark
 from globe.kfp.components.grpo.component import grpo as grpo_local
 from globe.kfp.components.grpo.component import grpo_trainjob
 from globe.kfp.components.heldout.component import heldout as heldout_component
@@ -196,7 +199,7 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
 
         # scored and gated on unverified held-out images, as dvc repro does (tests/test_pipeline.py compares the two)
         test_set = heldout_component(base=base, source=source, synth=synth, heldout=heldout, dataset=imported.outputs["dataset"])
-        with_cluster_env(test_set).set_display_name("held-out test set")
+        with_cluster_env(test_set).set_display_name("held-out test sets")
         heldout_version = versioned(test_set.outputs["test_set"], "heldout")
 
         images = dict(data_image=s.CPU_IMAGE, train_image=s.TRAIN_IMAGE, grpo_image=grpo_image if multi_node_grpo else s.TRAIN_IMAGE)
@@ -211,19 +214,23 @@ def build_pipeline(groups: dict[str, dict[str, Any]], multi_node_grpo: bool = Tr
         ).set_display_name("lineage")
         record = lineage.outputs["lineage"]
 
-        scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="heldout",
-                          model=trained.outputs["model"], dataset=test_set.outputs["test_set"], lineage=record)
+        # dvc's evaluate stage: base, SFT and GRPO on the same held-out sets, GRPO - SFT paired; the base
+        # model is the one SFT and the reward model start from (the tiny model built here, or sft.model)
+        scored = evaluate(base=base, source=source, eval=eval, compare=COMPARISON, base_model=start.outputs["model"],
+                          sft_model=policy.outputs["model"], grpo_model=trained.outputs["model"],
+                          in_domain=test_set.outputs["test_set"], shifted=test_set.outputs["shifted"], lineage=record)
         on_gpu(scored, **gpu).set_display_name("evaluate")
+        # dvc's register stage: the GRPO model, gated on its in-domain run (globe.evaluate.suite.GATED)
         registered = register_component(base=base, register=register, model=trained.outputs["model"],
-                                        evaluation=scored.outputs["evaluation"], lineage=record)
+                                        evaluation=scored.outputs["evaluation"], gated="/".join(GATED), lineage=record)
         with_cluster_env(registered).set_caching_options(False).set_display_name("register + promote")
 
         given = benchmark_given(benchmark=benchmark).after(checked).set_display_name("benchmark given?")
         with dsl.If(given.output == True, name="benchmark given"):  # noqa: E712 (a pipeline condition)
             bench = with_cluster_env(import_benchmark(benchmark=benchmark)).set_display_name("import benchmark")
             bench_version = versioned(bench.outputs["dataset"], "benchmark")
-            bench_scored = evaluate(base=base, source=source, benchmark=benchmark, eval=eval, on="benchmark",
-                                    model=trained.outputs["model"], dataset=bench.outputs["dataset"], lineage=record)
+            bench_scored = evaluate_benchmark(base=base, benchmark=benchmark, eval=eval, model=trained.outputs["model"],
+                                              dataset=bench.outputs["dataset"], lineage=record)
             (bench_scored if runtime is not None else on_gpu(bench_scored, **gpu)).set_display_name("evaluate benchmark")
             attached = attach_benchmark(base=base, benchmark=benchmark, register=register,
                                         version=registered.outputs["version"], evaluation=bench_scored.outputs["evaluation"],

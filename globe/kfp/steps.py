@@ -251,6 +251,13 @@ def lineage(groups: Mapping[str, Any], dvc_files: Mapping[str, str | Path], run_
                          evaluated=evaluated)
 
 
+def heldout_splits(params: Params) -> tuple[str, ...]:
+    """The held-out splits the main evaluation scores, named as dvc.yaml's evaluate stage names them:
+    the tiny world has an in-domain and a shifted rendering; an imported source has its test split
+    only (there is no second rendering of a real photo)."""
+    return ("in_domain", "shifted") if params.source.format == "geoscenes" else ("in_domain",)
+
+
 def heldout(groups: Mapping[str, Any], dataset: str | Path, out: str | Path, shifted: bool = False) -> dict[str, Any]:
     """The test set the model is scored and gated on, the same kind `dvc repro` uses: never verified
     (the filters clean training data, not the test set). The tiny world's is GeoScenes of a seed
@@ -278,27 +285,65 @@ def heldout(groups: Mapping[str, Any], dataset: str | Path, out: str | Path, shi
     return {"test_set": f"{p.source.format} test split (unverified)", "n": len(records)}
 
 
-EVALUATED_ON = {  # what `evaluate` scores: the gate's held-out set (as dvc repro's), or the optional benchmark
-    "heldout": "{source} held-out (unverified test set)",
-    "benchmark": "{benchmark} (benchmark)",
-}
+NO_SHIFTED_SET = "NO_SHIFTED_SET"  # the marker file of an imported source's (empty) shifted artifact
 
 
-def evaluate(groups: Mapping[str, Any], model: str | Path, dataset: str | Path, out: str | Path,
-             on: str = "heldout", lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The policy on a dataset's test split (`on`: the held-out set `heldout` made, or the imported
-    benchmark): metrics.json, plots and report.html, which shows the lineage."""
+def heldout_sets(groups: Mapping[str, Any], dataset: str | Path, in_domain: str | Path, shifted: str | Path) -> dict[str, Any]:
+    """Both held-out sets of dvc.yaml's heldout stage (`data/heldout`, `data/shifted`) in one step.
+
+    A KFP step has a fixed set of outputs, and kfp.local cannot merge the artifacts of two `dsl.If`
+    branches, so an imported source, which has no shifted rendering (`heldout_splits`), still gets a
+    `shifted` artifact: an empty directory with a marker file saying why. `evaluate` decides the
+    splits from the params (`heldout_splits`), never from what a directory holds."""
+    p = params_of(groups)
+    made = {"in_domain": heldout(groups, dataset, in_domain)}
+    if "shifted" in heldout_splits(p):
+        made["shifted"] = heldout(groups, dataset, shifted, shifted=True)
+    else:
+        Path(shifted).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(shifted) / NO_SHIFTED_SET,
+                          f"source.format is {p.source.format}: a shifted set is rendered from the tiny world only\n")
+    return made
+
+
+def evaluate(groups: Mapping[str, Any], models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
+             out: str | Path, compare: str = "", lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The main evaluation, as `dvc repro`'s evaluate stage runs it (`globe eval models`): every
+    model (`models`, named as `globe.evaluate.suite.MODELS`) on the held-out splits of these params
+    (`heldout_splits`; `splits` maps each to its dataset), the paired comparison `compare`
+    (CANDIDATE:BASELINE), through the same `evaluate_suite`, so `out` has the layout of
+    `results/evaluate/` (metrics.json, comparisons.json, summary.md, report.html, `<split>/<model>/`).
+    Returns the suite's metrics.json."""
+    from globe.evaluate.suite import Split, evaluate_suite, parse_pairs
+    from globe.lineage import report_rows
+
+    p = params_of(groups)
+    wanted = heldout_splits(p)
+    missing = [name for name in wanted if name not in splits]
+    if missing:
+        raise StepError(f"evaluate: no dataset for the held-out split(s) {', '.join(missing)} (source.format is "
+                        f"{p.source.format}, which is scored on {', '.join(wanted)})")
+    try:
+        pairs = parse_pairs([compare] if compare else [], list(models))
+    except ValueError as exc:
+        raise StepError(f"evaluate: {exc}") from exc
+    refs = {name: model_ref(path) for name, path in models.items()}
+    return evaluate_suite(p, refs, [Split(name, Path(splits[name])) for name in wanted], Path(out), pairs,
+                          progress=False, lineage=report_rows(lineage or {}))
+
+
+def evaluate_benchmark(groups: Mapping[str, Any], model: str | Path, dataset: str | Path, out: str | Path,
+                       lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The policy on the optional imported benchmark's test split (no gate, attached to the
+    registered version): metrics.json, plots and report.html, which shows the lineage."""
     from globe.evaluate.benchmarks import load_geoscenes
     from globe.evaluate.runner import run_benchmark
     from globe.lineage import report_rows
 
     p = params_of(groups)
-    if on not in EVALUATED_ON:
-        raise StepError(f"evaluate on {on!r}: expected {' or '.join(EVALUATED_ON)}")
-    label = EVALUATED_ON[on].format(source=p.source.format, benchmark=p.benchmark.format)
     samples = load_geoscenes(Path(dataset), limit=p.eval.limit)
-    return run_benchmark(p, model_ref(model), samples, Path(out), benchmark=label, progress=False,
-                         lineage=report_rows(lineage or {}))
+    return run_benchmark(p, model_ref(model), samples, Path(out), benchmark=f"{p.benchmark.format} (benchmark)",
+                         progress=False, lineage=report_rows(lineage or {}))
 
 
 def _metrics_of(evaluation: str | Path) -> dict[str, Any]:
@@ -308,21 +353,41 @@ def _metrics_of(evaluation: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def gated_run(evaluation: str | Path, gated: str) -> Path:
+    """The run of the suite in `evaluation` that promotion gates on: `gated` is SPLIT/MODEL
+    (`globe.evaluate.suite.GATED`, as dvc.yaml's register stage reads `results/evaluate/in_domain/grpo`)."""
+    from globe.evaluate.suite import run_dir
+
+    split, sep, model = gated.partition("/")
+    if not sep or not split or not model or "/" in model:
+        raise StepError(f"gated run {gated!r}: expected SPLIT/MODEL, e.g. in_domain/grpo")
+    run = run_dir(evaluation, split, model)
+    if not (run / "metrics.json").is_file():
+        raise StepError(f"{run}: the evaluation has no run {gated} (no metrics.json) to gate promotion on")
+    return run
+
+
 def register(groups: Mapping[str, Any], model: str | Path, evaluation: str | Path,
-             lineage: Mapping[str, str] | None = None) -> dict[str, Any]:
+             lineage: Mapping[str, str] | None = None, gated: str | None = None) -> dict[str, Any]:
     """Register the model with its evaluation and lineage as `challenger`, then gate-promote it to
-    `champion`. Returns the registration, the promotion decision and the champion's storage location."""
+    `champion`. As dvc.yaml's register stage: the metrics and report are those of the suite's
+    `gated` run (`gated_run`; default `globe.evaluate.suite.GATED`), read by the same
+    `read_gate_metrics` as `globe register`. Returns the registration, the promotion decision and
+    the champion's storage location."""
     from dataclasses import asdict
 
-    from globe.mlflow_registry import promote, storage_uri
+    from globe.evaluate.suite import GATED
+
+    from globe.mlflow_registry import promote, read_gate_metrics, storage_uri
     from globe.mlflow_registry import register as do_register
 
     p = params_of(groups)
     cfg = p.register
     lineage = dict(lineage or {})
     params = json.loads(lineage["params"]) if "params" in lineage else p.model_dump(mode="json", exclude={"presets"})
-    report = Path(evaluation) / "report.html"
-    registered = do_register(model, cfg, metrics=_metrics_of(evaluation), params=params,
+    run = gated_run(evaluation, gated or "/".join(GATED))
+    report = run / "report.html"
+    registered = do_register(model, cfg, metrics=read_gate_metrics(run / "metrics.json", cfg.metric), params=params,
                              report=report if report.is_file() else None, lineage=lineage)
     decision = promote(cfg)
     # no champion yet when the first model does not clear the gate (register.min_value): then there

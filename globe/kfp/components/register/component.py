@@ -13,9 +13,10 @@ from globe.kfp.settings import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def register(base: dict, register: dict, model: Input[Model], evaluation: Input[Artifact], lineage: Input[Artifact],
-             summary: Output[Markdown]) -> NamedTuple("Registered", [("version", str), ("promoted", bool), ("champion_storage_uri", str)]):
-    """Register with metrics, report and lineage tags, then promote; returns the champion's location."""
+def register(base: dict, register: dict, gated: str, model: Input[Model], evaluation: Input[Artifact],
+             lineage: Input[Artifact], summary: Output[Markdown]) -> NamedTuple("Registered", [("version", str), ("promoted", bool), ("champion_storage_uri", str)]):
+    """Register with the metrics and report of the evaluation's `gated` run (SPLIT/MODEL, as dvc's
+    register stage) and the lineage tags, then promote; returns the champion's location."""
     import json
     from collections import namedtuple
     from pathlib import Path
@@ -23,9 +24,10 @@ def register(base: dict, register: dict, model: Input[Model], evaluation: Input[
     from globe.kfp import steps
 
     found = json.loads(Path(lineage.path).read_text(encoding="utf-8"))
-    result = steps.register({"base": base, "register": register}, model.path, evaluation.path, lineage=found)
+    result = steps.register({"base": base, "register": register}, model.path, evaluation.path, lineage=found,
+                            gated=gated)
     version, decision = result["registered"]["version"], result["decision"]
-    steps.publish({"version": version, "promoted": decision["promoted"], "reason": decision["reason"],
+    steps.publish({"version": version, "gated_on": gated, "promoted": decision["promoted"], "reason": decision["reason"],
                    "champion_storage_uri": result["champion_storage_uri"],
                    "train_data.md5": found.get("train_data.md5"), "pipeline_run_id": found.get("pipeline_run_id")},
                   None, summary, "Registry")
