@@ -623,12 +623,12 @@ STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
     "data": ("base.seed", "source", "synth"),
     "distill": ("distill",),
     "verify": ("verify",),
-    "heldout": ("synth", "heldout"),
+    "heldout": ("source", "synth", "heldout"),  # globe.data.heldout: the source says which sets there are
     "base-model": ("base.seed",),
     "sft": ("base.seed", "sft"),
     "reward-model": ("base.seed", "reward_model"),
     "grpo": ("base.seed", "grpo", "rewards"),
-    "evaluate": ("eval",),
+    "evaluate": ("source.format", "eval"),  # source.format: which held-out splits are scored
     "register": ("register",),
     "serve": ("serve",),
 }

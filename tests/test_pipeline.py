@@ -280,8 +280,9 @@ def _dvc_cmd_options(cmd: str) -> dict[str, list[str]]:
 
 def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
     """One DAG meaning: `dvc repro` and the KFP pipeline both score the base, SFT and GRPO models on
-    the same unverified held-out sets (made by one function, globe.tiny.geoscenes.synthesize_heldout,
-    through `globe data heldout` and globe.kfp.steps.heldout_sets; never the verified training data),
+    the same unverified held-out sets (made by one rule, globe.data.heldout, through `globe data
+    heldout` and globe.kfp.steps.heldout_sets, from the source as imported: an imported source's test
+    split, or GeoScenes in the tiny world; never the verified training data),
     with the same paired comparison, and gate promotion on register.metric of the same run
     (in_domain/grpo). Each side is read from what it runs (dvc.yaml's commands, the compiled IR) and
     mapped to the stage that makes each input, so a change to either DAG alone fails here."""
@@ -335,6 +336,17 @@ def test_kfp_and_dvc_mean_the_same_evaluation_and_gate(ir):
     assert "--shifted" in dvc_splits["shifted"][1] and "--shifted" not in dvc_splits["in_domain"][1]
     assert kfp_splits == {"in_domain": ("heldout", "test_set"), "shifted": ("heldout", "shifted")}
     assert producer("heldout", "dataset")[0] == "merge-imports"  # the source as imported, not verify's output
+    # ... and dvc's heldout stage reads the same source (the data stage's import), settled by the same
+    # settings: both commands get --data data/source, the stage depends on it and on the source group
+    from globe.config import STAGE_SETTINGS
+    from globe.data import heldout as rule
+
+    heldout_data = {_dvc_cmd_options(c)["data"][0] for c in stages["heldout"]["cmd"]}
+    assert len(heldout_data) == 1 and written_by[next(iter(heldout_data))][0] == "data"
+    assert next(iter(heldout_data)) in stages["heldout"]["deps"] and "source" in STAGE_SETTINGS["heldout"]
+    assert tasks["heldout"]["inputs"]["parameters"]["source"]["componentInputParameter"] == "source"
+    assert steps.heldout_splits is rule.heldout_splits and steps.NO_SHIFTED_SET == rule.NO_SHIFTED_SET
+    assert "source.format" in STAGE_SETTINGS["evaluate"]  # which splits evaluate scores depends on it
     # the same paired comparison (candidate:baseline)
     assert evaluate_opts["compare"] == [COMPARISON] == [constant("evaluate", "compare")]
     # the same gate: the GRPO model registered with the metrics of the same run, promoted by register.metric

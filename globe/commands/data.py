@@ -60,21 +60,23 @@ def source_cmd(
 @data_app.command("heldout")
 def heldout_cmd(
     out: OutOpt,
-    shifted: Annotated[bool, typer.Option("--shifted", help="render with heldout.shifted (renderings training never saw)")] = False,
+    shifted: Annotated[bool, typer.Option("--shifted", help="the shifted set: rendered with heldout.shifted in the tiny world; "
+                                                          "a NO_SHIFTED_SET marker for an imported source")] = False,
+    data: Annotated[Path | None, typer.Option("--data", help="the imported source (records.jsonl + images/), whose test "
+                                                              "split is the held-out set; not read for source.format geoscenes")] = None,
     params: ParamsOpt = Path("params.yaml"),
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Write the GeoScenes held-out test set (heldout.n images from heldout.seed, all localizable, not verified)."""
-    from globe.tiny.geoscenes import synthesize_heldout
+    """Write a held-out test set (not verified): GeoScenes of heldout.seed in the tiny world, or an imported source's test split."""
+    from globe.data.heldout import HeldoutError, write_heldout
 
     try:
-        records = synthesize_heldout(out, load(params, preset, set_), shifted=shifted)
-    except ValueError as exc:
+        summary = write_heldout(load(params, preset, set_), out, data, shifted=shifted)
+    except (HeldoutError, ValueError, OSError) as exc:
         fail(str(exc))
-    print_json({"out": str(out), "records": len(records), "shifted": shifted,
-                "countries": len({r.country_code for r in records}),
-                "cities": len({(r.country_code, r.city) for r in records})})
+    print_json({"out": str(out), "records": summary["n"], "shifted": shifted, "test_set": summary["test_set"],
+                "countries": summary["countries"], "cities": summary["cities"]})
 
 
 @data_app.command("import")

@@ -136,7 +136,7 @@ def run(
         metrics = run_benchmark(cfg, model, samples, out, benchmark=name, engine=engine, base_url=base_url, progress=progress)
     except (RunError, ValueError, OSError) as exc:
         fail(str(exc))
-    write_resolved(resolved, out, ("base.seed", "eval"))  # the settings this evaluation used
+    write_resolved(resolved, out, ("base.seed", "source.format", "eval"))  # the settings this evaluation used
     summary = {k: metrics.get(k) for k in HEADLINE if k in metrics}
     summary["timing"] = metrics.get("timing")  # predict_s and finalize_s: what the harness cost
     summary["out"] = str(out)
@@ -172,10 +172,13 @@ def models(
     preset: PresetOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Every model on the same held-out sets, with paired-bootstrap deltas (the main job's evaluate stage)."""
+    """Every model on the same held-out sets, with paired-bootstrap deltas (the main job's evaluate stage).
+
+    A split the source does not have (source.format's rule: an imported source has no `shifted`
+    set) is skipped with a note, never scored."""
     from globe.evaluate.benchmarks import BenchmarkError
     from globe.evaluate.runner import RunError
-    from globe.evaluate.suite import Split, evaluate_suite, parse_pairs
+    from globe.evaluate.suite import Split, evaluate_suite, parse_pairs, select_splits
 
     resolved = load_resolved(params, preset, set_)
     cfg = resolved.params
@@ -183,12 +186,17 @@ def models(
     splits = [Split(name, Path(path), benchmark) for name, path in _named(split, "split").items()]
     try:
         pairs = parse_pairs(compare_ or [], list(named_models))
-        metrics = evaluate_suite(cfg, named_models, splits, out, pairs, progress=progress)
+        splits, skipped = select_splits(cfg, splits)  # the splits the source has (globe.data.heldout)
+        for name, why in skipped.items():
+            typer.secho(f"note: split {name} not scored: {why}", fg=typer.colors.YELLOW, err=True)
+        if not splits:
+            fail("no split left to score: " + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
+        metrics = evaluate_suite(cfg, named_models, splits, out, pairs, progress=progress, skipped=skipped)
     except (BenchmarkError, RunError, ValueError, OSError) as exc:
         fail(str(exc))
     from globe.config import write_resolved
 
-    write_resolved(resolved, out, ("base.seed", "eval"))  # the settings this evaluation used
+    write_resolved(resolved, out, ("base.seed", "source.format", "eval"))  # the settings this evaluation used
     print_json(metrics)
 
 

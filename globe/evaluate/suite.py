@@ -17,7 +17,11 @@ Both front-ends of the main job run it with the same meaning (tests/test_pipelin
 `dvc repro`'s evaluate stage (`globe eval models`) and the KFP pipeline's evaluate step
 (`globe.kfp.steps.evaluate`) score `MODELS` on the held-out splits, compare `COMPARISON`, and
 promotion gates on the flat metrics.json of one run, `GATED` (`run_dir`), never on the nested
-headline: `globe promote` needs a top-level number.
+headline: `globe promote` needs a top-level number. Which held-out splits a run has is the params'
+rule (`globe.data.heldout.heldout_splits`): both front-ends pass their splits through
+`select_splits`, which drops a split the source does not have (an imported source's `shifted`
+marker directory) with a note instead of scoring an empty set, and refuses one that should be there
+but holds only the marker.
 """
 
 from __future__ import annotations
@@ -68,6 +72,37 @@ def parse_pairs(specs: Sequence[str], known: Sequence[str]) -> list[tuple[str, s
     return pairs
 
 
+NOT_SCORED = "NOT_SCORED"  # OUT/<split>/NOT_SCORED: why a split given to the suite was skipped
+
+
+def select_splits(params, splits: Sequence[Split]) -> tuple[list[Split], dict[str, str]]:
+    """The splits of `splits` to score under `params`, and {name: why} for those to skip.
+
+    A split the source does not have is skipped, never scored: a held-out split name
+    (`globe.data.heldout.SPLITS`) that `heldout_splits(params)` leaves out (an imported source has
+    no `shifted`), or any other name whose directory is a `NO_SHIFTED_SET` marker. A split the
+    params call for whose directory holds only the marker (made for another source) raises
+    ValueError naming the path: scoring it would mean scoring nothing. A missing or empty split is
+    the loader's error (`load_benchmark`), which also names the path."""
+    from globe.data.heldout import SPLITS, heldout_splits, no_split_reason
+
+    wanted = heldout_splits(params)
+    kept: list[Split] = []
+    skipped: dict[str, str] = {}
+    for split in splits:
+        reason = no_split_reason(split.path)
+        if split.name in wanted and reason is not None:
+            raise ValueError(f"split {split.name}: {split.path} holds no held-out set ({reason}), but source.format is "
+                             f"{params.source.format}, which is scored on {', '.join(wanted)}: write it again "
+                             "(globe data heldout, or dvc repro heldout)")
+        if split.name not in wanted and (split.name in SPLITS or reason is not None):
+            skipped[split.name] = reason or (f"source.format is {params.source.format}, which has the held-out "
+                                             f"split(s) {', '.join(wanted)} only")
+            continue
+        kept.append(split)
+    return kept, skipped
+
+
 def run_dir(out: str | Path, split: str, model: str) -> Path:
     """Where `evaluate_suite` writes one model's run on one split: `OUT/<split>/<model>/`, a
     `globe eval run` directory whose metrics.json is flat (what `globe register` records and
@@ -83,20 +118,25 @@ def evaluate_suite(
     comparisons: Sequence[tuple[str, str]] = (),
     progress: bool = True,
     lineage: Sequence[tuple[str, str]] = (),
+    skipped: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every model on every split into `out/<split>/<model>/`, compare the pairs; returns metrics.json.
 
     `lineage` rows (`globe.lineage.report_rows`: dataset versions, images, the pipeline run) go into
     every run's report.html and the overview's, so the page a registered model carries says which
-    data it was measured on."""
+    data it was measured on. `skipped` ({split: why}, from `select_splits`) are not scored: each
+    gets `out/<split>/NOT_SCORED` saying why (the directory a dvc output names still exists) and a
+    line in summary.md; metrics.json has the scored splits only. Every split is loaded before any
+    model runs, so a missing or empty one fails at once, naming its path."""
     from globe.evaluate.benchmarks import load_benchmark
     from globe.evaluate.compare import compare_runs
     from globe.evaluate.runner import run_benchmark
 
     out = Path(out)
+    loaded = {split.name: load_benchmark(split.benchmark, path=split.path, limit=params.eval.limit) for split in splits}
     results: dict[str, dict[str, dict]] = {}
     for split in splits:
-        samples = load_benchmark(split.benchmark, path=split.path, limit=params.eval.limit)
+        samples = loaded[split.name]
         results[split.name] = {
             name: run_benchmark(params, model, samples, run_dir(out, split.name, name), benchmark=split.benchmark,
                                 progress=progress, lineage=lineage)
@@ -108,10 +148,12 @@ def evaluate_suite(
             compared.setdefault(split.name, {})[f"{b}_vs_{a}"] = compare_runs(
                 run_dir(out, split.name, a), run_dir(out, split.name, b), n_boot=params.eval.bootstrap, seed=params.base.seed
             )
+    for name, why in (skipped or {}).items():
+        atomic_write_bytes(out / name / NOT_SCORED, f"not scored: {why}\n".encode("utf-8"))
     metrics = headline(results, compared)
     _write_json(out / "metrics.json", metrics)
     _write_json(out / "comparisons.json", compared)
-    atomic_write_bytes(out / "summary.md", summary_md(results, compared, models).encode("utf-8"))
+    atomic_write_bytes(out / "summary.md", summary_md(results, compared, models, skipped).encode("utf-8"))
     atomic_write_bytes(out / "report.html", report_html(results, compared, out, models, lineage).encode("utf-8"))
     return metrics
 
@@ -149,8 +191,9 @@ def _delta_text(d: Mapping) -> str:
     return f"{_pct(d['delta'], True)} pt [{_pct(d['lo'], True)}, {_pct(d['hi'], True)}] ({mark})"
 
 
-def summary_md(results: Mapping, compared: Mapping, models: Mapping[str, str]) -> str:
-    """One table per split: each model's figures, then each comparison with its interval."""
+def summary_md(results: Mapping, compared: Mapping, models: Mapping[str, str], skipped: Mapping[str, str] | None = None) -> str:
+    """One table per split: each model's figures, then each comparison with its interval; then one
+    line per skipped split saying why it was not scored."""
     lines = ["### Held-out evaluation", ""]
     for split, runs in results.items():
         names = [n for n in models if n in runs]
@@ -167,6 +210,8 @@ def summary_md(results: Mapping, compared: Mapping, models: Mapping[str, str]) -
                 cells = " | ".join(_delta_text(_delta(result, k)) for k in DELTA_KEYS)
                 lines.append(f"| {pair.replace('_vs_', ' − ')} | {cells} |")
         lines.append("")
+    for split, why in (skipped or {}).items():
+        lines += [f"**{split}**: not scored ({why})", ""]
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from globe.config import Params, load_params, params_from_groups
+from globe.data.heldout import NO_SHIFTED_SET, HeldoutError, heldout_splits, write_heldout, write_heldout_sets
 from globe.io import atomic_write_text
 from globe.kfp import settings
 
@@ -251,59 +252,26 @@ def lineage(groups: Mapping[str, Any], dvc_files: Mapping[str, str | Path], run_
                          evaluated=evaluated)
 
 
-def heldout_splits(params: Params) -> tuple[str, ...]:
-    """The held-out splits the main evaluation scores, named as dvc.yaml's evaluate stage names them:
-    the tiny world has an in-domain and a shifted rendering; an imported source has its test split
-    only (there is no second rendering of a real photo)."""
-    return ("in_domain", "shifted") if params.source.format == "geoscenes" else ("in_domain",)
-
-
 def heldout(groups: Mapping[str, Any], dataset: str | Path, out: str | Path, shifted: bool = False) -> dict[str, Any]:
-    """The test set the model is scored and gated on, the same kind `dvc repro` uses: never verified
-    (the filters clean training data, not the test set). The tiny world's is GeoScenes of a seed
-    training never sees (`heldout:`, in the training rendering or, `shifted`, in the shifted one);
-    an imported source's is its test split as imported (`dataset`), records and images."""
-    import shutil
-
-    from globe.tiny.geoscenes import synthesize_heldout
-    from globe.data.records import image_file, read_records, write_records
-
-    p = params_of(groups)
-    out = Path(out)
-    if p.source.format == "geoscenes":
-        records = synthesize_heldout(out, p, shifted=shifted)
-        return {"test_set": "geoscenes held-out" + (" (shifted)" if shifted else ""), "n": len(records)}
-    if shifted:
-        raise StepError(f"a shifted set is rendered from the tiny world; source.format is {p.source.format}")
-    records = [r for r in read_records(dataset) if r.split == "test"]
-    for r in records:
-        if not r.image.startswith("s3://"):
-            target = out / r.image
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(image_file(dataset, r), target)
-    write_records(out, records)
-    return {"test_set": f"{p.source.format} test split (unverified)", "n": len(records)}
-
-
-NO_SHIFTED_SET = "NO_SHIFTED_SET"  # the marker file of an imported source's (empty) shifted artifact
+    """One held-out set, as `globe data heldout` writes it (`globe.data.heldout.write_heldout`):
+    GeoScenes of an unseen seed in the tiny world, an imported source's test split (`dataset`) as
+    imported, or, `shifted` with an imported source, the `NO_SHIFTED_SET` marker."""
+    try:
+        return write_heldout(params_of(groups), out, dataset, shifted=shifted)
+    except HeldoutError as exc:
+        raise StepError(f"heldout: {exc}") from exc
 
 
 def heldout_sets(groups: Mapping[str, Any], dataset: str | Path, in_domain: str | Path, shifted: str | Path) -> dict[str, Any]:
-    """Both held-out sets of dvc.yaml's heldout stage (`data/heldout`, `data/shifted`) in one step.
-
-    A KFP step has a fixed set of outputs, and kfp.local cannot merge the artifacts of two `dsl.If`
-    branches, so an imported source, which has no shifted rendering (`heldout_splits`), still gets a
-    `shifted` artifact: an empty directory with a marker file saying why. `evaluate` decides the
-    splits from the params (`heldout_splits`), never from what a directory holds."""
-    p = params_of(groups)
-    made = {"in_domain": heldout(groups, dataset, in_domain)}
-    if "shifted" in heldout_splits(p):
-        made["shifted"] = heldout(groups, dataset, shifted, shifted=True)
-    else:
-        Path(shifted).mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(shifted) / NO_SHIFTED_SET,
-                          f"source.format is {p.source.format}: a shifted set is rendered from the tiny world only\n")
-    return made
+    """Both held-out sets of dvc.yaml's heldout stage (`data/heldout`, `data/shifted`) in one step,
+    through the same `globe.data.heldout.write_heldout_sets`. A KFP step has a fixed set of outputs,
+    so an imported source, which has no shifted rendering (`heldout_splits`), still gets a `shifted`
+    artifact: a directory with only the marker saying why. `evaluate` decides the splits from the
+    params (`heldout_splits`), never from what a directory holds."""
+    try:
+        return write_heldout_sets(params_of(groups), dataset, in_domain, shifted)
+    except HeldoutError as exc:
+        raise StepError(f"heldout: {exc}") from exc
 
 
 def evaluate(groups: Mapping[str, Any], models: Mapping[str, str | Path], splits: Mapping[str, str | Path],
@@ -313,8 +281,10 @@ def evaluate(groups: Mapping[str, Any], models: Mapping[str, str | Path], splits
     (`heldout_splits`; `splits` maps each to its dataset), the paired comparison `compare`
     (CANDIDATE:BASELINE), through the same `evaluate_suite`, so `out` has the layout of
     `results/evaluate/` (metrics.json, comparisons.json, summary.md, report.html, `<split>/<model>/`).
+    A split the source does not have (an imported source's `shifted` marker artifact) is skipped
+    with a note, as `globe eval models` skips it (`globe.evaluate.suite.select_splits`).
     Returns the suite's metrics.json."""
-    from globe.evaluate.suite import Split, evaluate_suite, parse_pairs
+    from globe.evaluate.suite import Split, evaluate_suite, parse_pairs, select_splits
     from globe.lineage import report_rows
 
     p = params_of(groups)
@@ -323,13 +293,18 @@ def evaluate(groups: Mapping[str, Any], models: Mapping[str, str | Path], splits
     if missing:
         raise StepError(f"evaluate: no dataset for the held-out split(s) {', '.join(missing)} (source.format is "
                         f"{p.source.format}, which is scored on {', '.join(wanted)})")
+    given = [Split(name, Path(splits[name])) for name in wanted]
+    given += [Split(name, Path(path)) for name, path in splits.items() if name not in wanted]
     try:
         pairs = parse_pairs([compare] if compare else [], list(models))
+        scored, skipped = select_splits(p, given)
     except ValueError as exc:
         raise StepError(f"evaluate: {exc}") from exc
+    for name, why in skipped.items():
+        print(f"note: split {name} ({splits[name]}) not scored: {why}", flush=True)
     refs = {name: model_ref(path) for name, path in models.items()}
-    return evaluate_suite(p, refs, [Split(name, Path(splits[name])) for name in wanted], Path(out), pairs,
-                          progress=False, lineage=report_rows(lineage or {}))
+    return evaluate_suite(p, refs, scored, Path(out), pairs, progress=False, lineage=report_rows(lineage or {}),
+                          skipped=skipped)
 
 
 def evaluate_benchmark(groups: Mapping[str, Any], model: str | Path, dataset: str | Path, out: str | Path,
