@@ -1,4 +1,4 @@
-"""`globe data import|synth|source` and the top-level `globe distill` / `globe verify` (thin: parse, call, print)."""
+"""`globe data import|synth|source|heldout` and the top-level `globe distill` / `globe verify` (thin: parse, call, print)."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from globe.config import Params, load_params, params_from_groups
+# NO_SHIFTED_SET and heldout_splits are re-exported: the held-out rule's one home is globe.data.heldout
 from globe.data.heldout import NO_SHIFTED_SET, HeldoutError, heldout_splits, write_heldout, write_heldout_sets
 from globe.io import atomic_write_text
 from globe.kfp import settings
