@@ -46,6 +46,11 @@ from globe.scorer import HEADLINE_PROTOCOL, Location, as_float, city_match, coun
 THRESHOLDS_KM = (1, 25, 200, 750, 2500)
 # What `score_rows` adds per row from `globe.faithfulness` (the prediction rows keep them too).
 FAITHFULNESS_FIELDS = ("reasoning_place", "consistent", "wrong_reason", "cue_precision", "cue_recall")
+# Which definition of `globe.faithfulness.supports` scored a row. Bump it when that definition
+# changes: rows stamped with another rule are re-judged from their own output when read back
+# (`scoring.rescore_legacy`), so a comparison or a resumed run never mixes two definitions.
+# 2: an answer naming another country than the reasoning's does not support it.
+FAITHFULNESS_RULE = 2
 _MEAN_METRICS = {f"acc_{t}km" for t in THRESHOLDS_KM} | {
     "country_acc", "city_acc", "country_acc_string", "city_acc_string", "country_acc_alias", "city_acc_alias"}
 
@@ -108,6 +113,7 @@ def score_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     _add_distances(scored)
     for r in scored:
         r["wrong_reason"] = wrong_reason(r["consistent"], r["distance_km"])
+        r["faithfulness_rule"] = FAITHFULNESS_RULE
     _add_distances([r["stated"] | {"lat": r["lat"], "lon": r["lon"]} for r in scored], into=[r["stated"] for r in scored])
     return scored
 

@@ -309,7 +309,9 @@ def predict(
         for w in writes[-2:]:
             w.result()
     bar.close()
-    return [log_file.rows[i] for i in ids]
+    from globe.evaluate.scoring import rescore_legacy
+
+    return rescore_legacy([log_file.rows[i] for i in ids])  # resumed rows of an older rule: re-judged
 
 
 def judge_cues(grounding, batch: Sequence[Sample], rows: list[dict]) -> None:

@@ -167,13 +167,21 @@ def headline_metrics(rows: Sequence[dict]) -> dict[str, Any]:
 
 
 def rescore_legacy(rows: Sequence[dict]) -> list[dict]:
-    """Rows written before both protocols existed (no `protocol` key: their `distance_km` used the
-    model's stated coordinates first), re-located by the current scorer from their own output, so
-    that `globe eval compare` never sets one protocol against the other. Current rows pass as is."""
-    from globe.evaluate.metrics import score_rows
+    """Rows scored by an earlier definition, brought to the current one from their own output, so
+    that `globe eval compare` never sets one definition against another and a resumed run is
+    scored by one:
+
+    - rows written before both protocols existed (no `protocol` key: their `distance_km` used the
+      model's stated coordinates first) are re-located by the current scorer;
+    - rows whose faithfulness was judged under another rule (`metrics.FAITHFULNESS_RULE`) are
+      re-judged (consistency, the reasoning's place, right for the wrong reason; cue precision and
+      recall do not depend on the rule and are kept).
+
+    Current rows pass as is."""
+    from globe.evaluate.metrics import FAITHFULNESS_RULE, score_rows
     from globe.jsonl import json_safe
 
-    old = [i for i, r in enumerate(rows) if "protocol" not in r]
+    old = [i for i, r in enumerate(rows) if "protocol" not in r or r.get("faithfulness_rule") != FAITHFULNESS_RULE]
     if not old:
         return list(rows)
     inputs = []
@@ -184,8 +192,12 @@ def rescore_legacy(rows: Sequence[dict]) -> list[dict]:
                        "city": r.get("city"), "output": r.get("output") or "",
                        "pred_country": r.get("pred_country"), "pred_city": r.get("pred_city"),
                        **({"pred_lat": r.get("pred_lat"), "pred_lon": r.get("pred_lon")} if given else {})})
+    judged = ("reasoning_place", "consistent", "wrong_reason", "faithfulness_rule")
+    located = ("protocol", "pred_lat", "pred_lon", "coords_source", "resolution", "resolved_place", "distance_km", "stated")
     out = list(rows)
     for i, sc in zip(old, score_rows(inputs)):
-        keep = ("protocol", "pred_lat", "pred_lon", "coords_source", "resolution", "resolved_place", "distance_km", "stated")
+        keep = judged if "protocol" in rows[i] else located + judged
+        if not rows[i].get("output"):
+            keep = tuple(k for k in keep if k not in judged[:3])  # nothing to read a reasoning from
         out[i] = {**rows[i], **json_safe({k: sc[k] for k in keep})}
     return out
