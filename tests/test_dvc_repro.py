@@ -32,9 +32,9 @@ STAGES = ["config", "data", "distill", "verify", "heldout", "base-model", "sft",
 MIN_ACC25_GAIN = 0.10  # GRPO - SFT acc_25km on the in-domain held-out set, interval above 0 (see above)
 MAX_COUNTRY_LOSS = 0.02  # GRPO - SFT country_acc may not fall below -2 pt (see above)
 # The reasoning keeps supporting the answer through GRPO (issue 22; docs/train.md, "Reasoning that
-# supports its answer"). Measured on seed 42: GRPO with the paper's rewards alone -12.5 pt
-# consistency [-18.1, -7.1] and 20.2% right for the wrong reason; with reasoning_accuracy and
-# consistency +6.8 pt [+3.0, +10.6] and 1.2%. The bounds sit between the two, with room for seeds.
+# supports its answer"). Measured on seed 42 (country-aware rule): GRPO with the paper's rewards
+# alone -11.2 pt consistency [-16.7, -5.8] and 20.2% right for the wrong reason; the main job's
+# recipe +6.0 pt [+2.2, +10.1] and 2.2%. The bounds sit between the two, with room for seeds.
 MAX_CONSISTENCY_LOSS = 0.02  # GRPO - SFT consistency may not fall below -2 pt
 MAX_WRONG_REASON = 0.06  # GRPO's share of right answers whose reasoning concludes elsewhere
 
