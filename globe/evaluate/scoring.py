@@ -197,7 +197,5 @@ def rescore_legacy(rows: Sequence[dict]) -> list[dict]:
     out = list(rows)
     for i, sc in zip(old, score_rows(inputs)):
         keep = judged if "protocol" in rows[i] else located + judged
-        if not rows[i].get("output"):
-            keep = tuple(k for k in keep if k not in judged[:3])  # nothing to read a reasoning from
         out[i] = {**rows[i], **json_safe({k: sc[k] for k in keep})}
     return out
