@@ -270,7 +270,8 @@ class VerifyGroup(Group):
     )
 
 
-REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic", "consistency", "reasoning_accuracy")  # globe.rewards.recipe
+REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic", "consistency", "reasoning_accuracy",
+                "supported_accuracy")  # globe.rewards.recipe
 
 
 class RewardsGroup(Group):

@@ -16,7 +16,7 @@ from globe.evaluate.metrics import compute_metrics, score_rows
 from globe.faithfulness import cue_grounding, judge
 from globe.geo import resolve
 from globe.geo.text import fold
-from globe.rewards import consistency_reward
+from globe.rewards import accuracy_reward, consistency_reward, supported_accuracy_reward
 
 HAMBURG = {"lat": 53.5507, "lon": 9.9930, "country": "Germany", "city": "Hamburg"}
 CUES = ["black-red-gold flag band", "arch landmark", "temperate sky", "grassy ground"]
@@ -175,6 +175,29 @@ def test_the_consistency_reward_is_the_metric():
     assert [judge(parse(t)).consistent for t in texts] == [False, True, None, None]
     chat = [[{"role": "assistant", "content": texts[1]}]]
     assert consistency_reward(chat) == [1.0]
+
+
+def test_supported_accuracy_pays_the_answer_only_where_its_reasoning_supports_it(shared_data):
+    hamburg = [format_answer(_think("Hamburg"), "Germany", "Hamburg"),  # right, supported
+               format_answer(_think("Berlin"), "Germany", "Hamburg"),  # right for the wrong reason
+               format_answer(_think("Berlin"), "Germany", "Berlin"),  # supported, country only
+               format_answer(_think("Hamburg"), "Japan", "Hamburg"),  # another country: no support
+               "garbage"]
+    truth = {"country": ["Germany"] * len(hamburg), "city": ["Hamburg"] * len(hamburg)}
+    assert supported_accuracy_reward(hamburg, **truth) == [1.0, 0.0, 0.2, 0.0, 0.0]
+    assert accuracy_reward(hamburg, **truth)[:3] == [1.0, 1.0, 0.2]  # what the paper's reward pays instead
+    assert supported_accuracy_reward(hamburg[:1], country=[None], city=["Hamburg"]) == [None]  # no label: left out
+    # real reasonings (GeoCoT), labelled with the place each concludes: answered with that place they
+    # are paid what accuracy pays; answered with another reasoning's place, accuracy may still pay
+    # (the same country) but supported accuracy never does
+    rows = [(r["output"], c) for r in _geocot_rows(shared_data) if (c := reasoning_conclusion(r["output"])) and c.level == "city"]
+    thinks, places = [t for t, _ in rows[:60]], [c for _, c in rows[:60]]
+    labels = {"country": [c.country for c in places], "city": [c.city for c in places]}
+    own = [format_answer(t, c.country, c.city) for t, c in zip(thinks, places)]
+    assert supported_accuracy_reward(own, **labels) == accuracy_reward(own, **labels) == [1.0] * len(own)
+    swapped = [format_answer(thinks[i - 1], c.country, c.city) for i, c in enumerate(places)]
+    paid = supported_accuracy_reward(swapped, **labels)
+    assert paid == [1.0 if judge(parse(t)).consistent else 0.0 for t in swapped] and paid.count(1.0) < len(swapped) // 4
 
 
 def test_the_served_answer_carries_the_flag():

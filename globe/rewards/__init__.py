@@ -9,6 +9,7 @@
 | `geodesic`       | `geodesic_reward` (ours)         | lat, lon           |
 | `consistency`    | `consistency_reward` (ours)      | —                  |
 | `reasoning_accuracy` | `reasoning_accuracy_reward` (ours) | country, city  |
+| `supported_accuracy` | `supported_accuracy_reward` (ours) | country, city  |
 
 Each function's `__name__` is its params key, so TRL logs `rewards/<key>/mean`.
 `build_reward_funcs(params.rewards, judge)` turns the `rewards.weights` mapping into the
@@ -20,6 +21,7 @@ from __future__ import annotations
 from globe.rewards.accuracy import accuracy_reward, city_match, country_match, string_match
 from globe.rewards.consistency import consistency_reward
 from globe.rewards.reasoning_accuracy import reasoning_accuracy_reward
+from globe.rewards.supported_accuracy import supported_accuracy_reward
 from globe.rewards.format import format_reward
 from globe.rewards.geodesic import geodesic_reward, locate
 from globe.rewards.grounding import grounding_reward
@@ -36,6 +38,7 @@ __all__ = [
     "build_reward_funcs",
     "planned_rewards",
     "reasoning_accuracy_reward",
+    "supported_accuracy_reward",
     "city_match",
     "consistency_reward",
     "country_match",

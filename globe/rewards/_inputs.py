@@ -97,3 +97,15 @@ def as_list(value: Any) -> list[str]:
         return [str(v) for v in value if v is not None and str(v).strip()]
     except TypeError:
         return [str(value)]
+
+
+def labelled(completions: Sequence[Any], kwargs: dict[str, Any], reward: str) -> list[tuple[Answer, str, str | None] | None]:
+    """Per completion, (its parsed answer, the true country, the true city or None), or None when
+    the sample has no ground-truth country: the rewards that score against the labels return None
+    there (TRL leaves it out) rather than 0. Needs the `country` column; `city` is optional."""
+    n = len(completions)
+    countries = column(kwargs, "country", n, reward)
+    cities = column(kwargs, "city", n, reward) if kwargs.get("city") is not None else [None] * n
+    return [None if not country else
+            (parsed(c if type(c) is str else completion_text(c)), str(country), None if city is None else str(city))
+            for c, country, city in zip(completions, countries, cities)]

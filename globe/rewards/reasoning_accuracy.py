@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from globe.answer import Answer
 from globe.answer.conclusion import reasoning_conclusion
-from globe.rewards._inputs import column, completion_text, parsed
+from globe.rewards._inputs import labelled
 from globe.scorer import score
 
 
@@ -31,22 +32,12 @@ def reasoning_accuracy_reward(completions: list[Any], **kwargs: Any) -> list[flo
     ...     country=["Germany", "Germany"], city=["Hamburg", "Hamburg"])
     [1.0, 0.2]
     """
-    n = len(completions)
-    countries = column(kwargs, "country", n, "reasoning_accuracy")
-    cities = column(kwargs, "city", n, "reasoning_accuracy") if kwargs.get("city") is not None else [None] * n
-    out: list[float | None] = []
-    for completion, gt_country, gt_city in zip(completions, countries, cities):
-        if not gt_country:
-            out.append(None)
-            continue
-        think = parsed(completion if type(completion) is str else completion_text(completion)).think
-        c = reasoning_conclusion(think)
-        if c is None:
-            out.append(0.0)
-            continue
-        out.append(score(c.country or c.country_code, c.city, str(gt_country),
-                         None if gt_city is None else str(gt_city), True, True))
-    return out
+    return [None if row is None else _scored(*row) for row in labelled(completions, kwargs, "reasoning_accuracy")]
+
+
+def _scored(answer: Answer, country: str, city: str | None) -> float:
+    c = reasoning_conclusion(answer.think)
+    return 0.0 if c is None else score(c.country or c.country_code, c.city, country, city, True, True)
 
 
 reasoning_accuracy_reward.__name__ = "reasoning_accuracy"

@@ -17,6 +17,7 @@ from globe.engines.base import Engine
 from globe.rewards.accuracy import accuracy_reward
 from globe.rewards.consistency import consistency_reward
 from globe.rewards.reasoning_accuracy import reasoning_accuracy_reward
+from globe.rewards.supported_accuracy import supported_accuracy_reward
 from globe.rewards.format import format_reward
 from globe.rewards.geodesic import geodesic_reward
 from globe.rewards.grounding import grounding_reward
@@ -74,6 +75,8 @@ def build_reward_funcs(
             funcs.append(consistency_reward)
         elif name == "reasoning_accuracy":
             funcs.append(reasoning_accuracy_reward)
+        elif name == "supported_accuracy":
+            funcs.append(supported_accuracy_reward)
         elif name == "geodesic":
             geodesic = functools.partial(geodesic_reward, scale_km=group.geodesic_scale_km)
             funcs.append(functools.update_wrapper(geodesic, geodesic_reward))  # keeps __name__ "geodesic"
