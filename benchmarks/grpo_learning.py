@@ -23,7 +23,7 @@ and the main job's GRPO, which is the ablation's `globe` when params.rewards hol
 weights), so it resumes where it stopped, and pointed at the directory of a `globe train ablate`
 run it reads those runs instead of training them again.
 
-    python benchmarks/grpo_learning.py [--seeds 3] [--out DIR] [--workers 2]
+    python benchmarks/grpo_learning.py [--seeds 3] [--out DIR] [--workers 2] [--preset NAME]
 """
 
 from __future__ import annotations
@@ -90,11 +90,12 @@ def main(
     seeds: int = typer.Option(3, min=1, help="training seeds 0..N-1"),
     out: Path = typer.Option(Path("/tmp/globe-ablation"), help="work directory (resumed; a `globe train ablate` dir is reused)"),
     workers: int = typer.Option(2, min=1, help="trainings side by side"),
+    preset: str | None = typer.Option(None, help="a params.yaml preset to measure instead of base.preset (e.g. tiny-cpu-faithful)"),
 ) -> None:
     from globe.config import load_params
     from globe.train.ablation import PAPER_WEIGHTS, build_inputs, run_ablation
 
-    params = load_params(ROOT / "params.yaml")
+    params = load_params(ROOT / "params.yaml", preset=preset)
     g = params.grpo
     print(f"settings: preset {params.base.preset}; world synth.n={params.synth.n}, held-out n={params.heldout.n} "
           f"(seed {params.heldout.seed}); SFT {params.sft.max_steps} steps; GRPO {g.max_steps} steps, G={g.num_generations}, "

@@ -146,6 +146,22 @@ def test_tiny_cpu_preset_plans_a_single_cpu_process():
     assert doc["derived"]["generation_batch_size"] % doc["trainer"]["args"]["num_generations"] == 0
 
 
+def test_tiny_cpu_faithful_is_tiny_cpu_plus_its_two_changes_and_they_reach_the_trainer():
+    """The named setting of docs/train.md, "Raising consistency further": chosen with --preset it
+    replaces tiny-cpu, so it must keep how tiny-cpu runs and change only the two things it names."""
+    base, faithful = (load_params(PARAMS, preset=name) for name in ("tiny-cpu", "tiny-cpu-faithful"))
+    for stage in ("sft", "reward_model", "grpo"):
+        run = {k: getattr(getattr(faithful, stage), k) for k in ("use_cpu", "bf16", "torch_threads")}
+        assert run == {k: getattr(getattr(base, stage), k) for k in run}, stage
+    assert faithful.sft == base.sft and faithful.reward_model == base.reward_model
+    assert dict(faithful.rewards.weights) == {**dict(base.rewards.weights), "consistency": 1.0}
+    doc = dry_run(plan_for("grpo", preset="tiny-cpu-faithful", model="tiny", reward_model="judge"))
+    assert doc["trainer"]["args"]["scale_rewards"] == "none"
+    assert doc["rewards"]["weights"]["consistency"] == 1.0
+    default = dry_run(plan_for("grpo", preset="tiny-cpu", model="tiny", reward_model="judge"))
+    assert default["trainer"]["args"]["scale_rewards"] == "group"
+
+
 def test_cli_dry_run_prints_one_json_document_and_fails_with_exit_2():
     runner = CliRunner()
     ok = runner.invoke(app, ["train", "grpo", "--params", str(PARAMS), "--preset", PRESET,
