@@ -154,10 +154,10 @@ def test_tiny_cpu_faithful_is_tiny_cpu_plus_its_two_changes_and_they_reach_the_t
         run = {k: getattr(getattr(faithful, stage), k) for k in ("use_cpu", "bf16", "torch_threads")}
         assert run == {k: getattr(getattr(base, stage), k) for k in run}, stage
     assert faithful.sft == base.sft and faithful.reward_model == base.reward_model
-    assert dict(faithful.rewards.weights) == {**dict(base.rewards.weights), "consistency": 1.0}
+    assert dict(faithful.rewards.weights) == {**dict(base.rewards.weights), "consistency": 0.75}
     doc = dry_run(plan_for("grpo", preset="tiny-cpu-faithful", model="tiny", reward_model="judge"))
     assert doc["trainer"]["args"]["scale_rewards"] == "none"
-    assert doc["rewards"]["weights"]["consistency"] == 1.0
+    assert doc["rewards"]["weights"]["consistency"] == 0.75
     default = dry_run(plan_for("grpo", preset="tiny-cpu", model="tiny", reward_model="judge"))
     assert default["trainer"]["args"]["scale_rewards"] == "group"
 
