@@ -339,6 +339,15 @@ class TrainGroup(Group):
     extra: dict[str, Any] = Field(default_factory=dict, description="passed through to the TRL config")
 
 
+class SFTGroup(TrainGroup):
+    counterfactual_traces: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="share of extra traces whose reasoning names another city of the same country and whose answer "
+        "follows it, trained on the answer only, so that the answer learns to read the reasoning "
+        "(globe/train/counterfactual.py); 0 = the paper's SFT",
+    )
+
+
 class GRPOGroup(TrainGroup):
     num_generations: int = Field(4, ge=2)
     temperature: float = Field(1.0, gt=0)
@@ -508,7 +517,7 @@ class Params(Group):
     distill: DistillGroup = Field(default_factory=DistillGroup)
     verify: VerifyGroup = Field(default_factory=VerifyGroup)
     rewards: RewardsGroup = Field(default_factory=RewardsGroup)
-    sft: TrainGroup = Field(default_factory=TrainGroup)
+    sft: SFTGroup = Field(default_factory=SFTGroup)
     reward_model: TrainGroup = Field(default_factory=lambda: TrainGroup(lora=True))
     grpo: GRPOGroup = Field(default_factory=GRPOGroup)
     eval: EvalGroup = Field(default_factory=EvalGroup)

@@ -175,6 +175,23 @@ def test_lora_reward_model_is_merged_into_a_plain_checkpoint(world, tmp_path):
     assert score[0].ok and 0.0 < score[0].p_yes < 1.0
 
 
+def test_sft_with_counterfactual_traces_runs_through_the_real_trainer(world, tmp_path):
+    """`sft.counterfactual_traces`: the extra rows reach the collator with their flag (the plan keeps
+    unused columns) and train; a trainer that would drop the flag is refused before any weight loads."""
+    from globe.train.datasets import sft_dataset
+    from globe.train.plan import TrainConfigError
+    from globe.train.sft import train_sft
+
+    plain = len(sft_dataset(world.data))
+    params = tiny_params("sft.counterfactual_traces=0.5", "sft.max_steps=3", "sft.logging_steps=1")
+    summary = train_sft(params, world.data, tmp_path / "sft_cf", model=str(world.model))
+    assert summary["global_step"] == 3
+    assert summary["examples"] == pytest.approx(1.5 * plain, abs=3)
+    with pytest.raises(TrainConfigError, match="remove_unused_columns"):
+        train_sft(tiny_params("sft.counterfactual_traces=0.5", "sft.max_steps=1", "sft.extra.remove_unused_columns=true"),
+                  world.data, tmp_path / "sft_cf_dropped", model=str(world.model))
+
+
 def test_freeze_vision_freezes_exactly_the_vision_tower(world):
     from globe.train.run import load_model
 

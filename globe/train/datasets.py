@@ -88,10 +88,16 @@ def _require(rows: list, data_dir: str | Path, stage: str, need: str) -> None:
         raise TrainDataError(f"{records_path(data_dir)}: no train-split record usable for {stage}: {need}")
 
 
-def sft_dataset(data_dir: str | Path, split: str = "train"):
-    """prompt / completion / image rows for SFT (see module docstring)."""
+def sft_dataset(data_dir: str | Path, split: str = "train", counterfactual: float = 0.0, seed: int = 0):
+    """prompt / completion / image rows for SFT (see module docstring).
+
+    `counterfactual` > 0 repeats about that share of the rows flagged `answer_only`: the collator
+    (`globe.train.counterfactual.AnswerOnlyCollator`) rewrites them into counterfactual traces, a
+    fresh city each time. The column exists only then."""
+    from globe.answer import parse
+
     data_dir = Path(data_dir)
-    rows = []
+    rows, thinks = [], []
     for record in load_split(data_dir, split):
         target = reference_completion(record)
         if target is None or record.localizable is False:
@@ -103,7 +109,13 @@ def sft_dataset(data_dir: str | Path, split: str = "train"):
                 "image": _image_cell(data_dir, record),
             }
         )
+        thinks.append(parse(target).think or "")
     _require(rows, data_dir, "sft", "each needs a `reasoning` and must not be localizable=false")
+    if counterfactual > 0:
+        from globe.train.counterfactual import counterfactual_rows
+
+        extra = [dict(rows[i], answer_only=True) for i in counterfactual_rows(thinks, counterfactual, seed)]
+        rows = [dict(row, answer_only=False) for row in rows] + extra
     return _to_dataset(rows)
 
 

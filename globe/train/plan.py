@@ -21,7 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from globe.config import GRPOGroup, Params, TrainGroup
+from globe.config import GRPOGroup, Params, SFTGroup, TrainGroup
 
 STAGES = ("sft", "reward_model", "grpo")
 DEEPSPEED_PRESETS = ("zero2", "zero3", "zero3_offload")
@@ -43,6 +43,7 @@ class TrainPlan:
     rewards: dict[str, float] | None = None  # GRPO only: reward name -> weight (`planned_rewards`)
     reward_model: str | None = None  # GRPO only: the localizability judge checkpoint
     skip_flat_groups: str | None = None  # GRPO only: see globe.train.grpo.skip_flat_groups
+    counterfactual_traces: float = 0.0  # SFT only: see globe.train.counterfactual
     freeze_vision: bool = False
     torch_threads: int | None = None
     planned_world_size: int | None = None  # <stage>.num_processes: a launch that differs is an error
@@ -190,6 +191,9 @@ def make_plan(
         plan.skip_flat_groups = group.skip_flat_groups
     else:
         args["max_length"] = group.max_length
+    if isinstance(group, SFTGroup) and group.counterfactual_traces > 0:
+        plan.counterfactual_traces = group.counterfactual_traces
+        args["remove_unused_columns"] = False  # the rows' answer_only flag must reach the collator
     args.update(copy.deepcopy(group.extra))
     return plan
 
@@ -295,6 +299,9 @@ def problems(plan: TrainPlan) -> list[str]:
             f"was planned for {plan.planned_world_size}. Launch {plan.planned_world_size} processes (torchrun "
             f"--nnodes x --nproc_per_node), or set {stage}.num_processes={plan.world_size}, or null to follow the launch"
         )
+    if plan.counterfactual_traces > 0 and a.get("remove_unused_columns") is not False:
+        errors.append(f"{stage}.extra.remove_unused_columns: counterfactual traces need it false (their rows' "
+                      "answer_only flag must reach the collator); remove it or set sft.counterfactual_traces=0")
     errors += _deepspeed_problems(plan)
     if stage == "grpo":
         errors += _grpo_problems(plan)
@@ -432,6 +439,8 @@ def dry_run(plan: TrainPlan) -> dict[str, Any]:
         doc["rewards"] = {"weights": plan.rewards, "reward_model": plan.reward_model,
                           "skip_flat_groups": plan.skip_flat_groups}
     else:
+        if plan.stage == "sft":
+            doc["counterfactual_traces"] = plan.counterfactual_traces
         doc["derived"] = {
             "global_batch": plan.args["per_device_train_batch_size"]
             * plan.args["gradient_accumulation_steps"]

@@ -54,12 +54,24 @@ def train_supervised(
             processing_class=processor,
             peft_config=lora_config(plan.peft),
         )
+        if "answer_only" in dataset.column_names:  # counterfactual traces (globe.train.counterfactual)
+            trainer.data_collator = counterfactual_collator(trainer.data_collator, processor, dataset, params.base.seed)
         output = trainer.train(resume_from_checkpoint=last)
         save_clean(trainer, processor, out)
     summary = write_metrics(out, plan, trainer, output, extra={"examples": len(dataset), "resumed_from": last})
     if results is not None and trainer.is_world_process_zero():
         write_results(results, summary, trainer.state.log_history, curves=("loss", "mean_token_accuracy"))
     return summary
+
+
+def counterfactual_collator(base: Any, processor: Any, dataset: Any, seed: int):
+    """TRL's collator wrapped to rewrite the flagged rows, drawing cities from the real rows' reasonings."""
+    from globe.answer import parse
+    from globe.train.counterfactual import AnswerOnlyCollator, Rewriter, answered_places
+
+    thinks = [parse(c[-1]["content"]).think or "" for c, flagged in zip(dataset["completion"], dataset["answer_only"])
+              if not flagged]
+    return AnswerOnlyCollator(base, processor.tokenizer, Rewriter(answered_places(thinks), seed))
 
 
 def lora_config(peft: dict[str, Any] | None):
@@ -76,6 +88,9 @@ def train_sft(
     results: str | Path | None = None,
 ) -> dict[str, Any]:
     """`globe train sft`: warm-start the policy on the dataset's reference reasonings."""
+    from functools import partial
+
     from globe.train.datasets import sft_dataset
 
-    return train_supervised("sft", params, data, out, sft_dataset, model=model, resume=resume, results=results)
+    build = partial(sft_dataset, counterfactual=params.sft.counterfactual_traces, seed=params.base.seed)
+    return train_supervised("sft", params, data, out, build, model=model, resume=resume, results=results)
