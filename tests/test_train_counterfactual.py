@@ -120,6 +120,10 @@ def test_the_collator_rewrites_flagged_rows_and_trains_only_their_answer(geoscen
     answered = parse(drill_text)
     assert answered.city != reference.city  # rewritten: the answer names another city ...
     assert reasoning_conclusion(shown.split("<think>")[-1].split("</think>")[0]).city == answered.city  # ... the one the reasoning shown argues for
+    first_trained = int((batch["labels"][0] != -100).nonzero()[0])
+    short = DataCollatorForVisionLanguageModeling(processor, completion_only_loss=True, max_length=first_trained + 5)
+    with pytest.raises(ValueError, match="lost its <answer> tag to truncation"):  # never a silently empty row
+        counterfactual_collator(short, processor, dataset, seed=0)([dict(drill)])
     unreadable = dict(drill, completion=[{"role": "assistant", "content": "<think>No place can be read.</think>"}])
     with pytest.raises(ValueError, match="cannot be rewritten"):
         collate([unreadable])

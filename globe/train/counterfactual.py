@@ -174,6 +174,10 @@ class AnswerOnlyCollator:
                 example["completion"] = [{"role": "assistant", "content": trace}]
         batch = self.base(examples)
         for i, flagged in enumerate(flags):
-            if flagged:  # the trace was written by format_answer: its completion holds the tag
-                batch["labels"][i, :_last(batch["input_ids"][i].tolist(), self.marker)] = -100
+            if flagged:  # the trace was written by format_answer, so only truncation can lose its tag
+                start = _last(batch["input_ids"][i].tolist(), self.marker)
+                if start is None or batch["labels"][i, start] == -100:
+                    raise ValueError(f"a counterfactual SFT row lost its {ANSWER_TAG} tag to truncation "
+                                     "(sft.max_length): its answer cannot be trained; raise sft.max_length")
+                batch["labels"][i, :start] = -100
         return batch
