@@ -19,7 +19,6 @@ name the model's own city, or name another place.
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import typer
@@ -34,25 +33,24 @@ def probe(model_dir: Path, predictions: Path, limit: int, seed: int = 0) -> dict
     from globe.answer.conclusion import reasoning_conclusion
     from globe.images import open_ref
     from globe.scorer import city_match
-    from globe.train.counterfactual import answered_places, counterfactual_trace
+    from globe.train.counterfactual import Rewriter, answered_places, counterfactual_trace
     from globe.train.datasets import geo_messages
 
     rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines() if line.strip()][:limit]
     thinks = [(row.get("answer") or {}).get("think") or "" for row in rows]
-    pool = answered_places(thinks)
+    cities = Rewriter(answered_places(thinks), seed)  # its others(); one seeded draw per reasoning
     processor = AutoProcessor.from_pretrained(model_dir)
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     messages = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in geo_messages()]
     messages[-1]["content"].insert(0, {"type": "image"})
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    rng = random.Random(seed)
     counts = {"follows": 0, "own_city": 0, "other": 0}
     for row, think in zip(rows, thinks):
-        own = reasoning_conclusion(think)
-        others = [p for p in pool.get(own.country_code or "", []) if p.city != own.city] if own and own.level == "city" else []
-        trace = counterfactual_trace(think, rng.choice(others)) if others else None
+        others = cities.others(think)
+        trace = counterfactual_trace(think, cities.rng.choice(others)) if others else None
         if trace is None:
             continue
+        own = reasoning_conclusion(think)
         forced = trace.split("<answer>")[0] + "<answer>"
         inputs = processor(images=[open_ref(row["image"])], text=[prompt + forced], return_tensors="pt")
         with torch.inference_mode():
