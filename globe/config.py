@@ -359,6 +359,11 @@ class GRPOGroup(TrainGroup):
         "advantage, so the other rewards' small differences there cannot steer the policy (DAPO's dynamic sampling, "
         "as a mask); None = every group trains (the paper)",
     )
+    split_advantage: bool = Field(
+        False, description="credit the reasoning's tokens with the rewards that read the reasoning and the answer's "
+        "tokens with those that read the answer (globe/train/split_advantage.py); False = one advantage per "
+        "completion (the paper)",
+    )
     use_vllm: bool = False
     vllm_mode: Literal["colocate", "server"] = "colocate"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)

@@ -111,8 +111,10 @@ def test_zero3_grpo_on_two_processes_with_a_local_judge_on_every_rank(world):
     proc = torchrun("grpo", "--model", str(world.model), "--reward-model", str(world.model),
                     "--data", str(world.data), "--out", str(out),
                     "--set", "grpo.deepspeed=zero3", "--set", "grpo.max_steps=2", "--set", "grpo.logging_steps=1",
-                    "--set", "grpo.max_completion_length=16")  # fmt: skip
+                    "--set", "grpo.max_completion_length=16", "--set", "grpo.split_advantage=true")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # per-token advantages through ZeRO-3 on both ranks (each slices the gathered rewards to its rows)
+    assert [h["split/unsplit_frac"] for h in metrics(out)["log_history"] if "reward" in h] != []
     summary = metrics(out)["summary"]
     assert summary["world_size"] == 2 and summary["global_step"] == 2
     assert (out / "checkpoint-2" / "global_step2").is_dir()

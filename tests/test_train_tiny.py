@@ -219,6 +219,24 @@ def grpo_run(world, sft_run, reward_model_run):
     return SimpleNamespace(out=out, summary=summary, results=results)
 
 
+def test_grpo_split_advantage_runs_through_the_real_trainer(world, sft_run, reward_model_run, tmp_path):
+    """`grpo.split_advantage`: the real GRPOTrainer takes the per-token advantages and logs where the
+    completions were split; a run with no reward for one side is refused before any weight loads."""
+    from globe.train.grpo import train_grpo
+    from globe.train.plan import TrainConfigError
+
+    train_grpo(tiny_params("grpo.max_steps=4", "grpo.logging_steps=2", "grpo.split_advantage=true"),
+               world.data, tmp_path / "grpo_split", model=str(sft_run.out), reward_model=str(reward_model_run.out))
+    logged = [h for h in read_metrics(tmp_path / "grpo_split")["log_history"] if "split/reasoning_token_frac" in h]
+    assert len(logged) == 2
+    for h in logged:  # the 400-step SFT start closes its reasoning: every completion is split, inside it
+        assert h["split/unsplit_frac"] == 0.0 and 0.2 < h["split/reasoning_token_frac"] < 0.9
+    with pytest.raises(TrainConfigError, match="reads the reasoning"):
+        train_grpo(tiny_params("grpo.split_advantage=true", *(f"rewards.weights.{n}=0" for n in
+                               ("reasoning_accuracy", "grounding", "localizability", "format", "consistency"))),
+                   world.data, tmp_path / "grpo_split_refused", model=str(sft_run.out))
+
+
 def test_grpo_logs_what_explains_the_run(grpo_run):
     summary = grpo_run.summary
     params = tiny_params()

@@ -109,6 +109,10 @@ def train_grpo(
         monitor.attach(trainer)
         if plan.skip_flat_groups:
             skip_flat_groups(trainer, plan.skip_flat_groups)
+        if plan.split_advantage:  # after the mask: a masked group stays masked on both sides
+            from globe.train.split_advantage import install_split_advantage
+
+            install_split_advantage(trainer, [f.__name__ for f in funcs], weights)
         output = trainer.train(resume_from_checkpoint=last)
         save_clean(trainer, processor, out)
     summary = _write_summary(out, plan, trainer, output, monitor, funcs, weights, len(dataset), last)

@@ -43,6 +43,7 @@ class TrainPlan:
     rewards: dict[str, float] | None = None  # GRPO only: reward name -> weight (`planned_rewards`)
     reward_model: str | None = None  # GRPO only: the localizability judge checkpoint
     skip_flat_groups: str | None = None  # GRPO only: see globe.train.grpo.skip_flat_groups
+    split_advantage: bool = False  # GRPO only: see globe.train.split_advantage
     counterfactual_traces: float = 0.0  # SFT only: see globe.train.counterfactual
     freeze_vision: bool = False
     torch_threads: int | None = None
@@ -189,6 +190,7 @@ def make_plan(
         plan.reward_model = reward_model or group.reward_model
         plan.rewards = planned_rewards(params.rewards, judge=bool(plan.reward_model))
         plan.skip_flat_groups = group.skip_flat_groups
+        plan.split_advantage = group.split_advantage
     else:
         args["max_length"] = group.max_length
     if isinstance(group, SFTGroup) and group.counterfactual_traces > 0:
@@ -375,6 +377,13 @@ def _grpo_problems(plan: TrainPlan) -> list[str]:
     if plan.skip_flat_groups and plan.rewards is not None and plan.skip_flat_groups not in plan.rewards:
         errors.append(f"grpo.skip_flat_groups: {plan.skip_flat_groups!r} is not one of the run's rewards "
                       f"({', '.join(plan.rewards)})")
+    if plan.split_advantage and plan.rewards is not None:
+        from globe.train.split_advantage import ANSWER_REWARDS, REASONING_REWARDS
+
+        for side, names in (("reasoning", REASONING_REWARDS), ("answer", ANSWER_REWARDS)):
+            if not any(plan.rewards.get(n) for n in names):
+                errors.append(f"grpo.split_advantage: no reward with a non-zero weight reads the {side} "
+                              f"({', '.join(sorted(names))}); its tokens would get no advantage")
     if plan.rewards and plan.rewards.get("localizability") and not plan.reward_model:
         errors.append(
             f"grpo: rewards.weights.localizability is {plan.rewards['localizability']} but no reward model is "
@@ -437,7 +446,7 @@ def dry_run(plan: TrainPlan) -> dict[str, Any]:
     if plan.stage == "grpo":
         doc["derived"] = generation_batch(plan)
         doc["rewards"] = {"weights": plan.rewards, "reward_model": plan.reward_model,
-                          "skip_flat_groups": plan.skip_flat_groups}
+                          "skip_flat_groups": plan.skip_flat_groups, "split_advantage": plan.split_advantage}
     else:
         if plan.stage == "sft":
             doc["counterfactual_traces"] = plan.counterfactual_traces
