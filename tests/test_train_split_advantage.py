@@ -102,3 +102,13 @@ def test_docstring_examples():
 
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_trainer_with_an_unpaid_side_is_not_split():
+    from types import SimpleNamespace
+
+    from globe.train.split_advantage import install_split_advantage
+
+    trainer = SimpleNamespace(multi_objective_aggregation="sum_then_normalize")
+    with pytest.raises(ValueError, match="reads the answer"):
+        install_split_advantage(trainer, ["reasoning_accuracy", "accuracy"], [1.0, 0.0])

@@ -378,12 +378,9 @@ def _grpo_problems(plan: TrainPlan) -> list[str]:
         errors.append(f"grpo.skip_flat_groups: {plan.skip_flat_groups!r} is not one of the run's rewards "
                       f"({', '.join(plan.rewards)})")
     if plan.split_advantage and plan.rewards is not None:
-        from globe.train.split_advantage import ANSWER_REWARDS, REASONING_REWARDS
+        from globe.train.split_advantage import unpaid_sides
 
-        for side, names in (("reasoning", REASONING_REWARDS), ("answer", ANSWER_REWARDS)):
-            if not any(plan.rewards.get(n) for n in names):
-                errors.append(f"grpo.split_advantage: no reward with a non-zero weight reads the {side} "
-                              f"({', '.join(sorted(names))}); its tokens would get no advantage")
+        errors += unpaid_sides(plan.rewards)
     if plan.rewards and plan.rewards.get("localizability") and not plan.reward_model:
         errors.append(
             f"grpo: rewards.weights.localizability is {plan.rewards['localizability']} but no reward model is "

@@ -23,20 +23,39 @@ existing trainer, after `skip_flat_groups` so that a masked group stays masked o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 if TYPE_CHECKING:
     import torch
 
 REASONING_REWARDS = frozenset({"reasoning_accuracy", "grounding", "localizability", "format", "consistency"})
 ANSWER_REWARDS = frozenset({"accuracy", "geodesic", "supported_accuracy", "format", "consistency"})
+SIDES = {"reasoning": REASONING_REWARDS, "answer": ANSWER_REWARDS}
 THINK_END = "</think>"
+
+
+def unpaid_sides(weights: Mapping[str, float]) -> list[str]:
+    """One problem per side (reasoning, answer) that no reward with a non-zero weight reads: its
+    tokens would get no advantage. The plan refuses such a run (`--dry-run` included) and
+    `install_split_advantage` will not install on one.
+
+    >>> unpaid_sides({"accuracy": 1.0, "reasoning_accuracy": 0.0})
+    ['grpo.split_advantage: no reward with a non-zero weight reads the reasoning (consistency, format, grounding, localizability, reasoning_accuracy); its tokens would get no advantage']
+    """
+    return [
+        f"grpo.split_advantage: no reward with a non-zero weight reads the {side} ({', '.join(sorted(names))}); "
+        "its tokens would get no advantage"
+        for side, names in SIDES.items() if not any(weights.get(n) for n in names)
+    ]
 
 
 def reasoning_end(text: str) -> tuple[int, int] | None:
     """(character offset just past the reasoning's `</think>`, how many `</think>` lie up to it), or
     None when there is none. The reasoning's tag is the last `</think>` before the last `<answer>`
-    (the parser's reading, `globe.answer.strict`), or the last one when there is no `<answer>`.
+    (where the strict reader, `globe.answer.strict`, finds it in GLOBE's format), or the last one
+    when there is no `<answer>`. A stray `</think>` inside the reasoning, which the general reader
+    (`globe.answer.tags.regions`) takes as the reasoning's end, leaves the text up to the last one
+    on the reasoning's side.
 
     >>> reasoning_end("<think>a</think>\\n<answer>country: France</answer>")
     (16, 1)
@@ -116,13 +135,11 @@ def install_split_advantage(trainer: Any, names: Sequence[str], weights: Sequenc
     if getattr(trainer, "multi_objective_aggregation", "sum_then_normalize") != "sum_then_normalize":
         raise ValueError("grpo.split_advantage needs TRL's multi_objective_aggregation 'sum_then_normalize'")
     names = list(names)
+    unpaid = unpaid_sides(dict(zip(names, weights)))
+    if unpaid:
+        raise ValueError("; ".join(unpaid))
     reasoning_cols = torch.tensor([n in REASONING_REWARDS for n in names])
     answer_cols = torch.tensor([n in ANSWER_REWARDS for n in names])
-    if not reasoning_cols.any() or not answer_cols.any():
-        raise ValueError(
-            f"grpo.split_advantage: the run's rewards ({', '.join(names)}) must include one that reads the reasoning "
-            f"({', '.join(sorted(REASONING_REWARDS))}) and one that reads the answer ({', '.join(sorted(ANSWER_REWARDS))})"
-        )
     weight = torch.tensor(list(weights), dtype=torch.float32)
     calculate, generate = trainer._calculate_rewards, trainer._generate_and_score_completions
     seen: dict[str, torch.Tensor] = {}
@@ -135,8 +152,6 @@ def install_split_advantage(trainer: Any, names: Sequence[str], weights: Sequenc
     def split(*args: Any, **kwargs: Any) -> dict[str, Any]:
         output = generate(*args, **kwargs)
         whole = output["advantages"]
-        if whole.dim() != 1:
-            return output
         mode = "train" if trainer.model.training else "eval"
         group = trainer.num_generations if mode == "train" else trainer.num_generations_eval
         rewards = seen.pop("rewards").float().cpu()
