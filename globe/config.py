@@ -346,6 +346,18 @@ class SFTGroup(TrainGroup):
         "follows it, trained on the answer only, so that the answer learns to read the reasoning "
         "(globe/train/counterfactual.py); 0 = the paper's SFT",
     )
+    follows_target: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="end SFT once the answer follows a forced counterfactual reasoning at least this often on the "
+        "data's test split, probed every follows_every steps from follows_min_steps, with a decay of "
+        "follows_decay_steps (globe/train/follows.py); max_steps is then the ceiling. 0 = train max_steps (the paper)",
+    )
+    follows_every: int = Field(300, ge=1, description="optimizer steps between two probes of the follows gate")
+    follows_min_steps: int = Field(0, ge=0, description="the follows gate probes from this step on")
+    follows_decay_steps: int = Field(
+        300, ge=0, description="once the follows gate is met, the learning rate falls linearly to 0 over this many "
+        "steps before SFT stops (0 = stop at once, with the schedule where it was)",
+    )
 
 
 class GRPOGroup(TrainGroup):

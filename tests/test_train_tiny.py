@@ -192,6 +192,47 @@ def test_sft_with_counterfactual_traces_runs_through_the_real_trainer(world, tmp
                   world.data, tmp_path / "sft_cf_dropped", model=str(world.model))
 
 
+def test_the_follows_gate_probes_inside_the_real_trainer_and_records_every_probe(world, sft_run, tmp_path):
+    """`sft.follows_target`: the gate probes at the planned steps only, logs `follows/*` beside the
+    loss, and a target the run never reaches leaves max_steps' model with `met_at` None."""
+    from globe.train.sft import train_sft
+
+    params = tiny_params("sft.counterfactual_traces=0.5", "sft.max_steps=4", "sft.logging_steps=1",
+                         "sft.follows_target=1.0", "sft.follows_every=2", "sft.follows_min_steps=3")
+    summary = train_sft(params, world.data, tmp_path / "gated", model=str(sft_run.out))
+    gate = summary["follows_gate"]
+    assert summary["global_step"] == 4 and gate["met_at"] is None
+    assert [p["step"] for p in gate["probes"]] == [4] and gate["probes"][0]["tried"] == gate["cases"] > 0
+    logged = [h for h in read_metrics(tmp_path / "gated")["log_history"] if "follows/follows" in h]
+    assert [h["step"] for h in logged] == [4] and logged[0]["follows/follows"] == gate["probes"][0]["follows"]
+
+
+def test_the_follows_gate_stops_training_once_the_answers_follow_often_enough(world, sft_run):
+    """The gate's decision on a real model: a target at the measured share stops the run (at once
+    without a decay), one just above it does not; steps off the schedule are not probed."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor, TrainerControl, TrainerState
+
+    from globe.train.follows import FollowsGate, answer_follows, dev_cases
+
+    processor = AutoProcessor.from_pretrained(sft_run.out)
+    model = AutoModelForImageTextToText.from_pretrained(sft_run.out)
+    cases = dev_cases(world.data)[:24]
+    share = answer_follows(model, processor, cases).follows
+
+    def step(target: float, global_step: int) -> tuple[FollowsGate, TrainerControl]:
+        gate, control = FollowsGate(processor, cases, target=target, every=5, decay_steps=0), TrainerControl()
+        gate.on_step_end(None, TrainerState(global_step=global_step), control, model=model)
+        return gate, control
+
+    met, control = step(share, 10)
+    assert control.should_training_stop and met.met_at == 10
+    assert met.history[0]["follows"] == share
+    short, control = step(share + 1e-6, 10)
+    assert not control.should_training_stop and short.met_at is None and len(short.history) == 1
+    off, control = step(share, 11)
+    assert not control.should_training_stop and off.history == []
+
+
 def test_freeze_vision_freezes_exactly_the_vision_tower(world):
     from globe.train.run import load_model
 

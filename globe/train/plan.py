@@ -45,6 +45,7 @@ class TrainPlan:
     skip_flat_groups: str | None = None  # GRPO only: see globe.train.grpo.skip_flat_groups
     split_advantage: bool = False  # GRPO only: see globe.train.split_advantage
     counterfactual_traces: float = 0.0  # SFT only: see globe.train.counterfactual
+    follows_gate: dict[str, Any] | None = None  # SFT only: target / every / min_steps (globe.train.follows)
     freeze_vision: bool = False
     torch_threads: int | None = None
     planned_world_size: int | None = None  # <stage>.num_processes: a launch that differs is an error
@@ -196,6 +197,9 @@ def make_plan(
     if isinstance(group, SFTGroup) and group.counterfactual_traces > 0:
         plan.counterfactual_traces = group.counterfactual_traces
         args["remove_unused_columns"] = False  # the rows' answer_only flag must reach the collator
+    if isinstance(group, SFTGroup) and group.follows_target > 0:
+        plan.follows_gate = {"target": group.follows_target, "every": group.follows_every,
+                             "min_steps": group.follows_min_steps, "decay_steps": group.follows_decay_steps}
     args.update(copy.deepcopy(group.extra))
     return plan
 
@@ -304,11 +308,35 @@ def problems(plan: TrainPlan) -> list[str]:
     if plan.counterfactual_traces > 0 and a.get("remove_unused_columns") is not False:
         errors.append(f"{stage}.extra.remove_unused_columns: counterfactual traces need it false (their rows' "
                       "answer_only flag must reach the collator); remove it or set sft.counterfactual_traces=0")
+    errors += _follows_problems(plan)
     errors += _deepspeed_problems(plan)
     if stage == "grpo":
         errors += _grpo_problems(plan)
     plan.warnings = list(dict.fromkeys(plan.warnings))  # checks may run more than once per plan
     return errors
+
+
+def _follows_problems(plan: TrainPlan) -> list[str]:
+    """The follows gate must be able to probe before the run ends; without counterfactual traces
+    it rarely has anything to find (answers that follow: 0.09-0.27 after the recipe's SFT)."""
+    gate = plan.follows_gate
+    if not gate:
+        return []
+    max_steps = plan.args.get("max_steps", -1)
+    if max_steps is None or max_steps <= 0:
+        return [f"{plan.stage}.follows_target: the gate needs {plan.stage}.max_steps as its ceiling (got "
+                f"{max_steps}: epochs decide); set max_steps, or follows_target=0"]
+    first = max(gate["min_steps"], 1)
+    first = -(-first // gate["every"]) * gate["every"]  # the first multiple of `every` at or after min_steps
+    if first > max_steps:
+        return [f"{plan.stage}.follows_target: the first probe would come at step {first} (follows_every "
+                f"{gate['every']}, follows_min_steps {gate['min_steps']}), after max_steps {max_steps}; "
+                "lower them or raise max_steps"]
+    if plan.counterfactual_traces <= 0:
+        plan.warnings.append(f"{plan.stage}.follows_target without counterfactual traces: the recipe's SFT teaches "
+                             "the answer to follow its reasoning rarely (0.09-0.27), so the gate will likely "
+                             "run to max_steps; set sft.counterfactual_traces")
+    return []
 
 
 def _deepspeed_problems(plan: TrainPlan) -> list[str]:
@@ -447,6 +475,7 @@ def dry_run(plan: TrainPlan) -> dict[str, Any]:
     else:
         if plan.stage == "sft":
             doc["counterfactual_traces"] = plan.counterfactual_traces
+            doc["follows_gate"] = plan.follows_gate
         doc["derived"] = {
             "global_batch": plan.args["per_device_train_batch_size"]
             * plan.args["gradient_accumulation_steps"]

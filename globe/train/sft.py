@@ -44,6 +44,7 @@ def train_supervised(
         config = build_config(plan)  # before the model, so that ZeRO-3 can partition it while loading
         last = resume_checkpoint(out, resume)
         dataset = build_dataset(Path(data))
+        cases = follows_cases(plan, data, params.base.seed)  # before the weights: a gate with no cases is an error
         policy, processor = load_model(
             weights_source(plan, last), bf16=bool(plan.args.get("bf16")), freeze_vision=plan.freeze_vision
         )
@@ -56,12 +57,28 @@ def train_supervised(
         )
         if "answer_only" in dataset.column_names:  # counterfactual traces (globe.train.counterfactual)
             trainer.data_collator = counterfactual_collator(trainer.data_collator, processor, dataset, params.base.seed)
+        gate = None
+        if cases is not None:
+            from globe.train.follows import FollowsGate
+
+            gate = FollowsGate(processor, cases, log=trainer.log, **plan.follows_gate)
+            trainer.add_callback(gate)
         output = trainer.train(resume_from_checkpoint=last)
         save_clean(trainer, processor, out)
-    summary = write_metrics(out, plan, trainer, output, extra={"examples": len(dataset), "resumed_from": last})
+    extra = {"examples": len(dataset), "resumed_from": last, **(gate.summary() if gate else {})}
+    summary = write_metrics(out, plan, trainer, output, extra=extra)
     if results is not None and trainer.is_world_process_zero():
         write_results(results, summary, trainer.state.log_history, curves=("loss", "mean_token_accuracy"))
     return summary
+
+
+def follows_cases(plan: Any, data: str | Path, seed: int) -> list | None:
+    """The follows gate's probe cases (globe.train.follows.dev_cases), or None without a gate."""
+    if not plan.follows_gate:
+        return None
+    from globe.train.follows import dev_cases
+
+    return dev_cases(data, seed=seed)
 
 
 def counterfactual_collator(base: Any, processor: Any, dataset: Any, seed: int):
