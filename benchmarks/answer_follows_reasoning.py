@@ -5,8 +5,9 @@ reasoning concludes; it cannot say *why*: an answer read off the image a second 
 reasoning that read the same image. This probe separates the two. For each held-out image a model
 reasoned about (its `globe eval` predictions), the model's own `<think>` is rewritten to argue for
 another city of the same country, forced after the prompt up to `<answer>`, and the answer decoded
-greedily (`globe.train.follows`: the same probe SFT's follows gate runs on the data's test split). An answer that follows the forced reasoning reads it; one that names the model's own
-city read the image instead.
+greedily (`globe.train.follows`: the same probe SFT's follows gate runs on the data's test split).
+An answer that follows the forced reasoning reads it; one that names the model's own city read the
+image instead.
 
     python benchmarks/answer_follows_reasoning.py --model models/sft \
         --predictions results/evaluate/in_domain/sft/predictions.jsonl [--model ... --predictions ...] [--limit 200]

@@ -88,6 +88,17 @@ def _require(rows: list, data_dir: str | Path, stage: str, need: str) -> None:
         raise TrainDataError(f"{records_path(data_dir)}: no train-split record usable for {stage}: {need}")
 
 
+def sft_targets(data_dir: str | Path, split: str | None = "train") -> list[tuple[Record, str]]:
+    """(record, reference completion) for every record SFT learns from: it has a reasoning and is
+    not labelled non-localizable. The one definition SFT's rows and the follows gate's probe share."""
+    out = []
+    for record in load_split(data_dir, split):
+        target = reference_completion(record)
+        if target is not None and record.localizable is not False:
+            out.append((record, target))
+    return out
+
+
 def sft_dataset(data_dir: str | Path, split: str = "train", counterfactual: float = 0.0, seed: int = 0):
     """prompt / completion / image rows for SFT (see module docstring).
 
@@ -98,10 +109,7 @@ def sft_dataset(data_dir: str | Path, split: str = "train", counterfactual: floa
 
     data_dir = Path(data_dir)
     rows, thinks = [], []
-    for record in load_split(data_dir, split):
-        target = reference_completion(record)
-        if target is None or record.localizable is False:
-            continue
+    for record, target in sft_targets(data_dir, split):
         rows.append(
             {
                 "prompt": geo_messages(),

@@ -118,19 +118,12 @@ def dev_cases(data_dir: str | Path, limit: int = 200, seed: int = 0) -> list[Pro
     no test record can be probed (the gate cannot decide anything then)."""
     from globe.answer import parse
     from globe.data.records import load_image, records_path
-    from globe.train.datasets import TrainDataError, load_split, reference_completion
+    from globe.train.datasets import TrainDataError, sft_targets
 
-    def thinks(split: str) -> list[tuple[Any, str]]:
-        out = []
-        for record in load_split(data_dir, split):
-            target = reference_completion(record)
-            if target is not None and record.localizable is not False:
-                out.append((record, parse(target).think or ""))
-        return out
-
-    test = thinks("test")
+    targets = [(record, parse(target).think or "") for record, target in sft_targets(data_dir, split=None)]
+    test = [(record, think) for record, think in targets if record.split == "test"]
     random.Random(seed).shuffle(test)
-    cases = probe_cases(test, [think for _, think in thinks("train")], seed)[:limit]
+    cases = probe_cases(test, [think for record, think in targets if record.split == "train"], seed)[:limit]
     cases = [ProbeCase(load_image(data_dir, c.image), c.forced, c.wanted, c.own) for c in cases]  # once, not per probe
     if not cases:
         raise TrainDataError(f"{records_path(data_dir)}: sft.follows_target needs test-split records whose "

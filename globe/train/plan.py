@@ -45,7 +45,7 @@ class TrainPlan:
     skip_flat_groups: str | None = None  # GRPO only: see globe.train.grpo.skip_flat_groups
     split_advantage: bool = False  # GRPO only: see globe.train.split_advantage
     counterfactual_traces: float = 0.0  # SFT only: see globe.train.counterfactual
-    follows_gate: dict[str, Any] | None = None  # SFT only: target / every / min_steps (globe.train.follows)
+    follows_gate: dict[str, Any] | None = None  # SFT only: target / every / min_steps / decay_steps (globe.train.follows)
     freeze_vision: bool = False
     torch_threads: int | None = None
     planned_world_size: int | None = None  # <stage>.num_processes: a launch that differs is an error
