@@ -90,7 +90,7 @@ def main(
     seeds: int = typer.Option(3, min=1, help="training seeds 0..N-1"),
     out: Path = typer.Option(Path("/tmp/globe-ablation"), help="work directory (resumed; a `globe train ablate` dir is reused)"),
     workers: int = typer.Option(2, min=1, help="trainings side by side"),
-    preset: str | None = typer.Option(None, help="a params.yaml preset to measure instead of base.preset (e.g. tiny-cpu-faithful)"),
+    preset: str | None = typer.Option(None, help="a params.yaml preset to measure instead of base.preset"),
 ) -> None:
     from globe.config import load_params
     from globe.train.ablation import PAPER_WEIGHTS, build_inputs, run_ablation

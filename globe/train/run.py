@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from globe.io import atomic_write_bytes
 from globe.jsonl import json_safe
+from globe.train.lm_head import labelled_positions_only
 from globe.train.plan import TrainConfigError, TrainPlan
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ def world_size() -> int:
 @contextmanager
 def runtime(plan: TrainPlan) -> Iterator[None]:
     """Check what only the machine we run on can reveal (a plan can be valid for a cluster), and
-    apply the process-wide settings (torch threads; DeepSpeed's CPU process group) for the run only.
+    apply the process-wide settings (torch threads; DeepSpeed's CPU process group; TRL's LM head
+    scoring only labelled positions on CPU) for the run only.
 
     Build the trainer config inside it: with DeepSpeed on CPU the process group must exist first.
     """
@@ -52,11 +54,12 @@ def runtime(plan: TrainPlan) -> Iterator[None]:
     if plan.torch_threads:
         torch.set_num_threads(plan.torch_threads)
     try:
-        if plan.deepspeed_cpu:
-            with deepspeed_on_cpu(plan):
+        with labelled_positions_only():  # on CPU, TRL's LM head would score the prompt too (globe.train.lm_head)
+            if plan.deepspeed_cpu:
+                with deepspeed_on_cpu(plan):
+                    yield
+            else:
                 yield
-        else:
-            yield
     finally:
         torch.set_num_threads(threads)
 
