@@ -77,7 +77,7 @@ def main(
     for stage in ("sft", "grpo"):
         every, labelled = statistics.median(times[(stage, False)]), statistics.median(times[(stage, True)])
         speedups[stage] = every / labelled
-        loss = " ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(losses[(stage, False)], losses[(stage, True)]))
+        loss = " ".join(f"{a:.4g}/{b:.4g}" for a, b in zip(losses[(stage, False)], losses[(stage, True)]))
         print(f"{stage:>5} | {every * 1000:>11.0f} ms | {labelled * 1000:>10.0f} ms | {speedups[stage]:>7.2f}x | {loss}")
     ok = speedups["sft"] >= TARGET_SFT_SPEEDUP
     print(f"\ntarget: SFT >= {TARGET_SFT_SPEEDUP}x faster: {'met' if ok else 'MISSED'} ({speedups['sft']:.2f}x)")

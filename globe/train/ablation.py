@@ -10,7 +10,8 @@ paired bootstrap. The variants:
 - `grpo-accuracy`, `grpo-accuracy-localizability`, `globe` (accuracy + localizability + grounding
   + format, the paper's weights), `globe-geodesic` (ours: + the continuous geodesic reward),
   `globe-faithful` (ours: + reasoning_accuracy and consistency): GRPO with the `grpo` group's
-  settings and these reward weights. Beside accuracy, every variant's reasoning is measured
+  settings (the tiny recipe's advantages unscaled by their group's spread included) and these
+  reward weights. Beside accuracy, every variant's reasoning is measured
   (consistency, right for the wrong reason, cue precision/recall) and compared with
   `grpo-accuracy` on the same images.
 
@@ -44,8 +45,8 @@ log = logging.getLogger(__name__)
 PAPER_WEIGHTS = {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
 # Ours (docs/train.md, "Reasoning that supports its answer"): the reasoning's conclusion scored like
 # the answer, and consistency below accuracy's 1.0, so that a right answer is worth more than a
-# consistent wrong one (consistency at 1.0 halved the accuracy gain on the tiny world).
-FAITHFUL_WEIGHTS = {"reasoning_accuracy": 1.0, "consistency": 0.5}
+# consistent wrong one; 0.75, params.yaml's recipe ("The recipe now").
+FAITHFUL_WEIGHTS = {"reasoning_accuracy": 1.0, "consistency": 0.75}
 
 
 @dataclass(frozen=True)
