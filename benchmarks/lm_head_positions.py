@@ -9,7 +9,7 @@ computation).
 
     python benchmarks/lm_head_positions.py [--sft-steps 60] [--grpo-steps 10] [--rounds 2]
 
-Target: SFT steps at least 1.25x faster (the tiny recipe's SFT is 1,200-3,000 steps of the main job).
+Target: SFT steps at least 1.25x faster (the tiny recipe's SFT is 3,000 steps of the main job).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ TARGET_SFT_SPEEDUP = 1.25
 
 
 def run(stage: str, steps: int, compact: bool, model: Path, data: Path, out: Path) -> tuple[float, float]:
-    """(seconds per step, last logged loss) of one `stage` run with the switch on or off."""
+    """(seconds per step, mean training loss) of one `stage` run with the switch on or off."""
     import globe.train.run as train_run
     from globe.config import load_params
     from globe.train.grpo import train_grpo
