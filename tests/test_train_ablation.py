@@ -82,3 +82,14 @@ def test_a_small_ablation_runs_resumes_and_writes_its_table(tmp_path):
     assert "seed-0/grpo-accuracy: learning_rate 0.0001, not 0.0003" in other.output and "seed-1/grpo-accuracy" in other.output
     assert "sft-longer" not in other.output  # its settings did not change
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "abl").glob("seed-*/*/model.safetensors")} == stamp
+
+
+def test_globe_faithful_is_the_shipped_recipes_rewards():
+    """docs/train.md reads the ablation's `globe-faithful` as the main job's GRPO: its weights must
+    be params.yaml's, so that changing the recipe's weights without the variant's fails here."""
+    from pathlib import Path
+
+    from globe.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    assert dict(VARIANTS["globe-faithful"].weights) == dict(params.rewards.weights)
