@@ -271,7 +271,7 @@ class VerifyGroup(Group):
 
 
 REWARD_NAMES = ("accuracy", "format", "grounding", "localizability", "geodesic", "consistency", "reasoning_accuracy",
-                "supported_accuracy")  # globe.rewards.recipe
+                "supported_accuracy", "coherence")  # globe.rewards.recipe
 
 
 class RewardsGroup(Group):

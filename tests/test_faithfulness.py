@@ -10,13 +10,13 @@ import re
 import pytest
 
 from globe.answer import format_answer, parse
-from globe.answer.conclusion import reasoning_conclusion
+from globe.answer.conclusion import reasoning_coherent, reasoning_conclusion
 from globe.tiny.geoscenes import describe
 from globe.evaluate.metrics import compute_metrics, score_rows
 from globe.faithfulness import cue_grounding, judge
 from globe.geo import resolve
 from globe.geo.text import fold
-from globe.rewards import accuracy_reward, consistency_reward, supported_accuracy_reward
+from globe.rewards import accuracy_reward, coherence_reward, consistency_reward, supported_accuracy_reward
 
 HAMBURG = {"lat": 53.5507, "lon": 9.9930, "country": "Germany", "city": "Hamburg"}
 CUES = ["black-red-gold flag band", "arch landmark", "temperate sky", "grassy ground"]
@@ -71,6 +71,33 @@ def test_a_real_reasoning_supports_its_own_place_and_not_another_countrys(shared
         contradicted += judge(wrong).consistent is False
     assert supported == len(rows)
     assert contradicted == len(rows)
+
+
+# A real tiny-policy completion (GRPO, held-out GeoScenes): the flag read as India's, the landmark
+# as a Russian city's, and the answer following the flag.
+TWO_COUNTRIES = ("The top of the image shows a white-blue-red flag band, the colours of India. A spire landmark stands on "
+                 "the skyline; that silhouette belongs to Novosibirsk. The subtropical sky and sandy ground fit subtropical "
+                 "latitudes.")
+
+
+def test_a_reasoning_whose_cues_point_to_two_countries_is_incoherent_and_unpaid():
+    assert reasoning_coherent(TWO_COUNTRIES) is False
+    assert reasoning_coherent(_think("Hamburg")) is True  # flag and landmark in one country
+    assert reasoning_coherent(_think("Hamburg").replace("Germany", "France")) is False
+    assert reasoning_coherent("Birch trees and wooden houses; this looks like Finland.") is True  # a country, no city
+    assert reasoning_coherent("No cue here names a place.") is None
+    completions = [format_answer(t, "Germany", "Hamburg") for t in (_think("Hamburg"), TWO_COUNTRIES, "No place.")]
+    assert coherence_reward(completions) == [1.0, 0.0, 0.0]
+
+
+def test_real_reasonings_are_coherent_except_where_the_reader_misplaces_a_region(shared_data):
+    """Of GeoCoT's 494 reasonings that argue one place, 455 read as coherent and 32 conclude nothing;
+    the 7 flagged are the reader taking a region for a city ("New South Wales or Victoria" as Hong
+    Kong's Victoria): the reward's noise on real text, bounded here."""
+    verdicts = [reasoning_coherent(r["output"]) for r in _geocot_rows(shared_data)]
+    concluded = [v for v in verdicts if v is not None]
+    assert len(concluded) >= 440
+    assert sum(v is False for v in concluded) / len(concluded) <= 0.03
 
 
 def test_reasoning_that_names_no_place_concludes_nothing():

@@ -295,7 +295,8 @@ def test_build_reward_funcs_geodesic_scale_and_errors():
 
 
 @pytest.mark.parametrize("module", ["globe.rewards.accuracy", "globe.rewards.format", "globe.rewards.grounding",
-                                    "globe.rewards.geodesic", "globe.rewards.localizability", "globe.rewards.recipe"])
+                                    "globe.rewards.geodesic", "globe.rewards.localizability", "globe.rewards.recipe",
+                                    "globe.rewards.coherence", "globe.answer.conclusion"])
 def test_docstring_examples(module):
     import doctest
     import importlib

@@ -104,6 +104,34 @@ def reasoning_conclusion(think: str | None) -> Conclusion | None:
         return None
 
 
+def reasoning_coherent(think: str | None) -> bool | None:
+    """Whether the city a reasoning concludes lies in the country the reasoning names.
+
+    A reasoning infers places from cues ("a black-red-yellow flag band, the colours of Germany";
+    "that silhouette belongs to Berlin"), and its conclusion is the last city it names. When it
+    reads one cue as one country and another cue as a city of *another* country, its inferences
+    contradict each other and no answer can follow all of them: False. The country is the one the
+    free-text reader takes (the concluding sentence's, else the last sentence that names one).
+    True when they agree, or when the reasoning names no country; None when it concludes nothing.
+
+    >>> reasoning_coherent("The colours of Germany. That silhouette belongs to Berlin.")
+    True
+    >>> reasoning_coherent("The colours of India. That silhouette belongs to Novosibirsk.")
+    False
+    >>> reasoning_coherent("Nothing here points to a place.") is None
+    True
+    """
+    conclusion = reasoning_conclusion(think)
+    if conclusion is None or conclusion.country_code is None:
+        return None if conclusion is None else True
+    try:
+        named = from_free_text(strip_markdown(think[-_MAX_CHARS:])).get("country")  # type: ignore[index]
+        known = _country_of(named) if named else None
+    except Exception:  # noqa: BLE001 - a reader that raises would stop a training run
+        return None
+    return known is None or known[1] == conclusion.country_code
+
+
 @lru_cache(maxsize=16384)
 def _conclude(text: str) -> Conclusion | None:
     found = from_free_text(text)

@@ -10,6 +10,7 @@
 | `consistency`    | `consistency_reward` (ours)      | —                  |
 | `reasoning_accuracy` | `reasoning_accuracy_reward` (ours) | country, city  |
 | `supported_accuracy` | `supported_accuracy_reward` (ours) | country, city  |
+| `coherence`      | `coherence_reward` (ours)        | —                  |
 
 Each function's `__name__` is its params key, so TRL logs `rewards/<key>/mean`.
 `build_reward_funcs(params.rewards, judge)` turns the `rewards.weights` mapping into the
@@ -19,6 +20,7 @@ Each function's `__name__` is its params key, so TRL logs `rewards/<key>/mean`.
 from __future__ import annotations
 
 from globe.rewards.accuracy import accuracy_reward, city_match, country_match, string_match
+from globe.rewards.coherence import coherence_reward
 from globe.rewards.consistency import consistency_reward
 from globe.rewards.reasoning_accuracy import reasoning_accuracy_reward
 from globe.rewards.supported_accuracy import supported_accuracy_reward
@@ -40,6 +42,7 @@ __all__ = [
     "reasoning_accuracy_reward",
     "supported_accuracy_reward",
     "city_match",
+    "coherence_reward",
     "consistency_reward",
     "country_match",
     "format_reward",

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 from globe.config import REWARD_NAMES, RewardsGroup
 from globe.engines.base import Engine
 from globe.rewards.accuracy import accuracy_reward
+from globe.rewards.coherence import coherence_reward
 from globe.rewards.consistency import consistency_reward
 from globe.rewards.reasoning_accuracy import reasoning_accuracy_reward
 from globe.rewards.supported_accuracy import supported_accuracy_reward
@@ -73,6 +74,8 @@ def build_reward_funcs(
             funcs.append(grounding_reward)
         elif name == "consistency":
             funcs.append(consistency_reward)
+        elif name == "coherence":
+            funcs.append(coherence_reward)
         elif name == "reasoning_accuracy":
             funcs.append(reasoning_accuracy_reward)
         elif name == "supported_accuracy":

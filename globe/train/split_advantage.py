@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 if TYPE_CHECKING:
     import torch
 
-REASONING_REWARDS = frozenset({"reasoning_accuracy", "grounding", "localizability", "format", "consistency"})
+REASONING_REWARDS = frozenset({"coherence", "reasoning_accuracy", "grounding", "localizability", "format", "consistency"})
 ANSWER_REWARDS = frozenset({"accuracy", "geodesic", "supported_accuracy", "format", "consistency"})
 SIDES = {"reasoning": REASONING_REWARDS, "answer": ANSWER_REWARDS}
 THINK_END = "</think>"
