@@ -302,7 +302,7 @@ def test_config_show_names_every_source(tmp_path):
     assert result.exit_code == 0, result.output
     shown = json.loads(result.stdout)
     assert shown["grpo.beta"] == {"value": 0.01, "source": "--set"}
-    assert shown["grpo.max_steps"] == {"value": 600, "source": "params.yaml"}
+    assert shown["grpo.max_steps"] == {"value": load_params(ROOT / "params.yaml").grpo.max_steps, "source": "params.yaml"}
     assert shown["grpo.torch_threads"]["source"] == "preset tiny-cpu"
     assert shown["grpo.max_grad_norm"]["source"] == "default"
     assert {key.split(".")[0] for key in shown} == {"base", "grpo", "rewards"}
