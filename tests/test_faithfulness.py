@@ -90,14 +90,26 @@ def test_a_reasoning_whose_cues_point_to_two_countries_is_incoherent_and_unpaid(
     assert coherence_reward(completions) == [1.0, 0.0, 0.0]
 
 
-def test_real_reasonings_are_coherent_except_where_the_reader_misplaces_a_region(shared_data):
-    """Of GeoCoT's 494 reasonings that argue one place, 455 read as coherent and 32 conclude nothing;
-    the 7 flagged are the reader taking a region for a city ("New South Wales or Victoria" as Hong
-    Kong's Victoria): the reward's noise on real text, bounded here."""
+def test_real_reasonings_that_argue_one_place_read_as_coherent(shared_data):
+    """GeoCoT's 494 reasonings each argue for one place: 461 read as coherent, 32 conclude nothing,
+    and 1 is flagged ("Vatican City, Rome, Italy": a country inside a city). Before the reader set
+    aside cities named before the concluded country, 7 were, the reader taking a region or a common
+    word for a city ("New South Wales or Victoria" as Hong Kong's Victoria, "Mobile")."""
     verdicts = [reasoning_coherent(r["output"]) for r in _geocot_rows(shared_data)]
     concluded = [v for v in verdicts if v is not None]
     assert len(concluded) >= 440
-    assert sum(v is False for v in concluded) / len(concluded) <= 0.03
+    assert sum(v is False for v in concluded) <= 3, sum(v is False for v in concluded)
+
+
+def test_a_city_named_before_the_concluded_country_does_not_overrule_it(shared_data):
+    """A real reasoning weighs "another Commonwealth nation" and concludes "a rural area in India":
+    the conclusion is India (country level), not a place called Commonwealth in the Philippines;
+    a city named after the country (a later cue) still overrules it, as in the tiny world."""
+    row = next(r["output"] for r in _geocot_rows(shared_data) if "another Commonwealth nation" in r["output"])
+    c = reasoning_conclusion(row)
+    assert (c.country_code, c.level) == ("IN", "country")
+    later = reasoning_conclusion(TWO_COUNTRIES)
+    assert (later.city, later.country_code) == ("Novosibirsk", "RU")
 
 
 def test_reasoning_that_names_no_place_concludes_nothing():

@@ -8,8 +8,11 @@ the place the answer names (`globe.faithfulness`). That needs the reasoning's ow
 2. when that names no city, the last city the reasoning names elsewhere ("that silhouette belongs
    to Berlin"; "the skyline is unmistakably Lyon's"), looked up by its primary GeoNames name: a
    city of the concluded country when one was concluded, else a city of at least `MIN_POPULATION`
-   people, so that a capitalised word that happens to be a hamlet's name is not a conclusion.
-   Conclusions come last, so the last mention wins.
+   people, so that a capitalised word that happens to be a hamlet's name is not a conclusion. A
+   city of another country than the concluded one counts only when it is named after that
+   country's last mention (a later cue overruling it); one named before it was set aside ("…
+   another Commonwealth nation … most likely taken in India" concludes India, not a Philippine place
+   called Commonwealth). Conclusions come last, so the last mention wins.
 
 The result says where the reasoning points (`lat`/`lon` of the city, or nothing for a country-only
 conclusion) and how specifically (`level`: "city" or "country"); `None` when the reasoning names
@@ -73,6 +76,14 @@ def _last_city(text: str, country_code: str | None) -> tuple[str, str, str, floa
                     if hit:
                         return hit
     return None
+
+
+def _after_last(text: str, country: str | None) -> str:
+    """`text` from the last mention of `country` on: where a city of another country can still
+    overrule it ("the colours of India … that silhouette belongs to Novosibirsk"), while one named
+    before it was weighed and set aside ("…another Commonwealth nation … most likely in India")."""
+    at = text.casefold().rfind(country.casefold()) if country else -1
+    return text[at:] if at >= 0 else text
 
 
 @lru_cache(maxsize=65536)
@@ -142,7 +153,7 @@ def _conclude(text: str) -> Conclusion | None:
         where = _located(found.get("place") or city, country)
         if where is not None:
             return Conclusion(city, country, where[2] or code, where[0], where[1], "city")
-    hit = _last_city(text, code) or (_last_city(text, None) if code else None)
+    hit = _last_city(text, code) or (_last_city(_after_last(text, country), None) if code else None)
     if hit:
         name, cc, cname, lat, lon = hit
         return Conclusion(name, country if cc == code else cname, cc, lat, lon, "city")
