@@ -92,7 +92,7 @@ def test_a_reasoning_whose_cues_point_to_two_countries_is_incoherent_and_unpaid(
 
 def test_real_reasonings_that_argue_one_place_read_as_coherent(shared_data):
     """GeoCoT's 494 reasonings each argue for one place: 461 read as coherent, 32 conclude nothing,
-    and 1 is flagged ("Vatican City, Rome, Italy": a country inside a city). Before the reader set
+    and 1 is flagged ("Vatican City, Rome, Italy": a country named beside its host city). Before the reader set
     aside cities named before the concluded country, 7 were, the reader taking a region or a common
     word for a city ("New South Wales or Victoria" as Hong Kong's Victoria, "Mobile")."""
     verdicts = [reasoning_coherent(r["output"]) for r in _geocot_rows(shared_data)]
