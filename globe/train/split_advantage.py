@@ -40,7 +40,7 @@ def unpaid_sides(weights: Mapping[str, float]) -> list[str]:
     `install_split_advantage` will not install on one.
 
     >>> unpaid_sides({"accuracy": 1.0, "reasoning_accuracy": 0.0})
-    ['grpo.split_advantage: no reward with a non-zero weight reads the reasoning (consistency, format, grounding, localizability, reasoning_accuracy); its tokens would get no advantage']
+    ['grpo.split_advantage: no reward with a non-zero weight reads the reasoning (coherence, consistency, format, grounding, localizability, reasoning_accuracy); its tokens would get no advantage']
     """
     return [
         f"grpo.split_advantage: no reward with a non-zero weight reads the {side} ({', '.join(sorted(names))}); "
