@@ -136,21 +136,27 @@ def reasoning_coherent(think: str | None) -> bool | None:
     if conclusion is None or conclusion.country_code is None:
         return None if conclusion is None else True
     try:
-        named = from_free_text(strip_markdown(think[-_MAX_CHARS:])).get("country")  # type: ignore[index]
-        known = _country_of(named) if named else None
+        named = _read(strip_markdown(think[-_MAX_CHARS:]))[3]  # type: ignore[index]
     except Exception:  # noqa: BLE001 - a reader that raises would stop a training run
         return None
-    return known is None or known[1] == conclusion.country_code
+    return named is None or named == conclusion.country_code
+
+
+@lru_cache(maxsize=16384)
+def _read(text: str) -> tuple[str | None, str | None, str | None, str | None]:
+    """(city, country, place, country code) the free-text reader takes from `text`: the one home of
+    "which country the reasoning names", for its conclusion and for whether that is coherent."""
+    found = from_free_text(text)
+    country = found.get("country")
+    known = _country_of(country) if country else None
+    return found.get("city"), country, found.get("place"), known[1] if known else None
 
 
 @lru_cache(maxsize=16384)
 def _conclude(text: str) -> Conclusion | None:
-    found = from_free_text(text)
-    country, city = found.get("country"), found.get("city")
-    known = _country_of(country) if country else None
-    code = known[1] if known else None
+    city, country, place, code = _read(text)
     if city:
-        where = _located(found.get("place") or city, country)
+        where = _located(place or city, country)
         if where is not None:
             return Conclusion(city, country, where[2] or code, where[0], where[1], "city")
     hit = _last_city(text, code) or (_last_city(_after_last(text, country), None) if code else None)
