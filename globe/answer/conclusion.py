@@ -21,6 +21,7 @@ no place at all. Never raises: rewards call it on every sampled completion.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -81,9 +82,16 @@ def _last_city(text: str, country_code: str | None) -> tuple[str, str, str, floa
 def _after_last(text: str, country: str | None) -> str:
     """`text` from the last mention of `country` on: where a city of another country can still
     overrule it ("the colours of India … that silhouette belongs to Novosibirsk"), while one named
-    before it was weighed and set aside ("…another Commonwealth nation … most likely in India")."""
-    at = text.casefold().rfind(country.casefold()) if country else -1
-    return text[at:] if at >= 0 else text
+    before it was weighed and set aside ("…another Commonwealth nation … most likely in India").
+    A mention is the whole name, as the free-text reader reads it: "Niger" is not inside "Nigeria".
+
+    >>> _after_last("The colours of Niger. That silhouette belongs to Lagos, as in Nigeria.", "Niger")
+    'Niger. That silhouette belongs to Lagos, as in Nigeria.'
+    >>> _after_last("Nothing named here.", "Niger")
+    'Nothing named here.'
+    """
+    mentions = list(re.finditer(rf"(?<!\w){re.escape(country)}(?!\w)", text, re.IGNORECASE)) if country else []
+    return text[mentions[-1].start():] if mentions else text
 
 
 @lru_cache(maxsize=65536)
