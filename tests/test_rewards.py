@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from globe.answer import format_answer
-from globe.config import RewardsGroup, load_params
+from globe.config import REWARD_NAMES, RewardsGroup, load_params
 from globe.engines.base import JudgeResult, Request
 from globe.rewards import (
     RewardFailure,
@@ -281,6 +281,11 @@ def test_build_reward_funcs_from_params():
     assert names == list(params.rewards.weights) == ["accuracy", "localizability", "grounding", "format"]
     assert weights == [1.0, 0.5, 0.2, 1.0]
     pickle.dumps([f for f in funcs if f.__name__ != "localizability"])  # plain rewards stay picklable
+
+
+def test_every_reward_name_builds_the_function_of_that_name():
+    funcs, _ = build_reward_funcs({"weights": dict.fromkeys(REWARD_NAMES, 1.0)}, judge=ScriptedJudge())
+    assert [f.__name__ for f in funcs] == list(REWARD_NAMES)
 
 
 def test_build_reward_funcs_geodesic_scale_and_errors():

@@ -25,7 +25,6 @@ from globe.rewards.grounding import grounding_reward
 from globe.rewards.localizability import make_localizability_reward
 
 
-
 def rewards_group(group: RewardsGroup | Mapping[str, Any]) -> RewardsGroup:
     """A validated `rewards` group (a plain mapping gets the defaults of `globe.config.RewardsGroup`;
     an unknown reward name is a ValueError that lists the known ones)."""
@@ -64,32 +63,34 @@ def build_reward_funcs(
     """
     group = rewards_group(group)
     planned = planned_rewards(group, judge is not None)
-    funcs: list[Callable] = []
-    for name in planned:
-        if name == "accuracy":
-            funcs.append(accuracy_reward)
-        elif name == "format":
-            funcs.append(format_reward)
-        elif name == "grounding":
-            funcs.append(grounding_reward)
-        elif name == "consistency":
-            funcs.append(consistency_reward)
-        elif name == "coherence":
-            funcs.append(coherence_reward)
-        elif name == "reasoning_accuracy":
-            funcs.append(reasoning_accuracy_reward)
-        elif name == "supported_accuracy":
-            funcs.append(supported_accuracy_reward)
-        elif name == "geodesic":
-            geodesic = functools.partial(geodesic_reward, scale_km=group.geodesic_scale_km)
-            funcs.append(functools.update_wrapper(geodesic, geodesic_reward))  # keeps __name__ "geodesic"
-        elif name == "localizability":
-            if judge is None:
-                raise ValueError(
-                    "rewards.weights has 'localizability' but no judge was given: pass the reward-model Engine "
-                    "(build_reward_funcs(params.rewards, judge=engine)) or remove localizability from rewards.weights"
-                )
-            funcs.append(make_localizability_reward(
-                judge, max_failure_share=group.max_failure_share, min_calls=group.min_judge_calls,
-            ))
-    return funcs, list(planned.values())
+    return [_reward_func(name, group, judge) for name in planned], list(planned.values())
+
+
+# The rewards that need nothing but the completions and the dataset's columns.
+_PLAIN: dict[str, Callable] = {
+    "accuracy": accuracy_reward,
+    "format": format_reward,
+    "grounding": grounding_reward,
+    "consistency": consistency_reward,
+    "coherence": coherence_reward,
+    "reasoning_accuracy": reasoning_accuracy_reward,
+    "supported_accuracy": supported_accuracy_reward,
+}
+
+
+def _reward_func(name: str, group: RewardsGroup, judge: Engine | None) -> Callable:
+    """The function of one reward name; those with settings are bound to `group`'s."""
+    if name in _PLAIN:
+        return _PLAIN[name]
+    if name == "geodesic":
+        geodesic = functools.partial(geodesic_reward, scale_km=group.geodesic_scale_km)
+        return functools.update_wrapper(geodesic, geodesic_reward)  # keeps __name__ "geodesic"
+    if name == "localizability":
+        if judge is None:
+            raise ValueError(
+                "rewards.weights has 'localizability' but no judge was given: pass the reward-model Engine "
+                "(build_reward_funcs(params.rewards, judge=engine)) or remove localizability from rewards.weights"
+            )
+        return make_localizability_reward(judge, max_failure_share=group.max_failure_share,
+                                          min_calls=group.min_judge_calls)
+    raise ValueError(f"rewards.weights: no reward function for {name!r}; known: {', '.join(REWARD_NAMES)}")
