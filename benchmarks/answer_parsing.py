@@ -21,8 +21,8 @@
    name is a state: "Los Angeles, CA, USA" commits to the US, not Canada). Target: >= 98% read as
    that country.
 5. Garbage is refused, nothing well-formed is lost: the garbage fields seen from a real model
-   (`city: </think>`, `city: 55.5525`, `country: Brazil / city: Brazil`, ...) must all be refused
-   and not `format_ok`; a seeded fuzz corpus of truncated, duplicated and interleaved tags must
+   (`city: </think>`, `city: 55.5525`, `country: Brazil / city: Brazil`, reasoning run on into a
+   field, ...) must all be refused and not `format_ok`; a seeded fuzz corpus of truncated, duplicated and interleaved tags must
    never yield a tag or a bare number as a field; every G3 place written in GLOBE's format (a
    well-formed answer) must read back `format_ok` with its country and city.
 
@@ -171,6 +171,10 @@ GARBAGE = (  # the fields a real model wrote (served and `globe predict`, IM2GPS
     "<think>x</think>\n<answer>country: France\ncity: **</answer>",
     "<think>x</think>\n<answer>country: France\ncity: </thi",
     "<think>x</think>\n<answer>country: Japan\ncity: 35.68° N, 139.69° E</answer>",
+    # the tiny GRPO policy's reasoning run on into a field (held-out GeoScenes)
+    "<think>x</think>\n<answer>country: the skyline; that silhouette belongs to New York City\nlon: -74.0</answer>",
+    "<think>x</think>\n<answer>country: India. The tropical latitudes9.7.0.0.99</answer>",
+    "<think>x</think>\n<answer>country: Egypt\ncity: 8 subtropical sky and sandy ground fit tropical latitudes.06</answer>",
 )
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 TAG_BITS = TAGS + [t[:k] for t in TAGS for k in range(2, len(t))] + [t[k:] for t in TAGS for k in range(1, len(t) - 1)]

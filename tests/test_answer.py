@@ -286,6 +286,12 @@ def test_the_whole_place_is_kept_for_the_geocoder():
         ('```json\n{"country": "Peru", "city": "think>"}\n```', "Peru", None, ("city",)),
         ('{"country": "Peru", "city": 55.5525}', "Peru", None, ("city",)),
         ("**Country:** Chile\n**City:** Chile", "Chile", None, ("city",)),
+        # the tiny GRPO policy's reasoning run on into a field (held-out GeoScenes, benchmark seeds 0-2)
+        ("<think>x</think>\n<answer>country: the skyline; that silhouette belongs to New York City\nlon: -74.0</answer>",
+         None, None, ("country",)),
+        ("<think>x</think>\n<answer>country: India. The tropical latitudes9.7.0.0.99</answer>", None, None, ("country",)),
+        ("<think>x</think>\n<answer>country: Egypt\ncity: 8 subtropical sky and sandy ground fit tropical latitudes.06"
+         "</answer>", "Egypt", None, ("city",)),
     ],
 )
 def test_garbage_fields_are_refused(text, country, city, refused):
@@ -303,6 +309,12 @@ def test_garbage_fields_are_refused(text, country, city, refused):
         ("<think>x</think>\n<answer>country: USA\ncity: LA</answer>", "USA", "LA"),
         ("<think>x</think>\n<answer>country: Japan\ncity: Tokyo, Japan</answer>", "Japan", "Tokyo, Japan"),
         ("<think>x</think>\n<answer>country: United States\ncity: Route 66</answer>", "United States", "Route 66"),
+        ("<think>x</think>\n<answer>country: Egypt\ncity: 6th of October City</answer>", "Egypt", "6th of October City"),
+        # long names are capitalised; a hedge with a place in it is kept (G3's real answers)
+        ("<think>x</think>\n<answer>country: Poland\ncity: Church of St. Michael the Archangel in Dębno</answer>",
+         "Poland", "Church of St. Michael the Archangel in Dębno"),
+        ("<think>x</think>\n<answer>country: China\ncity: Likely a rural area in Jiangxi Province</answer>",
+         "China", "Likely a rural area in Jiangxi Province"),
         ("<think>x</think>\n<answer>country: France\ncity:</answer>", "France", None),  # not stated
         ("<think>x</think>\n<answer>country: France\ncity: unknown</answer>", "France", None),  # an honest abstention
     ],

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from globe.answer.values import NONE_VALUES, strip_markdown
+from globe.answer.values import NAME_PARTICLES, NONE_VALUES, strip_markdown
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'’.\-]*")
-_CONNECTORS = {"of", "and", "the", "de", "du", "da", "do", "dos", "das", "del", "della", "di", "la", "le",
-               "el", "al", "van", "von", "y", "et", "upon", "im", "am", "an", "der", "ob", "sur", "in"}
+_CONNECTORS = NAME_PARTICLES
 # Sentence openers that are capitalised without being names ("Therefore, Hanoi, Vietnam").
 _OPENERS = {"therefore", "thus", "hence", "however", "overall", "additionally", "finally", "based", "given",
             "considering", "combining", "this", "these", "it", "there", "in", "on", "at", "a", "an", "so",

@@ -1,4 +1,4 @@
-"""Refusing what is not an answer: a field whose value is markup, a number or a country in `city:`.
+"""Refusing what is not an answer: a field whose value is markup, a number, prose or a country in `city:`.
 
 A model that writes `city: </think>`, `city: 55.5525` or `country: Brazil / city: Brazil` has not
 named a city. Such a field is dropped (it counts as unparsed: evaluation falls back to what else

@@ -14,6 +14,9 @@ def strip_markdown(text: str) -> str:
     return text
 
 
+# Lowercase words that belong inside place names ("Rio de Janeiro", "Frankfurt am Main").
+NAME_PARTICLES = frozenset({"of", "and", "the", "de", "du", "da", "do", "dos", "das", "del", "della", "di", "la", "le",
+                            "el", "al", "van", "von", "y", "et", "upon", "im", "am", "an", "der", "ob", "sur", "in"})
 NONE_VALUES = {"", "unknown", "n/a", "na", "none", "null", "-", "?", "unclear", "uncertain", "not sure",
                "undetermined", "indeterminate", "cannot be determined", "not determinable"}
 _YES = {"yes", "y", "true", "1", "localizable", "high"}
@@ -51,8 +54,26 @@ _TAG_FRAGMENT_RE = re.compile(r"[<>]|(?:^|[\s/])/?(?:think|answer)\s*/?$|^/\s*(?
 _NUMBER_ONLY_RE = re.compile(r"[\s\d.,:;+\-−–°º'′\"″()/NSEWnsew]*\d[\s\d.,:;+\-−–°º'′\"″()/NSEWnsew]*")
 
 
+# Prose where a name belongs: the reasoning run on into a field, as a real (tiny) policy wrote it.
+# A place name has no word fused to a number ("India. The tropical latitudes9.7.0", "flag364"), and
+# not four lowercase words besides the particles names are made of ("the skyline; that silhouette
+# belongs to New York City"). Long landmark names are capitalised ("Basílica Nuestra Señora del
+# Rosario y Convento de Santo Domingo"), and a hedged answer keeps its place ("Likely a rural area
+# in Jiangxi Province": three).
+_FUSED_NUMBER_RE = re.compile(r"[^\W\d_]\.?\d")
+_WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
+_MAX_PROSE_WORDS = 3
+
+
+def _is_prose(text: str) -> bool:
+    if _FUSED_NUMBER_RE.search(text):
+        return True
+    lowercase = [w for w in _WORD_RE.findall(text) if w[0].islower() and w.casefold() not in NAME_PARTICLES]
+    return len(lowercase) > _MAX_PROSE_WORDS
+
+
 def refusal(raw: Any) -> str | None:
-    """Why a written name value is not a name ("tag", "number", "empty"), or None when it may be one.
+    """Why a written name value is not a name ("tag", "number", "empty", "prose"), or None when it may be one.
 
     A value that is absent or blank is not refused (it is simply not given: `format_answer` writes
     `city:` for an unknown city), nor is an honest "unknown"; refusal is for text that is there but
@@ -60,6 +81,10 @@ def refusal(raw: Any) -> str | None:
 
     >>> refusal("</think>"), refusal("55.5525"), refusal("**"), refusal("Paris"), refusal(""), refusal("unknown")
     ('tag', 'number', 'empty', None, None, None)
+    >>> refusal("the skyline; that silhouette belongs to New York City"), refusal("India. The tropical latitudes9.7")
+    ('prose', 'prose')
+    >>> refusal("Church of St. Michael the Archangel in Dębno"), refusal("Frankfurt am Main")
+    (None, None)
     """
     if raw is None or isinstance(raw, (dict, list, bool)):
         return None
@@ -72,7 +97,10 @@ def refusal(raw: Any) -> str | None:
         return "number"
     if isinstance(raw, (int, float)):
         return "number"
-    if clean_value(text) is None and not strip_markdown(text).strip().strip("\"'“”‘’").strip().rstrip(".;,:").strip() \
+    cleaned = clean_value(text)
+    if cleaned is None and not strip_markdown(text).strip().strip("\"'“”‘’").strip().rstrip(".;,:").strip() \
             .casefold() in NONE_VALUES - {""}:
         return "empty"
+    if cleaned is not None and _is_prose(cleaned):
+        return "prose"
     return None

@@ -106,7 +106,7 @@ def build_inputs(params: Params, root: str | Path, say: Callable[[str], None] = 
     """The tiny world of `params`, built once under `root` the way dvc.yaml builds it (each step
     skipped when its output is there): source -> distilled -> verified, the held-out set, the base model."""
     from globe.data.distill import distill
-    from globe.tiny.geoscenes import synthesize_heldout
+    from globe.data.heldout import write_heldout
     from globe.data.source import build_source
     from globe.data.verify import verify
     from globe.tiny.model import build_tiny
@@ -116,7 +116,7 @@ def build_inputs(params: Params, root: str | Path, say: Callable[[str], None] = 
         ("source", lambda out: build_source(params, out)),
         ("distilled", lambda out: distill(root / "source", out, params.distill, progress=False)),
         ("verified", lambda out: verify(root / "distilled", out, params.verify)),
-        ("heldout", lambda out: synthesize_heldout(out, params)),
+        ("heldout", lambda out: write_heldout(params, out)),
     )
     for name, build in steps:
         if not (root / name / "records.jsonl").is_file():
