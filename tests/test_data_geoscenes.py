@@ -108,6 +108,9 @@ def test_occluded_flags_keep_their_colours_only_where_the_leaves_end(tmp_path):
     records = synthesize(tmp_path / "a", n=24, seed=5, non_localizable_share=0.0, look=look)
     synthesize(tmp_path / "b", n=24, seed=5, non_localizable_share=0.0, look=look)
     assert _tree(tmp_path / "a") == _tree(tmp_path / "b")  # still the same bytes for a seed
+    assert all(r.meta["flag_hidden"] for r in records)  # the record says so (evaluation's `by_condition`)
+    clear = synthesize(tmp_path / "c", n=4, seed=5, non_localizable_share=0.0)
+    assert not any(r.meta["flag_hidden"] for r in clear)
     world = World.load(tmp_path / "a")
     unread = 0
     for r in records:

@@ -68,6 +68,27 @@ def run(geoscenes, out, engine, **kw):
     return samples, evaluate(engine, samples, out, spec(**kw), n_boot=200, gallery_size=6, progress=False)
 
 
+def test_geoscenes_metrics_break_down_by_whether_a_flag_is_hidden(tmp_path):
+    """The renderer records which photos have a flag stripe behind foliage; evaluation reports every
+    metric on those and on the clear ones (metrics.json `by_condition`, summary.md), where the
+    scene reader, which takes each stripe's median colour, reads the leaves."""
+    from globe.tiny.geoscenes import Rendering, synthesize
+
+    records = synthesize(tmp_path / "gs", n=40, seed=4, non_localizable_share=0.0, look=Rendering(flag_occlusion=0.5))
+    hidden = sum(r.meta["flag_hidden"] for r in records)
+    assert 0 < hidden < len(records)
+    samples = load_benchmark("geoscenes", path=tmp_path / "gs")
+    assert sorted(s.condition for s in samples) == sorted(
+        "flag hidden" if r.meta["flag_hidden"] else "clear" for r in records if r.split == "test")
+    evaluate(SceneReaderEngine("reader"), samples, tmp_path / "run", spec(), n_boot=50, gallery_size=2, progress=False)
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    by = saved["by_condition"]
+    assert set(by) == {"clear", "flag hidden"} and by["clear"]["n"] + by["flag hidden"]["n"] == saved["n"]
+    assert by["flag hidden"]["country_acc"] < by["clear"]["country_acc"] == 1.0
+    assert "ci95" in by["clear"]
+    assert "| flag hidden |" in (tmp_path / "run" / "summary.md").read_text()
+
+
 def test_run_writes_every_output_and_agrees_with_the_shared_scorer(geoscenes, tmp_path):
     samples, m = run(geoscenes, tmp_path / "run", SceneReaderEngine("reader"))
     out = tmp_path / "run"
@@ -93,6 +114,7 @@ def test_run_writes_every_output_and_agrees_with_the_shared_scorer(geoscenes, tm
     assert lo <= saved["acc_25km"] <= hi and hi - lo > 0
     assert sum(v["n"] for v in saved["by_continent"].values()) == saved["n"]
     assert sum(v["n"] for v in saved["by_country"].values()) == saved["n"]
+    assert saved["by_condition"] == {"clear": saved["by_condition"]["clear"]}  # nothing hidden in this world
     with open(out / "accuracy_curve.csv") as fh:
         curve = {float(r["threshold_km"]): float(r["accuracy"]) for r in csv.DictReader(fh)}
     assert curve[25.0] == pytest.approx(saved["acc_25km"], abs=1e-6) and curve[2500.0] == pytest.approx(saved["acc_2500km"], abs=1e-6)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -50,6 +50,10 @@ class Sample:
     # The visual cues really in the image, when known exactly (GeoScenes: what the renderer drew);
     # None elsewhere. `globe.faithfulness.cue_grounding` scores the reasoning's cues against them.
     entities: tuple[str, ...] | None = None
+    # What makes the photo harder, when known (GeoScenes: "flag hidden" where foliage covers most of
+    # a flag stripe, the photos no teacher trace covers, else "clear"); None elsewhere. Evaluation
+    # breaks every metric down by it (metrics.json `by_condition`).
+    condition: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,11 +128,8 @@ def _derive_labels(samples: list[Sample]) -> list[Sample]:
     out = list(samples)
     for i, place in zip(todo, places):
         s = samples[i]
-        out[i] = Sample(
-            id=s.id, image=s.image, lat=s.lat, lon=s.lon, country_code=place.country_code,
-            country=place.country, city=s.city or place.city, label_source="reverse-geocoded",
-            reasoning=s.reasoning, entities=s.entities,
-        )
+        out[i] = replace(s, country_code=place.country_code, country=place.country, city=s.city or place.city,
+                         label_source="reverse-geocoded")
     return out
 
 
@@ -276,6 +277,13 @@ def load_mp16_jsonl(path: Path, images: Path | None = None, limit: int | None = 
     return _derive_labels(samples)
 
 
+def geoscenes_condition(meta: dict) -> str | None:
+    """"flag hidden" / "clear" for a GeoScenes record that says (datasets rendered before it did: None)."""
+    if meta.get("generator") != "geoscenes" or "flag_hidden" not in meta:
+        return None
+    return "flag hidden" if meta["flag_hidden"] else "clear"
+
+
 def load_geoscenes(dataset_dir: Path, limit: int | None = None, split: str = "test") -> list[Sample]:
     """A globe dataset directory (`records.jsonl` + `images/`), test split, via `globe.data`."""
     records_path = dataset_dir / "records.jsonl"
@@ -295,6 +303,7 @@ def load_geoscenes(dataset_dir: Path, limit: int | None = None, split: str = "te
                 country=rec.country, city=rec.city, label_source=str(rec.label_source or "dataset"),
                 reasoning=rec.reasoning,
                 entities=tuple(rec.entities) if rec.meta.get("generator") == "geoscenes" else None,
+                condition=geoscenes_condition(rec.meta),
             )
         )
         if limit is not None and len(samples) >= limit:

@@ -208,9 +208,17 @@ def country_key(row: Mapping) -> str:
     return row.get("country_code") or "unknown"
 
 
+def condition_key(row: Mapping) -> str | None:
+    return row.get("condition")
+
+
 def breakdowns(rows: Sequence[Mapping], n_boot: int = 200, seed: int = 0) -> dict[str, dict]:
-    """`{"continent": {...}, "country": {...}}` as stored in metrics.json (CIs per continent only)."""
+    """`{"continent": {...}, "country": {...}, "condition": {...}}` as stored in metrics.json (CIs
+    per continent and per condition; `condition` only when the test set says one, as GeoScenes do:
+    where the tiny policy's reasoning stops supporting its answer is where a flag is hidden)."""
     return {
         "continent": group_breakdown(rows, continent_key, n_boot=n_boot, seed=seed),
         "country": group_breakdown(rows, country_key, n_boot=0),
+        **({"condition": group_breakdown(rows, condition_key, n_boot=n_boot, seed=seed)}
+           if any(r.get("condition") for r in rows) else {}),
     }

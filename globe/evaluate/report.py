@@ -332,4 +332,12 @@ def render_summary_md(metrics: Mapping, title: str) -> str:
     lines = [f"### {title}", "", "| metric | value (names geocoded) | 95% CI | stated coordinates |", "|---|---:|---:|---:|"]
     for label, value, ci, stated in _metric_rows(metrics, ci95):
         lines.append(f"| {label} | {value} | {ci} | {stated} |")
+    if metrics.get("by_condition"):
+        lines += ["", "| condition | n | acc_25km | country | consistency (95% CI) | right for the wrong reason |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for name, m in metrics["by_condition"].items():
+            ci = (m.get("ci95") or {}).get("consistency")
+            cons = _pct(m.get("consistency")) + (f" {_ci(ci, _pct)}" if ci else "")
+            lines.append(f"| {name} | {m['n']} | {_pct(m.get('acc_25km'))} | {_pct(m.get('country_acc'))} | {cons} "
+                         f"| {_pct(m.get('wrong_reason'))} |")
     return "\n".join(lines) + "\n"

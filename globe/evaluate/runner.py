@@ -358,6 +358,8 @@ def finalize(
                             "level": 0.95, "method": "percentile"}
     parts = breakdowns(rows, n_boot=per_continent, seed=seed)
     metrics["by_continent"], metrics["by_country"] = parts["continent"], parts["country"]
+    if "condition" in parts:
+        metrics["by_condition"] = parts["condition"]
 
     distances = [r.get("distance_km") for r in rows]
     plots = {

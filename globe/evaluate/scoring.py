@@ -125,6 +125,7 @@ def score_batch(samples: Sequence[Sample], answers: Sequence[Answer]) -> list[di
             "country": s.country,
             "city": s.city,
             "label_source": s.label_source,
+            **({"condition": s.condition} if s.condition is not None else {}),
             "output": raw,
             "error": a.error,
             "answer": None if answer is None else {

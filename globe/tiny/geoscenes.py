@@ -126,7 +126,8 @@ FOLIAGE = ((40, 70, 30), (70, 60, 35))  # leaves and branches in front of a flag
 OCCLUDED_SHARE = (0.5, 0.9)  # of the stripe's width: more than half, so a median colour reads the leaves
 
 
-def _paint_scene(rng: np.random.Generator, scene: Scene, size: int, look: Rendering) -> np.ndarray:
+def _paint_scene(rng: np.random.Generator, scene: Scene, size: int, look: Rendering) -> tuple[np.ndarray, bool]:
+    """The scene's pixels, and whether foliage hides most of a flag stripe."""
     from globe.tiny.world import climate_by_band
 
     u, v = _grid(size)
@@ -136,7 +137,8 @@ def _paint_scene(rng: np.random.Generator, scene: Scene, size: int, look: Render
     img[v >= GROUND_TOP] = climate.ground
     for k, colour in enumerate(scene.palette):
         img[(v >= k * FLAG_BOTTOM / 3) & (v < (k + 1) * FLAG_BOTTOM / 3)] = FLAG_COLOURS[colour]
-    if look.flag_occlusion > 0 and rng.random() < look.flag_occlusion:
+    flag_hidden = look.flag_occlusion > 0 and rng.random() < look.flag_occlusion
+    if flag_hidden:
         # foliage in front of one stripe, over most (not all) of its width: what is left shows its colour
         k = int(rng.integers(3))
         cover = float(rng.uniform(*OCCLUDED_SHARE))
@@ -158,7 +160,7 @@ def _paint_scene(rng: np.random.Generator, scene: Scene, size: int, look: Render
         img[y0 : y0 + h, x0 : x0 + w] = colour
     shift = float(rng.uniform(-look.landmark_shift, look.landmark_shift))
     img[landmark_mask(scene.landmark, size, shift)] = np.array(SILHOUETTE) + rng.integers(-8, 9, size=3)
-    return img
+    return img, flag_hidden
 
 
 def _paint_non_localizable(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
@@ -177,11 +179,15 @@ def _paint_non_localizable(rng: np.random.Generator, kind: str, size: int) -> np
     return np.kron(blocks, np.ones((reps, reps, 1), dtype=np.float32))[:size, :size]
 
 
-def render(rng: np.random.Generator, scene: Scene, size: int, look: Rendering = Rendering()) -> bytes:
-    """PNG bytes of a scene: lossless, so the same seed gives the same bytes and decoding is exact."""
+def render(rng: np.random.Generator, scene: Scene, size: int, look: Rendering = Rendering()) -> tuple[bytes, bool]:
+    """(PNG bytes, whether foliage hides a flag stripe) of a scene. PNG is lossless, so the same seed
+    gives the same bytes and decoding is exact."""
     from PIL import Image
 
-    img = _paint_scene(rng, scene, size, look) if scene.localizable else _paint_non_localizable(rng, scene.kind, size)
+    if scene.localizable:
+        img, flag_hidden = _paint_scene(rng, scene, size, look)
+    else:
+        img, flag_hidden = _paint_non_localizable(rng, scene.kind, size), False
     if look.colour_cast > 0:
         img = img * rng.uniform(1.0 - look.colour_cast, 1.0 + look.colour_cast, size=3).astype(np.float32)
     img = img * float(rng.uniform(1.0 - look.brightness, 1.0 + look.brightness))
@@ -189,7 +195,7 @@ def render(rng: np.random.Generator, scene: Scene, size: int, look: Rendering = 
     pixels = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(pixels, mode="RGB").save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+    return buf.getvalue(), flag_hidden
 
 
 def draw_scene(rng: np.random.Generator, world: World, non_localizable_share: float) -> Scene:
@@ -236,7 +242,7 @@ def synthesize(
         rng = np.random.default_rng([seed, i])
         scene = draw_scene(rng, world, non_localizable_share)
         split = "test" if rng.random() < test_share else "train"
-        png = render(rng, scene, image_size, look)
+        png, flag_hidden = render(rng, scene, image_size, look)
         rel = f"{IMAGES_DIR}/gs{seed}-{i:06d}.png"
         atomic_write_bytes(out / rel, png, durable=False)
         country = names[scene.country_code]
@@ -268,6 +274,7 @@ def synthesize(
                     "admin1": city.admin1,
                     "landmark": scene.landmark,
                     "climate": scene.climate,
+                    "flag_hidden": flag_hidden,  # foliage over most of a flag stripe: the teachers misread it
                 },
             )
         )
