@@ -28,7 +28,6 @@ run it reads those runs instead of training them again.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -80,13 +79,10 @@ def faithfulness_rows(params, inputs, out: Path, seeds: int, main_job: str, say)
             ok &= met
             print(f"{s:>4} | {split:>9} | {cons['a']:>8.3f} {cons['b']:>9.3f} {100 * wrong:>5.1f}% | {_ci(cons):>28} | "
                   f"{_ci(acc):>26} | {'met' if met else 'MISSED'}")
-    for s in range(seeds):  # where the reasoning stops supporting the answer (GeoScenes say which photos are hard)
-        by = {name: json.loads((out / f"seed-{s}" / f"{name}.eval" / "metrics.json").read_text()).get("by_condition")
-              for name in ("sft", main_job)}
-        if all(by.values()):
-            print(f"{s:>4} | consistency by condition, SFT -> GRPO: " + ", ".join(
-                f"{c} (n={m['n']}) {by['sft'][c]['consistency']:.3f} -> {m['consistency']:.3f}"
-                for c, m in by[main_job].items() if c in by["sft"]))
+            for condition, block in result.get("by_condition", {}).items():  # where the reasoning stops supporting
+                c = block["consistency"]
+                print(f"{'':>4} | {condition[:9]:>9} | {c['a']:>8.3f} {c['b']:>9.3f} {'':>6} | {_ci(c):>28} | "
+                      f"{_ci(block['acc_25km']):>26} | (n={block['n']})")
     print(f"targets (issue 22): in-domain consistency >= {TARGET_CONSISTENCY}, lower bound of Δ consistency > "
           f"{100 * CONSISTENCY_FLOOR:+.0f} pt, wrong reason <= {100 * MAX_WRONG_REASON:.0f}%, Δ acc_25km >= "
           f"+{100 * MIN_GAIN_25KM:.0f} pt above 0; shifted: Δ acc_25km above 0, Δ consistency > "

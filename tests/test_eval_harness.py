@@ -87,6 +87,13 @@ def test_geoscenes_metrics_break_down_by_whether_a_flag_is_hidden(tmp_path):
     assert by["flag hidden"]["country_acc"] < by["clear"]["country_acc"] == 1.0
     assert "ci95" in by["clear"]
     assert "| flag hidden |" in (tmp_path / "run" / "summary.md").read_text()
+    # a comparison pairs the images of each condition too
+    evaluate(SceneReaderEngine("noisy", noise=0.5), samples, tmp_path / "noisy", spec(), n_boot=50, gallery_size=2,
+             progress=False)
+    result = compare_runs(tmp_path / "run", tmp_path / "noisy", n_boot=50)
+    per = result["by_condition"]
+    assert {c: per[c]["n"] for c in per} == {c: by[c]["n"] for c in by}
+    assert per["clear"]["acc_25km"]["a"] == by["clear"]["acc_25km"] and per["clear"]["acc_25km"]["delta"] < 0
 
 
 def test_run_writes_every_output_and_agrees_with_the_shared_scorer(geoscenes, tmp_path):

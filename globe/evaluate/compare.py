@@ -26,6 +26,7 @@ from globe.evaluate.runner import PREDICTIONS, RUN_INFO, PredictionLog, RunError
 from globe.evaluate.scoring import rescore_legacy
 
 LOWER_IS_BETTER = {"median_km", "mean_km", "wrong_reason"}
+CONDITION_KEYS = ("acc_25km", "country_acc", "consistency", "wrong_reason")  # per condition (`by_condition`)
 
 
 @dataclass
@@ -67,11 +68,12 @@ def compare_runs(a: str | Path, b: str | Path, n_boot: int = 1000, seed: int = 0
     """Deltas B - A for every metric, paired over shared images when there are any."""
     run_a, run_b = load_run(a), load_run(b)
     rows_a, rows_b, paired = compared_rows(run_a, run_b)
-    result = deltas(rows_a, rows_b, paired=paired, n_boot=n_boot, seed=seed)
-    for name, entry in result.items():
-        lo, hi = entry["ci"]
-        entry["significant"] = lo is not None and hi is not None and (lo > 0 or hi < 0)
-        entry["better"] = None if entry["delta"] in (None, 0) else (entry["delta"] < 0) == (name in LOWER_IS_BETTER)
+    result = _judged(deltas(rows_a, rows_b, paired=paired, n_boot=n_boot, seed=seed))
+    by_condition = {}
+    for condition in sorted({r["condition"] for r in rows_a if r.get("condition")}) if paired else ():
+        keep = [i for i, r in enumerate(rows_a) if r.get("condition") == condition]
+        per = deltas([rows_a[i] for i in keep], [rows_b[i] for i in keep], paired=True, n_boot=n_boot, seed=seed)
+        by_condition[condition] = {"n": len(keep), **_judged({k: per[k] for k in CONDITION_KEYS})}
     return {
         "a": {"path": str(run_a.path), "model": run_a.info.get("model"), "benchmark": run_a.info.get("benchmark"),
               "n": len(run_a.rows), "samples": run_a.info.get("samples", 1)},
@@ -82,7 +84,17 @@ def compare_runs(a: str | Path, b: str | Path, n_boot: int = 1000, seed: int = 0
         "n_compared": len(rows_a) if paired else None,
         "bootstrap": {"resamples": n_boot, "seed": seed, "level": 0.95},
         "metrics": {k: result[k] for k in CI_KEYS},
+        **({"by_condition": by_condition} if by_condition else {}),
     }
+
+
+def _judged(entries: dict[str, dict]) -> dict[str, dict]:
+    """Each delta marked `significant` (its interval excludes 0) and `better` (in the metric's direction)."""
+    for name, entry in entries.items():
+        lo, hi = entry["ci"]
+        entry["significant"] = lo is not None and hi is not None and (lo > 0 or hi < 0)
+        entry["better"] = None if entry["delta"] in (None, 0) else (entry["delta"] < 0) == (name in LOWER_IS_BETTER)
+    return entries
 
 
 def confidence_summary(rows: list[dict]) -> dict[str, Any] | None:
@@ -164,6 +176,16 @@ def comparison_md(result: dict[str, Any]) -> str:
         ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
         lines.append(f"| {name} | {_fmt(name, m['a'])} | {_fmt(name, m['b'])} | {_fmt(name, m['delta'], True)} "
                      f"| {ci} | {_verdict(m)} |")
+    if result.get("by_condition"):
+        lines += ["", "By condition (paired over the images of each):", "",
+                  "| condition | n | metric | A | B | delta | 95% CI | |", "|---|---:|---|---:|---:|---:|---:|---|"]
+        for condition, block in result["by_condition"].items():
+            for name in CONDITION_KEYS:
+                m = block[name]
+                lo, hi = m["ci"]
+                ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
+                lines.append(f"| {condition} | {block['n']} | {name} | {_fmt(name, m['a'])} | {_fmt(name, m['b'])} "
+                             f"| {_fmt(name, m['delta'], True)} | {ci} | {_verdict(m)} |")
     return "\n".join(lines) + "\n"
 
 
