@@ -18,6 +18,35 @@ SHARED_DATA = Path(os.environ.get("GLOBE_SHARED_DATA", ROOT.parent / "shared" / 
 SHARED_CRDS = Path(os.environ.get("GLOBE_SHARED_CRDS", ROOT.parent / "shared" / "k8s-crds"))
 
 
+# --- the main job, in the background (tests/_main_job.py) ----------------------------------------
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The main job's test runs last, so the `dvc repro` it checks overlaps the rest of the suite."""
+    import _main_job
+
+    items.sort(key=lambda item: item.nodeid.endswith(_main_job.TEST))  # stable: the rest keep their order
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _main_job_in_background(request, tmp_path_factory):
+    """Starts the README's main job when its test is selected (and only then); stops it at the end."""
+    import _main_job
+
+    if not any(item.nodeid.endswith(_main_job.TEST) for item in request.session.items):
+        yield None
+        return
+    job = _main_job.start(tmp_path_factory.mktemp("main-job"))
+    yield job
+    job.stop()
+
+
+@pytest.fixture
+def main_job(_main_job_in_background):
+    """The background `dvc repro` (`_main_job.MainJob`)."""
+    return _main_job_in_background
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """`../shared/data` (real benchmark files); tests that need it skip with a reason when absent."""

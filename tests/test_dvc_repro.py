@@ -1,8 +1,9 @@
 """`dvc repro` of the tiny world, the README's main job with params.yaml as it is, end to end in a
-scratch copy of the project: every stage runs, GRPO beats the SFT checkpoint it started from on
-the held-out images (the paired-bootstrap interval above 0), the results are readable, the only new
-file beside the ignored outputs is dvc.lock, a second `dvc repro` does nothing, and `dvc exp run -S` reruns only what the changed
-parameter invalidates.
+scratch copy of the project (started in the background with the session, tests/_main_job.py; this
+test runs last): every stage runs, GRPO beats the SFT checkpoint it started from on the held-out
+images (the paired-bootstrap interval above 0), the results are readable, the only new file beside
+the ignored outputs is dvc.lock, a second `dvc repro` does nothing, and `dvc exp run -S` reruns
+only what the changed parameter invalidates.
 
 The margins come from four measured trainings (`benchmarks/grpo_learning.py` seeds 0-2 and this
 job's seed 42; docs/train.md, "What the tiny world shows"). GRPO - SFT on acc_25km, the paper's
@@ -17,17 +18,11 @@ significance target over its seeds.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import yaml
+from _main_job import run
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["config", "data", "distill", "verify", "heldout", "base-model", "sft", "reward-model", "grpo", "evaluate", "register"]
 MIN_ACC25_GAIN = 0.10  # GRPO - SFT acc_25km on the in-domain held-out set, interval above 0 (see above)
 MAX_COUNTRY_LOSS = 0.02  # GRPO - SFT country_acc may not fall below -2 pt (see above)
@@ -39,35 +34,11 @@ MAX_CONSISTENCY_LOSS = 0.02  # GRPO - SFT consistency may not fall below -2 pt
 MAX_WRONG_REASON = 0.06  # GRPO's share of right answers whose reasoning concludes elsewhere
 
 
-def _run(args: list[str], cwd: Path, env: dict) -> str:
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=3000)
-    assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
-
-
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # the whole main job: ~12 min on 2 idle cores
-def test_dvc_repro_learns_then_nothing_then_an_experiment(tmp_path):
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(ROOT / name, proj / name)
-    shutil.copytree(ROOT / "globe", proj / "globe", ignore=shutil.ignore_patterns("__pycache__"))  # code deps
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # the `globe` CLI
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    dvc = [sys.executable, "-m", "dvc"]
-    _run(["git", "init", "-q"], proj, env)
-    _run([*dvc, "init", "-q"], proj, env)
-    _run(["git", "add", "-A"], proj, env)
-    _run(["git", "commit", "-qm", "tiny world"], proj, env)
-
-    started = time.monotonic()
-    out = _run([*dvc, "repro"], proj, env)
-    elapsed = time.monotonic() - started
+@pytest.mark.timeout(3600)  # the whole main job: ~12 min on 2 idle cores, started with the session
+def test_dvc_repro_learns_then_nothing_then_an_experiment(main_job):
+    out, elapsed = main_job.wait()
+    proj, env, dvc = main_job.proj, main_job.env, main_job.dvc
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out, stage
     lock = yaml.safe_load((proj / "dvc.lock").read_text())
@@ -87,32 +58,32 @@ def test_dvc_repro_learns_then_nothing_then_an_experiment(tmp_path):
     assert "grpo − sft" in (proj / "results/evaluate/summary.md").read_text()
 
     # readable results: each metrics file holds the headline figures only; plots render offline
-    shown = json.loads(_run([*dvc, "metrics", "show", "--json"], proj, env))
+    shown = json.loads(run([*dvc, "metrics", "show", "--json"], proj, env))
     files = next(iter(shown.values()))["data"]
     for path in ("results/evaluate/metrics.json", "results/grpo/metrics.json", "results/sft/metrics.json",
                  "results/verify/metrics.json"):
         assert _numbers(files[path]["data"]) <= 40, path
-    _run([*dvc, "plots", "show", "-o", str(tmp_path / "plots")], proj, env)
-    assert (tmp_path / "plots" / "index.html").is_file()
+    run([*dvc, "plots", "show", "-o", str(proj.parent / "plots")], proj, env)
+    assert (proj.parent / "plots" / "index.html").is_file()
     assert json.loads((proj / "results/register/registered.json").read_text())["version"] == "1"
     assert json.loads((proj / "results/register/promotion.json").read_text())["promoted"] is True  # clears the floor
 
     # a fresh repro changes nothing tracked: the project ships no dvc.lock (trained weights differ
     # from machine to machine, docs/orchestration.md), so the run's lock is the one new file, and
     # the user commits it as DVC intends
-    assert _run(["git", "status", "--porcelain"], proj, env).strip() == "?? dvc.lock"
-    _run(["git", "add", "dvc.lock"], proj, env)
-    _run(["git", "commit", "-qm", "tiny world: trained"], proj, env)
+    assert run(["git", "status", "--porcelain"], proj, env).strip() == "?? dvc.lock"
+    run(["git", "add", "dvc.lock"], proj, env)
+    run(["git", "commit", "-qm", "tiny world: trained"], proj, env)
 
-    again = _run([*dvc, "repro"], proj, env)
+    again = run([*dvc, "repro"], proj, env)
     assert "Running stage" not in again and "up to date" in again.lower()
 
-    exp = _run([*dvc, "exp", "run", "-S", "register.min_improvement=0.5"], proj, env)
+    exp = run([*dvc, "exp", "run", "-S", "register.min_improvement=0.5"], proj, env)
     assert "Running stage 'register'" in exp  # its resolved settings (results/config/register.yaml) changed
     assert "Running stage 'grpo'" not in exp and "Running stage 'data'" not in exp
     promotion = json.loads((proj / "results/register/promotion.json").read_text())
     assert promotion["promoted"] is False  # v2 equals v1's metric: not better by 0.5
-    print(f"dvc repro of the tiny world: {elapsed:.0f} s")
+    print(f"dvc repro of the tiny world: {elapsed:.0f} s (beside the rest of the suite)")
 
 
 def _numbers(doc) -> int:
