@@ -55,7 +55,7 @@ def faithfulness_rows(params, inputs, out: Path, seeds: int, main_job: str, say)
     if not (shifted / "records.jsonl").is_file():
         say(f"building {shifted}")
         synthesize_heldout(shifted, params, shifted=True)
-    print(f"\n{'seed':>4} | {'set':>9} | {'SFT cons':>8} {'GRPO cons':>9} {'wrong':>6} | {'delta consistency [95% CI]':>28} | "
+    print(f"\n{'seed':>4} | {'set':>11} | {'SFT cons':>8} {'GRPO cons':>9} {'wrong':>6} | {'delta consistency [95% CI]':>28} | "
           f"{'delta acc_25km [95% CI]':>26} | verdict")
     ok = True
     for s in range(seeds):
@@ -77,11 +77,11 @@ def faithfulness_rows(params, inputs, out: Path, seeds: int, main_job: str, say)
             else:
                 met = floor and gains
             ok &= met
-            print(f"{s:>4} | {split:>9} | {cons['a']:>8.3f} {cons['b']:>9.3f} {100 * wrong:>5.1f}% | {_ci(cons):>28} | "
+            print(f"{s:>4} | {split:>11} | {cons['a']:>8.3f} {cons['b']:>9.3f} {100 * wrong:>5.1f}% | {_ci(cons):>28} | "
                   f"{_ci(acc):>26} | {'met' if met else 'MISSED'}")
             for condition, block in result.get("by_condition", {}).items():  # where the reasoning stops supporting
                 c = block["consistency"]
-                print(f"{'':>4} | {condition[:9]:>9} | {c['a']:>8.3f} {c['b']:>9.3f} {'':>6} | {_ci(c):>28} | "
+                print(f"{'':>4} | {condition:>11} | {c['a']:>8.3f} {c['b']:>9.3f} {'':>6} | {_ci(c):>28} | "
                       f"{_ci(block['acc_25km']):>26} | (n={block['n']})")
     print(f"targets (issue 22): in-domain consistency >= {TARGET_CONSISTENCY}, lower bound of Δ consistency > "
           f"{100 * CONSISTENCY_FLOOR:+.0f} pt, wrong reason <= {100 * MAX_WRONG_REASON:.0f}%, Δ acc_25km >= "
