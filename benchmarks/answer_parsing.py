@@ -22,9 +22,10 @@
    that country.
 5. Garbage is refused, nothing well-formed is lost: the garbage fields seen from a real model
    (`city: </think>`, `city: 55.5525`, `country: Brazil / city: Brazil`, reasoning run on into a
-   field, ...) must all be refused and not `format_ok`; a seeded fuzz corpus of truncated, duplicated and interleaved tags must
-   never yield a tag or a bare number as a field; every G3 place written in GLOBE's format (a
-   well-formed answer) must read back `format_ok` with its country and city.
+   field, ...) must all be refused and not `format_ok`; a seeded fuzz corpus of truncated,
+   duplicated and interleaved tags must never yield a tag or a bare number as a field; every G3
+   place written in GLOBE's format (a well-formed answer) must read back `format_ok` with its
+   country and city.
 
     python benchmarks/answer_parsing.py
 

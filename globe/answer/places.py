@@ -18,7 +18,6 @@ from typing import Any
 from globe.answer.values import NAME_PARTICLES, NONE_VALUES, strip_markdown
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'’.\-]*")
-_CONNECTORS = NAME_PARTICLES
 # Sentence openers that are capitalised without being names ("Therefore, Hanoi, Vietnam").
 _OPENERS = {"therefore", "thus", "hence", "however", "overall", "additionally", "finally", "based", "given",
             "considering", "combining", "this", "these", "it", "there", "in", "on", "at", "a", "an", "so",
@@ -134,7 +133,7 @@ def _cap_runs(text: str) -> list[_Run]:
         word = (m.start(), m.end(), m.group(0))
         joined = bool(cur) and text[cur[-1][1]:m.start()].isspace() and not (
             cur[-1][2].endswith(".") and not _ABBREV_END_RE.search(cur[-1][2]))
-        if _capitalised(word[2]) or (joined and word[2].casefold() in _CONNECTORS):
+        if _capitalised(word[2]) or (joined and word[2].casefold() in NAME_PARTICLES):
             if not joined:
                 close()
             cur.append(word)

@@ -128,8 +128,7 @@ def comparison_table(result: dict[str, Any]):
     for col, justify in (("metric", "left"), ("A", "right"), ("B", "right"), ("delta", "right"), ("95% CI", "right"), ("", "left")):
         table.add_column(col, justify=justify)
     for name, m in result["metrics"].items():
-        lo, hi = m["ci"]
-        ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
+        ci = _ci_text(name, m)
         if m["delta"] is None:
             flag = "undefined in a run"
         elif m["significant"]:
@@ -172,21 +171,24 @@ def comparison_md(result: dict[str, Any]) -> str:
              f"A: `{a['path']}` ({a['n']} rows), B: `{b['path']}` ({b['n']} rows).", "",
              "| metric | A | B | delta | 95% CI | |", "|---|---:|---:|---:|---:|---|"]
     for name, m in result["metrics"].items():
-        lo, hi = m["ci"]
-        ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
-        lines.append(f"| {name} | {_fmt(name, m['a'])} | {_fmt(name, m['b'])} | {_fmt(name, m['delta'], True)} "
-                     f"| {ci} | {_verdict(m)} |")
+        lines.append(f"| {name} | {_md_cells(name, m)} |")
     if result.get("by_condition"):
         lines += ["", "By condition (paired over the images of each):", "",
                   "| condition | n | metric | A | B | delta | 95% CI | |", "|---|---:|---|---:|---:|---:|---:|---|"]
         for condition, block in result["by_condition"].items():
-            for name in CONDITION_KEYS:
-                m = block[name]
-                lo, hi = m["ci"]
-                ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
-                lines.append(f"| {condition} | {block['n']} | {name} | {_fmt(name, m['a'])} | {_fmt(name, m['b'])} "
-                             f"| {_fmt(name, m['delta'], True)} | {ci} | {_verdict(m)} |")
+            lines += [f"| {condition} | {block['n']} | {name} | {_md_cells(name, block[name])} |" for name in CONDITION_KEYS]
     return "\n".join(lines) + "\n"
+
+
+def _ci_text(name: str, m: dict[str, Any]) -> str:
+    """A delta's 95% interval as the tables print it ("–" when it is undefined)."""
+    lo, hi = m["ci"]
+    return "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
+
+
+def _md_cells(name: str, m: dict[str, Any]) -> str:
+    """A, B, delta, interval and verdict of one metric, as Markdown cells."""
+    return f"{_fmt(name, m['a'])} | {_fmt(name, m['b'])} | {_fmt(name, m['delta'], True)} | {_ci_text(name, m)} | {_verdict(m)}"
 
 
 COMPARE_HTML = """<!doctype html>
@@ -215,8 +217,7 @@ def comparison_html(result: dict[str, Any], plot_png: bytes) -> str:
 
     rows = []
     for name, m in result["metrics"].items():
-        lo, hi = m["ci"]
-        ci = "–" if lo is None else f"[{_fmt(name, lo, True)}, {_fmt(name, hi, True)}]"
+        ci = _ci_text(name, m)
         cls = "" if not m["significant"] else ("up" if m["better"] else "down")
         rows.append((name, _fmt(name, m["a"]), _fmt(name, m["b"]), _fmt(name, m["delta"], True), ci, _verdict(m), cls))
     a, b = result["a"], result["b"]
