@@ -248,6 +248,12 @@ class TeacherConfig(Group):
         description="scene-reader teachers only: share of reasonings that leave the decisive cue (the landmark, "
         "which names the city) out while the answer still names the city",
     )
+    closer_look: float = Field(
+        0.0, ge=0.0, le=1.0,
+        description="scene-reader teachers only: share of images with leaves over most of a flag stripe whose "
+        "flag is read where the leaves end, and the reasoning says so (the same images for every teacher); "
+        "the others read the leaves",
+    )
 
 
 class DistillGroup(Group):

@@ -124,6 +124,44 @@ def test_occluded_flags_keep_their_colours_only_where_the_leaves_end(tmp_path):
     assert unread >= 0.9 * len(records)  # the teachers' median colour reads the leaves: no trace for these
 
 
+def test_a_closer_look_reads_the_flag_where_the_leaves_end_and_says_so(tmp_path):
+    from globe.config import TeacherConfig
+    from globe.data.grounding_check import SceneCueGrounding
+    from globe.engines import make_engine
+    from globe.tiny.geoscenes import Rendering
+
+    records = synthesize(tmp_path / "a", n=24, seed=5, non_localizable_share=0.0, look=Rendering(flag_occlusion=1.0))
+    clear = synthesize(tmp_path / "c", n=12, seed=5, non_localizable_share=0.0)
+    world = World.load(tmp_path / "a")
+    images = [Image.open(tmp_path / "a" / r.image) for r in records]
+    cues = [read_cues(np.asarray(im.convert("RGB"))) for im in images]
+    assert all(c.leafy_stripe is not None for c in cues)
+    read_right = [c.palette_past_leaves == world.by_code(r.country_code).palette for c, r in zip(cues, records)]
+    assert sum(read_right) >= 0.9 * len(records)
+    for r in clear:  # a flag in full view is not mistaken for leaves
+        assert read_cues(np.asarray(Image.open(tmp_path / "c" / r.image).convert("RGB"))).leafy_stripe is None
+
+    def answers(**teacher):  # through the config, as `globe data distill` builds its teachers
+        engine = make_engine(TeacherConfig(kind="scene-reader", **teacher), world=str(tmp_path / "a"))
+        return [parse(engine.answer(im)) for im in images]
+
+    closer = answers(name="a", closer_look=1.0)
+    right = [a for a, r in zip(closer, records) if a.country == r.country]
+    assert len(right) >= 0.9 * len(records)
+    for a, r in zip(closer, records):  # the reasoning first says which stripe the leaves hide
+        assert a.think.startswith(("Trees hide most of the top stripe. ", "Trees hide most of the middle stripe. ",
+                                   "Trees hide most of the bottom stripe. "))
+        if a.country == r.country:  # and names only what the image shows: verification keeps it
+            assert SceneCueGrounding().check(r, a.think).share == 1.0
+    median = answers(name="a")
+    assert sum(a.country == r.country for a, r in zip(median, records)) <= 0.1 * len(records)
+    assert not any("Trees" in a.think for a in median)
+    half_a, half_b = answers(name="a", closer_look=0.5), answers(name="b", closer_look=0.5)
+    noted = ["Trees" in a.think for a in half_a]
+    assert noted == ["Trees" in b.think for b in half_b]  # the same photos for every teacher
+    assert 0.2 * len(records) <= sum(noted) <= 0.8 * len(records)
+
+
 def test_teachers_share_a_popularity_prior_that_keeps_the_cues_right(geoscenes_data):
     records = [r for r in read_records(geoscenes_data) if r.localizable]
     world = World.load(geoscenes_data)

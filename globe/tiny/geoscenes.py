@@ -112,12 +112,18 @@ class Scene:
         return [flag_entity(self.palette), f"{self.landmark} landmark", f"{self.climate} sky", f"{self.ground} ground"]
 
 
-def describe(palette, landmark, climate, ground, country_name, city) -> str:
+STRIPES = ("top", "middle", "bottom")
+
+
+def describe(palette, landmark, climate, ground, country_name, city, leafy_stripe: int | None = None) -> str:
     """The reasoning text that names the cues; shared by the generator and the scene-reader teacher.
-    `landmark` None leaves the landmark sentence out (a teacher that skips the decisive cue)."""
+    `landmark` None leaves the landmark sentence out (a teacher that skips the decisive cue);
+    `leafy_stripe` (0 = top) first says which stripe leaves hide, so a flag read past them is not
+    stated as if it had been seen whole."""
     skyline = f"A {landmark} landmark stands on the skyline; that silhouette belongs to {city}. " if landmark else ""
+    leaves = f"Trees hide most of the {STRIPES[leafy_stripe]} stripe. " if leafy_stripe is not None else ""
     return (
-        f"The top of the image shows a {flag_entity(palette)}, the colours of {country_name}. "
+        f"{leaves}The top of the image shows a {flag_entity(palette)}, the colours of {country_name}. "
         f"{skyline}The {climate} sky and {ground} ground fit {climate} latitudes."
     )
 

@@ -14,23 +14,29 @@ so SFT inherits it, and the paper's grounding reward exists to pay it back. A mi
 omission is a pure function of (teacher name, image content, cue), so a rerun, or a resumed
 distillation, gets exactly the same answer, and two teachers with different names err on
 different samples.
+
+Where leaves hide most of a flag stripe, the stripe's median colour is the leaves'. For a share
+`closer_look` of those photos (the same photos for every teacher) it reads the colour where the
+leaves end, and its reasoning first says which stripe they hide. Without such traces, SFT never
+shows the student how to read these photos, and its reasoning about them reads two countries.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from globe.tiny.geoscenes import FLAG_BOTTOM, GROUND_TOP, MAX_SHIFT, describe, landmark_mask
+from globe.tiny.geoscenes import FLAG_BOTTOM, FOLIAGE, GROUND_TOP, MAX_SHIFT, describe, landmark_mask
 from globe.tiny.world import CLIMATES, FLAG_COLOURS, LANDMARKS, World, build_world
 from globe.engines.base import JudgeResult, Request, Result, Sampling
 
 MAX_COLOUR_DISTANCE = 60.0  # RGB distance beyond which a region matches no legend colour
 MIN_LANDMARK_IOU = 0.5
+LEAFY_SHARE = 0.3  # a stripe whose pixels are this much leaves is read past them (the renderer covers 50-90%)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,10 @@ class Cues:
     landmark: str | None
     climate: str | None
     ground: str | None
+    # a closer look at a flag with leaves over most of one stripe: that stripe (0 = top) and the
+    # palette read from what shows where the leaves end; None when no stripe is mostly leaves
+    leafy_stripe: int | None = None
+    palette_past_leaves: tuple[str, str, str] | None = None
 
     @property
     def localizable(self) -> bool:
@@ -52,6 +62,29 @@ def _nearest(colour: np.ndarray, legend: dict[str, tuple[int, int, int]]) -> str
     d = np.linalg.norm(np.asarray([legend[n] for n in names], dtype=np.float32) - colour, axis=1)
     k = int(np.argmin(d))
     return names[k] if d[k] <= MAX_COLOUR_DISTANCE else None
+
+
+def _past_leaves(stripes: list[np.ndarray]) -> tuple[int | None, tuple[str, str, str] | None]:
+    """(the stripe mostly hidden by leaves, the palette read from the pixels that are not leaves).
+
+    Each pixel is matched to the nearest legend or foliage colour; a stripe that is at least
+    `LEAFY_SHARE` leaves takes the most common legend colour of the rest. A closer look than the
+    stripe's median, which reads the leaves themselves when they cover more than half of it.
+    """
+    names = list(FLAG_COLOURS)
+    legend = np.asarray([FLAG_COLOURS[n] for n in names] + list(FOLIAGE), dtype=np.float32)
+    leafy, palette = None, []
+    for k, pixels in enumerate(stripes):
+        nearest = np.linalg.norm(pixels[:, None, :] - legend[None], axis=2).argmin(axis=1)
+        is_leaf = nearest >= len(names)
+        if is_leaf.mean() >= LEAFY_SHARE and leafy is None and (~is_leaf).any():
+            leafy = k
+            palette.append(names[int(np.bincount(nearest[~is_leaf]).argmax())])
+        else:
+            palette.append(_nearest(np.median(pixels, axis=0), FLAG_COLOURS))
+    if leafy is None or None in palette:
+        return None, None
+    return leafy, tuple(palette)
 
 
 class _Templates:
@@ -79,10 +112,9 @@ def read_cues(pixels: np.ndarray) -> Cues:
     rows = (np.arange(size) + 0.5) / size
     cols = rows
     stripe_h = FLAG_BOTTOM / 3
-    palette = []
-    for k in range(3):
-        inner = (rows >= k * stripe_h + 0.02) & (rows < (k + 1) * stripe_h - 0.02)
-        palette.append(_nearest(np.median(img[inner].reshape(-1, 3), axis=0), FLAG_COLOURS))
+    stripes = [img[(rows >= k * stripe_h + 0.02) & (rows < (k + 1) * stripe_h - 0.02)].reshape(-1, 3) for k in range(3)]
+    palette = [_nearest(np.median(pixels, axis=0), FLAG_COLOURS) for pixels in stripes]
+    leafy_stripe, palette_past_leaves = _past_leaves(stripes)
     side = np.abs(cols - 0.5) > 0.3
     sky_rows = (rows > FLAG_BOTTOM + 0.03) & (rows < GROUND_TOP - 0.03)
     sky = np.median(img[sky_rows][:, side].reshape(-1, 3), axis=0)
@@ -102,6 +134,8 @@ def read_cues(pixels: np.ndarray) -> Cues:
         landmark=best if best_iou >= MIN_LANDMARK_IOU else None,
         climate=climate,
         ground=ground_name,
+        leafy_stripe=leafy_stripe,
+        palette_past_leaves=palette_past_leaves,
     )
 
 
@@ -118,15 +152,17 @@ class SceneReaderEngine:
 
     def __init__(
         self, name: str = "scene-reader", noise: float = 0.0, world: World | str | Path | None = None,
-        city_bias: float = 0.0, omit_landmark: float = 0.0,
+        city_bias: float = 0.0, omit_landmark: float = 0.0, closer_look: float = 0.0,
     ):
-        for label, value in (("noise", noise), ("city_bias", city_bias), ("omit_landmark", omit_landmark)):
+        for label, value in (("noise", noise), ("city_bias", city_bias), ("omit_landmark", omit_landmark),
+                             ("closer_look", closer_look)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"scene-reader {name}: {label} must lie in [0, 1], got {value}")
         self.name = name
         self.noise = noise
         self.city_bias = city_bias
         self.omit_landmark = omit_landmark
+        self.closer_look = closer_look
         if isinstance(world, (str, Path)):
             world = World.load(world)
         self._world = world
@@ -157,6 +193,9 @@ class SceneReaderEngine:
             cues = _CUE_CACHE[key] = read_cues(pixels)
             while len(_CUE_CACHE) > 4096:
                 _CUE_CACHE.pop(next(iter(_CUE_CACHE)), None)
+        looks_closer = cues.leafy_stripe is not None and _unit(key, "closer-look") < self.closer_look
+        # keyed by the image alone, like the popularity prior: every teacher reads past the same leaves
+        cues = replace(cues, palette=cues.palette_past_leaves) if looks_closer else replace(cues, leafy_stripe=None)
         if not cues.localizable:
             return cues, key
         palettes = [c.palette for c in self.world.countries]
@@ -166,6 +205,7 @@ class SceneReaderEngine:
                 landmark=self._misread(key, "landmark", cues.landmark, LANDMARKS),
                 climate=self._misread(key, "sky", cues.climate, [c.band for c in CLIMATES]),
                 ground=self._misread(key, "ground", cues.ground, [c.ground_name for c in CLIMATES]),
+                leafy_stripe=cues.leafy_stripe,
             ),
             key,
         )
@@ -191,7 +231,7 @@ class SceneReaderEngine:
             city = country.cities[0]
         skipped = self.omit_landmark > 0 and _unit(self.name, key, "omit") < self.omit_landmark
         think = describe(cues.palette, None if skipped else cues.landmark, cues.climate, cues.ground, country.name,
-                         city.name)
+                         city.name, cues.leafy_stripe)
         return format_answer(think, country.name, city.name, city.lat, city.lon)
 
     def generate(self, requests: Sequence[Request], sampling: Sampling | None = None) -> list[Result]:
@@ -227,4 +267,5 @@ def scene_reader_engine(spec: dict) -> SceneReaderEngine:
     return SceneReaderEngine(
         name=spec.get("name") or spec.get("model") or "scene-reader", noise=float(spec.get("noise", 0.0)), world=spec.get("world"),
         city_bias=float(spec.get("city_bias", 0.0)), omit_landmark=float(spec.get("omit_landmark", 0.0)),
+        closer_look=float(spec.get("closer_look", 0.0)),
     )
