@@ -12,7 +12,9 @@ above 0 and at least +10 pt sits ~3 standard deviations of that spread below its
 accuracy the gain is smaller (+6.5, +5.5, +3.0, +1.8 pt, the last not significant): a weight that
 moves by chance from one CPU to another would make "significant" a coin flip on this seed, so the
 test asserts only that GRPO is not worse than SFT beyond 2 pt; the benchmark holds the
-significance target over its seeds.
+significance target over its seeds. With teachers that read half of the hidden flags
+(`closer_look`, docs/train.md "A closer look") the same four gave +36.7, +29.5, +30.2 and +35.7 pt
+acc_25km, country +0.2 to +1.3 pt (SFT already at 97.5-99.3%), consistency +0.0 to +1.5 pt.
 """
 
 from __future__ import annotations
