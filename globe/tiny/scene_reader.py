@@ -64,27 +64,23 @@ def _nearest(colour: np.ndarray, legend: dict[str, tuple[int, int, int]]) -> str
     return names[k] if d[k] <= MAX_COLOUR_DISTANCE else None
 
 
-def _past_leaves(stripes: list[np.ndarray]) -> tuple[int | None, tuple[str, str, str] | None]:
+def _past_leaves(stripes: list[np.ndarray], medians: list[str | None]) -> tuple[int | None, tuple[str, str, str] | None]:
     """(the stripe mostly hidden by leaves, the palette read from the pixels that are not leaves).
 
-    Each pixel is matched to the nearest legend or foliage colour; a stripe that is at least
-    `LEAFY_SHARE` leaves takes the most common legend colour of the rest. A closer look than the
-    stripe's median, which reads the leaves themselves when they cover more than half of it.
+    Each pixel is matched to the nearest legend or foliage colour; the first stripe that is at
+    least `LEAFY_SHARE` leaves takes the most common legend colour of the rest, the others keep
+    their median colour (`medians`). A closer look than the median, which reads the leaves
+    themselves when they cover more than half of a stripe.
     """
     names = list(FLAG_COLOURS)
     legend = np.asarray([FLAG_COLOURS[n] for n in names] + list(FOLIAGE), dtype=np.float32)
-    leafy, palette = None, []
     for k, pixels in enumerate(stripes):
         nearest = np.linalg.norm(pixels[:, None, :] - legend[None], axis=2).argmin(axis=1)
         is_leaf = nearest >= len(names)
-        if is_leaf.mean() >= LEAFY_SHARE and leafy is None and (~is_leaf).any():
-            leafy = k
-            palette.append(names[int(np.bincount(nearest[~is_leaf]).argmax())])
-        else:
-            palette.append(_nearest(np.median(pixels, axis=0), FLAG_COLOURS))
-    if leafy is None or None in palette:
-        return None, None
-    return leafy, tuple(palette)
+        if is_leaf.mean() >= LEAFY_SHARE and (~is_leaf).any():
+            palette = [*medians[:k], names[int(np.bincount(nearest[~is_leaf]).argmax())], *medians[k + 1:]]
+            return (k, tuple(palette)) if None not in palette else (None, None)
+    return None, None
 
 
 class _Templates:
@@ -114,7 +110,7 @@ def read_cues(pixels: np.ndarray) -> Cues:
     stripe_h = FLAG_BOTTOM / 3
     stripes = [img[(rows >= k * stripe_h + 0.02) & (rows < (k + 1) * stripe_h - 0.02)].reshape(-1, 3) for k in range(3)]
     palette = [_nearest(np.median(pixels, axis=0), FLAG_COLOURS) for pixels in stripes]
-    leafy_stripe, palette_past_leaves = _past_leaves(stripes)
+    leafy_stripe, palette_past_leaves = _past_leaves(stripes, palette)
     side = np.abs(cols - 0.5) > 0.3
     sky_rows = (rows > FLAG_BOTTOM + 0.03) & (rows < GROUND_TOP - 0.03)
     sky = np.median(img[sky_rows][:, side].reshape(-1, 3), axis=0)
