@@ -117,7 +117,7 @@ def grpo_command(
 def ablate_command(
     out: Annotated[Path, typer.Option("--out", help="ablation directory (resumed if it exists)")],
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="number of training seeds (0, 1, ...)")] = 3,
-    variant: Annotated[list[str] | None, typer.Option("--variant", help="repeatable; default: all six")] = None,
+    variant: Annotated[list[str] | None, typer.Option("--variant", help="repeatable; default: every variant of globe.train.ablation.VARIANTS (seven)")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="base model (default: build the tiny world in OUT/world)")] = None,
     sft_data: Annotated[Path | None, typer.Option("--sft-data", help="verified traces for SFT")] = None,
     grpo_data: Annotated[Path | None, typer.Option("--grpo-data", help="labelled images for GRPO (e.g. data/distilled)")] = None,
