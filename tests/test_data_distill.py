@@ -166,6 +166,24 @@ def test_flaky_teacher(geoscenes_data, tmp_path):
             assert t.error is None and t.text == want[r.id] and t.attempts >= 2 and t.p_localizable is not None
 
 
+def test_an_http_teacher_carries_the_scene_readers_traits(geoscenes_data, tmp_path):
+    """`TeacherServer` (and `python -m globe.tiny.teacher_server --city-bias ...`) stands in for
+    params.yaml's scene-reader teachers over HTTP: the same traits give the same texts."""
+    traits = {"noise": 0.1, "city_bias": 0.6, "omit_landmark": 0.2, "closer_look": 0.5}
+    in_process = DistillGroup(teachers=[TeacherConfig(name="reader-a", kind="scene-reader", **traits)])
+    counts = distill(geoscenes_data, tmp_path / "local", in_process, limit=24, progress=False)
+    assert counts["distilled"] == 24
+    with TeacherServer(world=geoscenes_data, name="reader-a", **traits) as server:
+        over_http = DistillGroup(teachers=[TeacherConfig(name="reader-a", kind="openai", base_url=server.base_url,
+                                                         model="reader")])  # fmt: skip
+        distill(geoscenes_data, tmp_path / "http", over_http, limit=24, progress=False)
+    local = {r.id: r.teachers[0].text for r in read_records(tmp_path / "local")}
+    remote = {r.id: r.teachers[0].text for r in read_records(tmp_path / "http")}
+    assert remote == local
+    plain = expected_texts(geoscenes_data, "reader-a", 0.1, list(local))
+    assert sum(plain[i] != local[i] for i in local) >= 4  # the traits changed what the teacher says
+
+
 def test_scene_reader_answers_real_non_square_photos(shared_data):
     """A real photo is no GeoScenes frame, but the teacher must still answer, not error."""
     from PIL import Image

@@ -64,13 +64,17 @@ class TeacherServer:
         hang_s: float = 30.0,
         canned: str | None = None,
         port: int = 0,
+        city_bias: float = 0.0,
+        omit_landmark: float = 0.0,
+        closer_look: float = 0.0,
     ):
         self.latency_s, self.faults, self.hang_s, self.canned = latency_s, faults, hang_s, canned
         self.reader = None
-        if canned is None:
+        if canned is None:  # the scene reader's traits, so an HTTP teacher can stand in for params.yaml's
             from globe.tiny.scene_reader import SceneReaderEngine
 
-            self.reader = SceneReaderEngine(name=name, noise=noise, world=world)
+            self.reader = SceneReaderEngine(name=name, noise=noise, world=world, city_bias=city_bias,
+                                            omit_landmark=omit_landmark, closer_look=closer_look)
         self.lock = threading.Lock()
         self.requests = 0
         self.in_flight = 0
@@ -217,11 +221,15 @@ def main() -> None:  # pragma: no cover - manual use
     ap.add_argument("--port", type=int, default=8011)
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--noise", type=float, default=0.0)
+    ap.add_argument("--name", default="http-reader", help="the teacher's name: it keys its noise")
+    for trait in ("city-bias", "omit-landmark", "closer-look"):
+        ap.add_argument(f"--{trait}", type=float, default=0.0, help="as distill.teachers[] of kind scene-reader")
     ap.add_argument("--world", default=None, help="world.json of the dataset (default: the built-in tiny world)")
     ap.add_argument("--canned", default=None, help="answer every request with this text (no image decoding)")
     args = ap.parse_args()
     server = TeacherServer(
-        latency_s=args.latency, noise=args.noise, world=args.world, port=args.port, canned=args.canned
+        latency_s=args.latency, noise=args.noise, world=args.world, port=args.port, canned=args.canned,
+        name=args.name, city_bias=args.city_bias, omit_landmark=args.omit_landmark, closer_look=args.closer_look,
     ).start()
     print(f"teacher at {server.base_url}", flush=True)
     try:
