@@ -14,7 +14,9 @@ moves by chance from one CPU to another would make "significant" a coin flip on 
 test asserts only that GRPO is not worse than SFT beyond 2 pt; the benchmark holds the
 significance target over its seeds. With teachers that read half of the hidden flags
 (`closer_look`, docs/train.md "A closer look") the same four gave +36.7, +29.5, +30.2 and +35.7 pt
-acc_25km, country +0.2 to +1.3 pt (SFT already at 97.5-99.3%), consistency +0.0 to +1.5 pt.
+acc_25km, country +0.2 to +1.3 pt (SFT already at 97.5-99.3%), consistency +0.0 to +1.5 pt; with
+consistency weighed above accuracy (docs/train.md, "Consistency above accuracy") +34.2, +28.5,
++29.8 and +31.8 pt, country -0.3 to +0.8 pt, consistency +0.0 to +1.5 pt.
 """
 
 from __future__ import annotations

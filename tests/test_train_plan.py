@@ -151,7 +151,7 @@ def test_the_tiny_recipes_unscaled_advantages_reach_the_trainer_and_no_7b_preset
     the 7B presets state the paper's (TRL's default) so that the tiny world's never runs there."""
     tiny = dry_run(plan_for("grpo", preset="tiny-cpu", model="tiny", reward_model="judge"))
     assert tiny["trainer"]["args"]["scale_rewards"] == "none"
-    assert tiny["rewards"]["weights"]["consistency"] == 0.75
+    assert tiny["rewards"]["weights"]["consistency"] == 1.25
     for name in ("qwen2.5-vl-7b-8gpu", "qwen2.5-vl-7b-8gpu-dapo", "qwen2.5-vl-7b-8gpu-faithful"):
         assert load_params(PARAMS, preset=name).grpo.extra["scale_rewards"] == "group", name
 

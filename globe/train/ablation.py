@@ -44,9 +44,10 @@ log = logging.getLogger(__name__)
 
 PAPER_WEIGHTS = {"accuracy": 1.0, "localizability": 0.5, "grounding": 0.2, "format": 1.0}
 # Ours (docs/train.md, "Reasoning that supports its answer"): the reasoning's conclusion scored like
-# the answer, and consistency below accuracy's 1.0, so that a right answer is worth more than a
-# consistent wrong one; 0.75, params.yaml's recipe ("The recipe now").
-FAITHFUL_WEIGHTS = {"reasoning_accuracy": 1.0, "consistency": 0.75}
+# the answer, and consistency above accuracy's 1.0, so that an answer that contradicts its own
+# reasoning is never worth more than one that follows it; 1.25, params.yaml's recipe ("Consistency
+# above accuracy").
+FAITHFUL_WEIGHTS = {"reasoning_accuracy": 1.0, "consistency": 1.25}
 
 
 @dataclass(frozen=True)
