@@ -386,6 +386,8 @@ def test_well_formed_real_places_are_never_refused(shared_data):
         ("Palace of Charles V, Granada, Spain", "Spain", "Palace of Charles V"),  # and Granada Grenada
         ("Taken in Granada, Spain.", "Spain", "Granada"),
         ("Hong Kong, China", "Hong Kong", None),  # a country by its own name stays first
+        ("Most likely taken in Vatican City, Rome, Italy, Europe.", "Italy", "Rome"),  # an address ends at its country
+        ("Most likely taken in Germany, Austria, Switzerland.", "Germany", None),  # a list, not an address
         ("…in a country like the UK or France.", "UK", None),  # a hedge, not an address: the first
         ("The photo is likely from New Zealand's South Island.", "New Zealand", None),
         ("It's Türkiye, near Istanbul.", "Türkiye", "Istanbul"),

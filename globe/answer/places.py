@@ -2,8 +2,9 @@
 
 The concluding sentence is found (the last one with a conclusion phrase and a country, else the
 last one with a country); runs of capitalised words in it are offered to
-`globe.geo.normalize_country`, and the first country after the last conclusion phrase wins. The
-city is the most specific name of a "City, Region, Country" chain ending at that country, else a
+`globe.geo.normalize_country`, and the first country after the last conclusion phrase wins, unless
+the same address goes on to another one ("San Francisco, CA 94117, USA"; "Vatican City, Rome,
+Italy"), which is then the country. The city is the most specific name of a "City, Region, Country" chain ending at that country, else a
 name introduced as "near X", "a city like X", "the city of X". Continents and regions are never
 countries (normalize_country returns None for them) nor cities (a short list of region words).
 """
@@ -172,6 +173,11 @@ def _country_in_run(run: _Run, i: int = 0, j: int | None = None) -> tuple[int, s
 _LEADING_HEDGE_RE = re.compile(r"^(?:near|around|outside|close to|somewhere in|probably|possibly|likely)\s+",
                                re.IGNORECASE)
 _ADDRESS_GAP_RE = re.compile(r"[\s\d\-]*,\s*(?:the\s+)?")  # "CA 94117, " between a state code and the country
+# A place named inside an address that ends at another country: "Vatican City, Rome, Italy". An
+# address runs from the most specific name to the most general, so a country followed by one or two
+# names and then a country lies inside the last (a list of countries, "Germany, Austria or
+# Switzerland", has no name between them and keeps the first).
+_HOST_GAP_RE = re.compile(r"(?:,\s*(?:the\s+)?[A-Z][\w'’.\-]*(?:\s+[A-Z][\w'’.\-]*){0,3}){1,2},\s*(?:the\s+)?")
 
 
 def _is_code(name: str) -> bool:
@@ -286,10 +292,11 @@ def _place_in_sentence(sentence: str) -> tuple[str | None, str | None, str | Non
     if not found:
         return None, None, None
     pos, country = next((f for f in found if f[0] >= anchor), found[0])
-    if _weak(country):  # "San Francisco, CA 94117, USA", "Granada, Spain": the country follows
-        after = next((f for f in found if f[0] > pos), None)
-        if after and not _weak(after[1]) and _ADDRESS_GAP_RE.fullmatch(sentence[pos + len(country):after[0]]):
-            pos, country = after
+    after = next((f for f in found if f[0] > pos), None)
+    if after and not _weak(after[1]):
+        gap = sentence[pos + len(country):after[0]]
+        if (_weak(country) and _ADDRESS_GAP_RE.fullmatch(gap)) or _HOST_GAP_RE.fullmatch(gap):
+            pos, country = after  # the country follows in the same address
     chain = _chain_before(sentence, pos)
     place = ", ".join([*chain, country]) if len(chain) > 1 else None
     return _city_before(sentence, pos) or _city_near(sentence), country, place
