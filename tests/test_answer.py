@@ -292,6 +292,8 @@ def test_the_whole_place_is_kept_for_the_geocoder():
         ("<think>x</think>\n<answer>country: India. The tropical latitudes9.7.0.0.99</answer>", None, None, ("country",)),
         ("<think>x</think>\n<answer>country: Egypt\ncity: 8 subtropical sky and sandy ground fit tropical latitudes.06"
          "</answer>", "Egypt", None, ("city",)),
+        ("<think>x</think>\n<answer>country: Italy\ncity: band, the colours of Germany</answer>", "Italy", None, ("city",)),
+        ("<think>x</think>\n<answer>country: 8 Italy\ncity: Rome</answer>", None, "Rome", ("country",)),
     ],
 )
 def test_garbage_fields_are_refused(text, country, city, refused):
@@ -315,6 +317,8 @@ def test_garbage_fields_are_refused(text, country, city, refused):
          "Poland", "Church of St. Michael the Archangel in Dębno"),
         ("<think>x</think>\n<answer>country: China\ncity: Likely a rural area in Jiangxi Province</answer>",
          "China", "Likely a rural area in Jiangxi Province"),
+        ("<think>x</think>\n<answer>country: France\ncity: paris, île-de-france, france</answer>", "France",
+         "paris, île-de-france, france"),  # an address in lowercase is still an address
         ("<think>x</think>\n<answer>country: France\ncity:</answer>", "France", None),  # not stated
         ("<think>x</think>\n<answer>country: France\ncity: unknown</answer>", "France", None),  # an honest abstention
     ],

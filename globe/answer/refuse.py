@@ -7,6 +7,9 @@ format reward does not pay for it. A country in `city:` is refused only when it 
 own country (or no country is given) and not also the name of that country's capital: "Singapore",
 "Luxembourg", "Djibouti" and "Vatican City" are cities; "Georgia" beside "USA" is left to the
 geocoder (a state).
+
+No country's name holds a digit, so a `country:` with one ("8 Italy") is refused too; a city's
+may ("6th of October City", "Route 66").
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ def city_is_a_country(city: str, country: str | None) -> bool:
 def refuse_fields(country: str | None, city: str | None) -> tuple[str | None, str | None, tuple[str, ...]]:
     """(country, city, names of the refused fields) with every refused value set to None."""
     refused = []
-    if country is not None and refusal(country):
+    if country is not None and (refusal(country) or any(c.isdigit() for c in country)):  # "8 Italy"
         country = None
         refused.append("country")
     if city is not None and (refusal(city) or city_is_a_country(city, country)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 MARKDOWN_RE = re.compile(r"[*`#]+|(?<!\w)_+|_+(?!\w)")
@@ -59,7 +60,9 @@ _NUMBER_ONLY_RE = re.compile(r"[\s\d.,:;+\-−–°º'′\"″()/NSEWnsew]*\d[\s
 # not four lowercase words besides the particles names are made of ("the skyline; that silhouette
 # belongs to New York City"). Long landmark names are capitalised ("Basílica Nuestra Señora del
 # Rosario y Convento de Santo Domingo"), and a hedged answer keeps its place ("Likely a rural area
-# in Jiangxi Province": three).
+# in Jiangxi Province": three). Nor is a part of an address a lowercase common word beside
+# capitalised names ("band, the colours of Germany"); an address written all in lowercase ("paris,
+# île-de-france, france") is a name.
 _FUSED_NUMBER_RE = re.compile(r"[^\W\d_]\.?\d")
 _WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
 _MAX_PROSE_WORDS = 3
@@ -68,8 +71,25 @@ _MAX_PROSE_WORDS = 3
 def _is_prose(text: str) -> bool:
     if _FUSED_NUMBER_RE.search(text):
         return True
-    lowercase = [w for w in _WORD_RE.findall(text) if w[0].islower() and w.casefold() not in NAME_PARTICLES]
-    return len(lowercase) > _MAX_PROSE_WORDS
+    words = _WORD_RE.findall(text)
+    lowercase = [w for w in words if w[0].islower() and w.casefold() not in NAME_PARTICLES]
+    if len(lowercase) > _MAX_PROSE_WORDS:
+        return True
+    parts = [_WORD_RE.findall(p) for p in re.split(r"[,;]", text)]
+    return len(parts) > 1 and len(lowercase) < len(words) and any(
+        p and all(w[0].islower() for w in p) and not all(w.casefold() in NAME_PARTICLES for w in p)
+        and not _is_country_word(" ".join(p)) for p in parts)
+
+
+@lru_cache(maxsize=4096)
+def _is_country_word(name: str) -> bool:
+    """A country named without its capital ("Paris, france"): a name, not prose."""
+    try:
+        from globe.geo import normalize_country
+
+        return normalize_country(name) is not None
+    except Exception:  # noqa: BLE001 - the parser never raises
+        return False
 
 
 def refusal(raw: Any) -> str | None:
@@ -83,6 +103,8 @@ def refusal(raw: Any) -> str | None:
     ('tag', 'number', 'empty', None, None, None)
     >>> refusal("the skyline; that silhouette belongs to New York City"), refusal("India. The tropical latitudes9.7")
     ('prose', 'prose')
+    >>> refusal("band, the colours of Germany"), refusal("Rome, Lazio, Italy"), refusal("paris, île-de-france, france")
+    ('prose', None, None)
     >>> refusal("Church of St. Michael the Archangel in Dębno"), refusal("Frankfurt am Main")
     (None, None)
     """
