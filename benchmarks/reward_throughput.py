@@ -150,10 +150,10 @@ def fastest(fn, step, repeat: int, chunk: int) -> tuple[float, list]:
 def clear_name_caches() -> None:
     """Forget every cached name comparison and parse (the geography tables stay loaded)."""
     from globe import scorer
-    from globe.answer import places, strict
+    from globe.answer import strict, values
 
     for fn in (scorer.score, scorer.country_match, scorer.city_match, scorer._code, scorer._fold,
-               strict._fast_value, strict._strict_tail, places._country_code, parsed):
+               strict._fast_value, strict._strict_tail, values.country_code, parsed):
         fn.cache_clear()
 
 

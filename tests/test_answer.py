@@ -319,6 +319,8 @@ def test_garbage_fields_are_refused(text, country, city, refused):
          "China", "Likely a rural area in Jiangxi Province"),
         ("<think>x</think>\n<answer>country: France\ncity: paris, île-de-france, france</answer>", "France",
          "paris, île-de-france, france"),  # an address in lowercase is still an address
+        ("<think>x</think>\n<answer>country: Brazil\ncity: rio de janeiro, brazil</answer>", "Brazil",
+         "rio de janeiro, brazil"),  # with a particle in it too
         ("<think>x</think>\n<answer>country: France\ncity:</answer>", "France", None),  # not stated
         ("<think>x</think>\n<answer>country: France\ncity: unknown</answer>", "France", None),  # an honest abstention
     ],

@@ -4,9 +4,10 @@ The concluding sentence is found (the last one with a conclusion phrase and a co
 last one with a country); runs of capitalised words in it are offered to
 `globe.geo.normalize_country`, and the first country after the last conclusion phrase wins, unless
 the same address goes on to another one ("San Francisco, CA 94117, USA"; "Vatican City, Rome,
-Italy"), which is then the country. The city is the most specific name of a "City, Region, Country" chain ending at that country, else a
-name introduced as "near X", "a city like X", "the city of X". Continents and regions are never
-countries (normalize_country returns None for them) nor cities (a short list of region words).
+Italy"), which is then the country. The city is the most specific name of a "City, Region,
+Country" chain ending at that country, else a name introduced as "near X", "a city like X", "the
+city of X". Continents and regions are never countries (normalize_country returns None for them)
+nor cities (a short list of region words).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from globe.answer.values import NAME_PARTICLES, NONE_VALUES, strip_markdown
+from globe.answer.values import NAME_PARTICLES, NONE_VALUES, country_code, strip_markdown
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'’.\-]*")
 # Sentence openers that are capitalised without being names ("Therefore, Hanoi, Vietnam").
@@ -52,19 +53,6 @@ _NEAR_CITY_RE = re.compile(
 )
 
 
-@lru_cache(maxsize=65536)
-
-
-def _country_code(name: str) -> str | None:
-    """normalize_country, cached (every GRPO step asks the same few names), never raising."""
-    try:
-        from globe.geo import normalize_country
-
-        return normalize_country(name)
-    except Exception:  # noqa: BLE001 - a parser that raises would stop a training run
-        return None
-
-
 def _country_of(name: str) -> tuple[str, str] | None:
     """(name without a sentence-final full stop or a possessive, ISO code) when `name` is a country."""
     name = name.strip()
@@ -72,7 +60,7 @@ def _country_of(name: str) -> tuple[str, str] | None:
         name = name.rstrip(".")
     if name.endswith(("'s", "’s")) and len(name) > 3:  # "New Zealand's South Island"
         name = name[:-2]
-    code = _country_code(name) if name else None
+    code = country_code(name) if name else None
     return (name, code) if code else None
 
 

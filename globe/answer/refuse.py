@@ -16,17 +16,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from globe.answer.values import refusal
-
-
-@lru_cache(maxsize=4096)
-def _country_code(name: str) -> str | None:
-    try:
-        from globe.geo import normalize_country
-
-        return normalize_country(name)
-    except Exception:  # noqa: BLE001 - the parser never raises
-        return None
+from globe.answer.values import country_code, refusal
 
 
 @lru_cache(maxsize=4096)
@@ -51,10 +41,10 @@ def city_is_a_country(city: str, country: str | None) -> bool:
     """
     if "," in city or (len(city) <= 3 and city.isupper()) or not _is_country_name(city):
         return False  # "Tokyo, Japan" names a city; "LA", "BA" may be codes of cities
-    code = _country_code(city)
+    code = country_code(city)
     if code is None:
         return False
-    if country and _country_code(country) not in (None, code):
+    if country and country_code(country) not in (None, code):
         return False
     try:
         from globe.geo.countries import countries

@@ -55,6 +55,18 @@ _TAG_FRAGMENT_RE = re.compile(r"[<>]|(?:^|[\s/])/?(?:think|answer)\s*/?$|^/\s*(?
 _NUMBER_ONLY_RE = re.compile(r"[\s\d.,:;+\-−–°º'′\"″()/NSEWnsew]*\d[\s\d.,:;+\-−–°º'′\"″()/NSEWnsew]*")
 
 
+@lru_cache(maxsize=65536)
+def country_code(name: str) -> str | None:
+    """normalize_country, cached (every GRPO step asks the same few names), never raising: the
+    parser's one way to ask whether a name is a country."""
+    try:
+        from globe.geo import normalize_country
+
+        return normalize_country(name)
+    except Exception:  # noqa: BLE001 - a parser that raises would stop a training run
+        return None
+
+
 # Prose where a name belongs: the reasoning run on into a field, as a real (tiny) policy wrote it.
 # A place name has no word fused to a number ("India. The tropical latitudes9.7.0", "flag364"), and
 # not four lowercase words besides the particles names are made of ("the skyline; that silhouette
@@ -75,21 +87,12 @@ def _is_prose(text: str) -> bool:
     lowercase = [w for w in words if w[0].islower() and w.casefold() not in NAME_PARTICLES]
     if len(lowercase) > _MAX_PROSE_WORDS:
         return True
-    parts = [_WORD_RE.findall(p) for p in re.split(r"[,;]", text)]
-    return len(parts) > 1 and len(lowercase) < len(words) and any(
-        p and all(w[0].islower() for w in p) and not all(w.casefold() in NAME_PARTICLES for w in p)
-        and not _is_country_word(" ".join(p)) for p in parts)
-
-
-@lru_cache(maxsize=4096)
-def _is_country_word(name: str) -> bool:
-    """A country named without its capital ("Paris, france"): a name, not prose."""
-    try:
-        from globe.geo import normalize_country
-
-        return normalize_country(name) is not None
-    except Exception:  # noqa: BLE001 - the parser never raises
+    if not any(w[0].isupper() for w in words):  # an address written all in lowercase is a name
         return False
+    parts = [_WORD_RE.findall(p) for p in re.split(r"[,;]", text)]
+    return len(parts) > 1 and any(  # a country in lowercase ("Paris, france") is a name too
+        p and all(w[0].islower() for w in p) and not all(w.casefold() in NAME_PARTICLES for w in p)
+        and country_code(" ".join(p)) is None for p in parts)
 
 
 def refusal(raw: Any) -> str | None:
@@ -103,7 +106,7 @@ def refusal(raw: Any) -> str | None:
     ('tag', 'number', 'empty', None, None, None)
     >>> refusal("the skyline; that silhouette belongs to New York City"), refusal("India. The tropical latitudes9.7")
     ('prose', 'prose')
-    >>> refusal("band, the colours of Germany"), refusal("Rome, Lazio, Italy"), refusal("paris, île-de-france, france")
+    >>> refusal("band, the colours of Germany"), refusal("Rome, Lazio, Italy"), refusal("rio de janeiro, brazil")
     ('prose', None, None)
     >>> refusal("Church of St. Michael the Archangel in Dębno"), refusal("Frankfurt am Main")
     (None, None)
