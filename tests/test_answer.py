@@ -294,6 +294,9 @@ def test_the_whole_place_is_kept_for_the_geocoder():
          "</answer>", "Egypt", None, ("city",)),
         ("<think>x</think>\n<answer>country: Italy\ncity: band, the colours of Germany</answer>", "Italy", None, ("city",)),
         ("<think>x</think>\n<answer>country: 8 Italy\ncity: Rome</answer>", None, "Rome", ("country",)),
+        # a lowercase phrase that opens with an article and names no place
+        ("<think>x</think>\n<answer>country: Germany\ncity: the colours</answer>", "Germany", None, ("city",)),
+        ("<think>x</think>\n<answer>country: France\ncity: this city, france</answer>", "France", None, ("city",)),
     ],
 )
 def test_garbage_fields_are_refused(text, country, city, refused):
@@ -321,6 +324,8 @@ def test_garbage_fields_are_refused(text, country, city, refused):
          "paris, île-de-france, france"),  # an address in lowercase is still an address
         ("<think>x</think>\n<answer>country: Brazil\ncity: rio de janeiro, brazil</answer>", "Brazil",
          "rio de janeiro, brazil"),  # with a particle in it too
+        ("<think>x</think>\n<answer>country: Netherlands\ncity: the hague</answer>", "Netherlands", "the hague"),
+        ("<think>x</think>\n<answer>country: Spain\ncity: a coruña</answer>", "Spain", "a coruña"),  # article-led names
         ("<think>x</think>\n<answer>country: France\ncity:</answer>", "France", None),  # not stated
         ("<think>x</think>\n<answer>country: France\ncity: unknown</answer>", "France", None),  # an honest abstention
     ],

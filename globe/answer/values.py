@@ -74,10 +74,28 @@ def country_code(name: str) -> str | None:
 # Rosario y Convento de Santo Domingo"), and a hedged answer keeps its place ("Likely a rural area
 # in Jiangxi Province": three). Nor is a part of an address a lowercase common word beside
 # capitalised names ("band, the colours of Germany"); an address written all in lowercase ("paris,
-# île-de-france, france") is a name.
+# île-de-france, france") is a name, unless a part of it opens with an article or a determiner and
+# names no place the gazetteer knows ("the colours", "this city"; "the hague", "a coruña" are kept).
 _FUSED_NUMBER_RE = re.compile(r"[^\W\d_]\.?\d")
 _WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
 _MAX_PROSE_WORDS = 3
+
+
+_DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "its", "their", "his", "her",
+                          "our", "my", "your", "some", "any", "no"})
+
+
+@lru_cache(maxsize=4096)
+def _known_name(text: str) -> bool:
+    """Whether the gazetteer has a place whose name is `text` (folded), or a country is called so."""
+    try:
+        from globe.geo.gazetteer import load
+        from globe.geo.text import fold
+
+        g = load()
+        return bool(g.rows(g.by_name, fold(text))) or country_code(text) is not None
+    except Exception:  # noqa: BLE001 - a parser that raises would stop a training run
+        return True  # without a gazetteer, a lowercase name keeps the benefit of the doubt
 
 
 def _is_prose(text: str) -> bool:
@@ -87,8 +105,9 @@ def _is_prose(text: str) -> bool:
     lowercase = [w for w in words if w[0].islower() and w.casefold() not in NAME_PARTICLES]
     if len(lowercase) > _MAX_PROSE_WORDS:
         return True
-    if not any(w[0].isupper() for w in words):  # an address written all in lowercase is a name
-        return False
+    if not any(w[0].isupper() for w in words):  # an address written all in lowercase is a name ...
+        return any(p.split()[0] in _DETERMINERS and not _known_name(p)  # ... unless a part is a phrase
+                   for p in (q.strip() for q in re.split(r"[,;]", text)) if p)
     parts = [_WORD_RE.findall(p) for p in re.split(r"[,;]", text)]
     return len(parts) > 1 and any(  # a country in lowercase ("Paris, france") is a name too
         p and all(w[0].islower() for w in p) and not all(w.casefold() in NAME_PARTICLES for w in p)
@@ -107,6 +126,8 @@ def refusal(raw: Any) -> str | None:
     >>> refusal("the skyline; that silhouette belongs to New York City"), refusal("India. The tropical latitudes9.7")
     ('prose', 'prose')
     >>> refusal("band, the colours of Germany"), refusal("Rome, Lazio, Italy"), refusal("rio de janeiro, brazil")
+    ('prose', None, None)
+    >>> refusal("the colours"), refusal("the hague"), refusal("a coruña, spain")
     ('prose', None, None)
     >>> refusal("Church of St. Michael the Archangel in Dębno"), refusal("Frankfurt am Main")
     (None, None)
