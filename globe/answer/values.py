@@ -79,8 +79,6 @@ def country_code(name: str) -> str | None:
 _FUSED_NUMBER_RE = re.compile(r"[^\W\d_]\.?\d")
 _WORD_RE = re.compile(r"[^\W\d_][\w'’-]*")
 _MAX_PROSE_WORDS = 3
-
-
 _DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "its", "their", "his", "her",
                           "our", "my", "your", "some", "any", "no"})
 
@@ -105,10 +103,10 @@ def _is_prose(text: str) -> bool:
     lowercase = [w for w in words if w[0].islower() and w.casefold() not in NAME_PARTICLES]
     if len(lowercase) > _MAX_PROSE_WORDS:
         return True
-    if not any(w[0].isupper() for w in words):  # an address written all in lowercase is a name ...
-        return any(p.split()[0] in _DETERMINERS and not _known_name(p)  # ... unless a part is a phrase
-                   for p in (q.strip() for q in re.split(r"[,;]", text)) if p)
-    parts = [_WORD_RE.findall(p) for p in re.split(r"[,;]", text)]
+    pieces = [p.strip() for p in re.split(r"[,;]", text)]
+    if not any(w[0].isupper() for w in words):  # an address written all in lowercase is a name, unless
+        return any(p and p.split()[0] in _DETERMINERS and not _known_name(p) for p in pieces)  # a part is a phrase
+    parts = [_WORD_RE.findall(p) for p in pieces]
     return len(parts) > 1 and any(  # a country in lowercase ("Paris, france") is a name too
         p and all(w[0].islower() for w in p) and not all(w.casefold() in NAME_PARTICLES for w in p)
         and country_code(" ".join(p)) is None for p in parts)
