@@ -6,9 +6,13 @@ DIR`): the GeoScenes held-out sets under `DIR/world/{heldout,shifted}` (records 
 `MODEL.shifted.eval`. For each set and model it prints, summed over the seeds, all rows and then the
 rows whose answer the reasoning does not support, each by which cue the reasoning got wrong
 (`globe.tiny.cue_reading`), and the reasonings that name a flag's palette and then another country
-than its owner.
+than its owner. With `--against REF` it adds, per seed, each model's paired difference from REF
+over the same images (95% bootstrap interval, `globe.evaluate.metrics.bootstrap_ci`) in the share
+of reasonings read and inferred and of flags called another country's: what tells reward sets
+apart when consistency cannot (a reasoning that calls a flag another country's and an answer that
+follows it agree).
 
-    python benchmarks/reasoning_failures.py --out DIR [--model sft --model grpo]
+    python benchmarks/reasoning_failures.py --out DIR [--model sft --model grpo] [--against grpo-accuracy]
 """
 
 from __future__ import annotations
@@ -16,40 +20,87 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from globe.tiny.world import World
+
 SETS = (("in-domain", "heldout", ""), ("shifted", "shifted", "shifted."))
+
+
+def _legend(data: Path) -> tuple["World", dict[str, list[str]]]:
+    """A held-out set's world (its legend) and each record's drawn cues, by record id."""
+    from globe.tiny.world import World
+
+    records = map(json.loads, (data / "records.jsonl").open(encoding="utf-8"))
+    return World.load(data), {r["id"]: r.get("entities") or [] for r in records}
+
+
+def _keys(row: dict[str, Any], world: "World", entities: dict[str, list[str]]) -> list[str]:
+    """The row's `cue_reading` label, and "flag misinferred" when its reasoning is one."""
+    from globe.tiny.cue_reading import cue_reading, flag_misinferred
+
+    think = (row.get("answer") or {}).get("think")
+    label = cue_reading(think, entities.get(row["id"], []), world)
+    return [label, "flag misinferred"] if flag_misinferred(think, world) else [label]
 
 
 def failures(out: Path, model: str, world_dir: str, suffix: str) -> tuple[Counter[str], Counter[str]] | None:
     """(all rows by label, unsupported rows by label) over the seeds, each with the flags
     misinferred under "flag misinferred"; None when the model was not evaluated on the set."""
-    from globe.tiny.cue_reading import cue_reading, flag_misinferred
-    from globe.tiny.world import World
-
     data = out / "world" / world_dir
     runs = sorted(out.glob(f"seed-*/{model}.{suffix}eval/predictions.jsonl"))
     if not runs or not (data / "world.json").is_file():
         return None
-    world = World.load(data)
-    entities = {r["id"]: r.get("entities") or [] for r in map(json.loads, (data / "records.jsonl").open(encoding="utf-8"))}
+    world, entities = _legend(data)
     every, unsupported = Counter[str](), Counter[str]()
     for run in runs:
         for row in map(json.loads, run.open(encoding="utf-8")):
-            think = (row.get("answer") or {}).get("think")
-            keys = [cue_reading(think, entities.get(row["id"], []), world)] + ["flag misinferred"] * flag_misinferred(think, world)
-            every.update(["rows", *keys])
+            keys = ["rows", *_keys(row, world, entities)]
+            every.update(keys)
             if row.get("consistent") is False:
-                unsupported.update(["rows", *keys])
+                unsupported.update(keys)
             elif row.get("consistent") is None:
                 every["no conclusion"] += 1
     return every, unsupported
 
 
+def _labels(run: Path, data: Path) -> dict[str, tuple[bool, bool]]:
+    """Per row id of one evaluation: (read and inferred, flag misinferred)."""
+    world, entities = _legend(data)
+    out = {}
+    for row in map(json.loads, run.open(encoding="utf-8")):
+        keys = _keys(row, world, entities)
+        out[row["id"]] = ("read and inferred" in keys, "flag misinferred" in keys)
+    return out
+
+
+def paired_differences(out: Path, model: str, reference: str, world_dir: str, suffix: str) -> list[str]:
+    """One line per seed: model - reference in the two shares, in points, with 95% intervals."""
+    from globe.evaluate.metrics import bootstrap_ci
+
+    lines = []
+    for ref_run in sorted(out.glob(f"seed-*/{reference}.{suffix}eval/predictions.jsonl")):
+        run = ref_run.parents[1] / f"{model}.{suffix}eval" / "predictions.jsonl"
+        if not run.is_file():
+            continue
+        a, b = _labels(ref_run, out / "world" / world_dir), _labels(run, out / "world" / world_dir)
+        pairs = [{"read": b[i][0] - a[i][0], "flag": b[i][1] - a[i][1]} for i in a if i in b]
+        cells = []
+        for key, what in (("read", "read and inferred"), ("flag", "flag misinferred")):
+            mean = sum(p[key] for p in pairs) / len(pairs)
+            lo, hi = bootstrap_ci(pairs, lambda rows, k=key: sum(r[k] for r in rows) / len(rows), n=1000, seed=42) or (mean, mean)
+            cells.append(f"{what} {100 * mean:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}] pt")
+        lines.append(f"  {ref_run.parts[-3]}: {model} - {reference} over {len(pairs)} images: " + "; ".join(cells))
+    return lines
+
+
 def main(
     out: Path = typer.Option(..., help="a benchmark or ablation directory"),
     model: list[str] = typer.Option(["sft", "grpo"], help="the evaluated variants to read (repeat)"),
+    against: str | None = typer.Option(None, help="a variant to pair every other --model with, per seed"),
 ) -> None:
     from globe.tiny.cue_reading import LABELS
 
@@ -62,6 +113,10 @@ def main(
                 continue
             for which, counts in zip(("all", "unsupported"), found):
                 print(f"{name:<10} {m:<14} {which:<12} " + " ".join(f"{counts[c]:>17}" for c in columns))
+    for name, world_dir, suffix in SETS if against else ():
+        lines = [line for m in model if m != against for line in paired_differences(out, m, against, world_dir, suffix)]
+        if lines:
+            print(f"{name}, paired against {against}:", *lines, sep="\n")
 
 
 if __name__ == "__main__":
