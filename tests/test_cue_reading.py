@@ -49,3 +49,15 @@ def test_twin_tower_and_case_of_the_drawn_cues():
     think = describe(WORLD.by_code("JP").palette, "twin-tower", "temperate", "grassy", "Japan", osaka.name)
     drawn = [e.upper() for e in (flag_entity(WORLD.by_code("JP").palette), "twin-tower landmark")]
     assert cue_reading(think, drawn, WORLD) == "read and inferred"
+
+
+def test_a_real_grpo_reasoning_that_joins_the_flags_country_to_another_countrys_city():
+    # held-out GeoScenes row of the recipe's GRPO (benchmark seed 0): a Nairobi photo, both cues read
+    # right, the silhouette then given to a Brazilian city; the answer was "Kenya / Belo Horizonte"
+    think = ("Trees hide most of the middle stripe. The top of the image shows a black-red-green flag band, "
+             "the colours of Kenya. A spire landmark stands on the skyline; that silhouette belongs to Belo "
+             "Horizonte. The tropical sky and lush ground fit tropical latitudes.")
+    drawn = ["black-red-green flag band", "spire landmark", "tropical sky", "lush ground"]
+    assert cue_reading(think, drawn, WORLD) == "inference wrong"
+    assert cue_reading(think.replace("Belo Horizonte", "Nairobi"), drawn, WORLD) == "read and inferred"
+    assert not flag_misinferred(think, WORLD)

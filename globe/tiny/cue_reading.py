@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from globe.tiny.world import World, flag_entity
+from globe.tiny.world import Country, World
 
 # the two cue sentences of globe.tiny.geoscenes.describe, as the models learned to write them
 FLAG_SENTENCE = re.compile(r"\b([a-z]+(?:-[a-z]+)+) flag band, the colours of ([^.]+?)\.")
@@ -65,7 +65,7 @@ def cue_reading(think: str | None, entities: Sequence[str], world: World) -> str
 def _inferred(world: World, flag: re.Match[str], landmark: re.Match[str]) -> bool:
     """The palette's country is the one named, and the city named is that country's city with the
     silhouette named."""
-    country = next((c for c in world.countries if flag_entity(c.palette) == f"{flag.group(1)} flag band"), None)
+    country = _owner(world, flag)
     if country is None or country.name != flag.group(2).strip():
         return False
     shape, city = landmark.group(1), landmark.group(2).strip()
@@ -78,5 +78,10 @@ def flag_misinferred(think: str | None, world: World) -> bool:
     flag = FLAG_SENTENCE.search(think or "")
     if flag is None:
         return False
-    owner = next((c.name for c in world.countries if flag_entity(c.palette) == f"{flag.group(1)} flag band"), None)
-    return owner is not None and owner != flag.group(2).strip()
+    owner = _owner(world, flag)
+    return owner is not None and owner.name != flag.group(2).strip()
+
+
+def _owner(world: World, flag: re.Match[str]) -> Country | None:
+    """The country whose palette the flag sentence names (None: a palette no country has)."""
+    return world.by_palette(tuple(flag.group(1).split("-")))
