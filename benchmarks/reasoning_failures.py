@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 SETS = (("in-domain", "heldout", ""), ("shifted", "shifted", "shifted."))
 
 
-def _legend(data: Path) -> tuple["World", dict[str, list[str]]]:
+Legend = tuple["World", dict[str, list[str]]]
+
+
+def _legend(data: Path) -> Legend:
     """A held-out set's world (its legend) and each record's drawn cues, by record id."""
     from globe.tiny.world import World
 
@@ -38,27 +41,26 @@ def _legend(data: Path) -> tuple["World", dict[str, list[str]]]:
     return World.load(data), {r["id"]: r.get("entities") or [] for r in records}
 
 
-def _keys(row: dict[str, Any], world: "World", entities: dict[str, list[str]]) -> list[str]:
+def _keys(row: dict[str, Any], legend: Legend) -> list[str]:
     """The row's `cue_reading` label, and "flag misinferred" when its reasoning is one."""
     from globe.tiny.cue_reading import cue_reading, flag_misinferred
 
+    world, entities = legend
     think = (row.get("answer") or {}).get("think")
     label = cue_reading(think, entities.get(row["id"], []), world)
     return [label, "flag misinferred"] if flag_misinferred(think, world) else [label]
 
 
-def failures(out: Path, model: str, world_dir: str, suffix: str) -> tuple[Counter[str], Counter[str]] | None:
+def failures(out: Path, model: str, suffix: str, legend: Legend) -> tuple[Counter[str], Counter[str]] | None:
     """(all rows by label, unsupported rows by label) over the seeds, each with the flags
     misinferred under "flag misinferred"; None when the model was not evaluated on the set."""
-    data = out / "world" / world_dir
     runs = sorted(out.glob(f"seed-*/{model}.{suffix}eval/predictions.jsonl"))
-    if not runs or not (data / "world.json").is_file():
+    if not runs:
         return None
-    world, entities = _legend(data)
     every, unsupported = Counter[str](), Counter[str]()
     for run in runs:
         for row in map(json.loads, run.open(encoding="utf-8")):
-            keys = ["rows", *_keys(row, world, entities)]
+            keys = ["rows", *_keys(row, legend)]
             every.update(keys)
             if row.get("consistent") is False:
                 unsupported.update(keys)
@@ -67,17 +69,16 @@ def failures(out: Path, model: str, world_dir: str, suffix: str) -> tuple[Counte
     return every, unsupported
 
 
-def _labels(run: Path, data: Path) -> dict[str, tuple[bool, bool]]:
+def _labels(run: Path, legend: Legend) -> dict[str, tuple[bool, bool]]:
     """Per row id of one evaluation: (read and inferred, flag misinferred)."""
-    world, entities = _legend(data)
     out = {}
     for row in map(json.loads, run.open(encoding="utf-8")):
-        keys = _keys(row, world, entities)
+        keys = _keys(row, legend)
         out[row["id"]] = ("read and inferred" in keys, "flag misinferred" in keys)
     return out
 
 
-def paired_differences(out: Path, model: str, reference: str, world_dir: str, suffix: str) -> list[str]:
+def paired_differences(out: Path, model: str, reference: str, suffix: str, legend: Legend) -> list[str]:
     """One line per seed: model - reference in the two shares, in points, with 95% intervals."""
     from globe.evaluate.metrics import bootstrap_ci
 
@@ -86,8 +87,11 @@ def paired_differences(out: Path, model: str, reference: str, world_dir: str, su
         run = ref_run.parents[1] / f"{model}.{suffix}eval" / "predictions.jsonl"
         if not run.is_file():
             continue
-        a, b = _labels(ref_run, out / "world" / world_dir), _labels(run, out / "world" / world_dir)
+        a, b = _labels(ref_run, legend), _labels(run, legend)
         pairs = [{"read": b[i][0] - a[i][0], "flag": b[i][1] - a[i][1]} for i in a if i in b]
+        if not pairs:
+            lines.append(f"  {ref_run.parts[-3]}: {model} and {reference} share no image")
+            continue
         cells = []
         for key, what in (("read", "read and inferred"), ("flag", "flag misinferred")):
             mean = sum(p[key] for p in pairs) / len(pairs)
@@ -104,17 +108,23 @@ def main(
 ) -> None:
     from globe.tiny.cue_reading import LABELS
 
+    legends: dict[str, Legend] = {}
+    for name, world_dir, _ in SETS:
+        data = out / "world" / world_dir
+        if (data / "world.json").is_file() and (data / "records.jsonl").is_file():
+            legends[name] = _legend(data)
+        else:
+            typer.echo(f"{name}: skipped, {data} holds no GeoScenes set (world.json + records.jsonl)", err=True)
     columns = ("rows", *LABELS, "flag misinferred", "no conclusion")
     print(f"{'set':<10} {'model':<14} {'which rows':<12} " + " ".join(f"{c:>17}" for c in columns))
-    for name, world_dir, suffix in SETS:
-        for m in model:
-            found = failures(out, m, world_dir, suffix)
-            if found is None:
-                continue
-            for which, counts in zip(("all", "unsupported"), found):
+    for name, _, suffix in SETS:
+        for m in model if name in legends else ():
+            found = failures(out, m, suffix, legends[name])
+            for which, counts in zip(("all", "unsupported"), found or ()):
                 print(f"{name:<10} {m:<14} {which:<12} " + " ".join(f"{counts[c]:>17}" for c in columns))
-    for name, world_dir, suffix in SETS if against else ():
-        lines = [line for m in model if m != against for line in paired_differences(out, m, against, world_dir, suffix)]
+    for name, _, suffix in SETS if against else ():
+        lines = [line for m in model if m != against and name in legends
+                 for line in paired_differences(out, m, against, suffix, legends[name])]
         if lines:
             print(f"{name}, paired against {against}:", *lines, sep="\n")
 
