@@ -352,6 +352,12 @@ class SFTGroup(TrainGroup):
         "follows it, trained on the answer only, so that the answer learns to read the reasoning "
         "(globe/train/counterfactual.py); 0 = the paper's SFT",
     )
+    counterfactual_scope: Literal["country", "world"] = Field(
+        "country",
+        description="where a counterfactual trace's city comes from: another city of the same country, or a city "
+        "of another country with the rest of the reasoning left as it was (an incoherent reasoning, as a misread "
+        "landmark gives; the answer follows the city); needs counterfactual_traces > 0",
+    )
     follows_target: float = Field(
         0.0, ge=0.0, le=1.0,
         description="end SFT once the answer follows a forced counterfactual reasoning at least this often on the "
@@ -364,6 +370,13 @@ class SFTGroup(TrainGroup):
         300, ge=0, description="once the follows gate is met, the learning rate falls linearly to 0 over this many "
         "steps before SFT stops (0 = stop at once, with the schedule where it was)",
     )
+
+    @model_validator(mode="after")
+    def _scope_needs_traces(self) -> "SFTGroup":
+        if self.counterfactual_scope != "country" and self.counterfactual_traces <= 0:
+            raise ValueError(f"counterfactual_scope {self.counterfactual_scope!r} draws the city of counterfactual "
+                             "traces, and counterfactual_traces is 0 (none are made): set both, or leave the scope")
+        return self
 
 
 class GRPOGroup(TrainGroup):

@@ -81,6 +81,17 @@ def test_a_small_ablation_runs_resumes_and_writes_its_table(tmp_path):
     assert "runs trained with other settings" in other.output
     assert "seed-0/grpo-accuracy: learning_rate 0.0001, not 0.0003" in other.output and "seed-1/grpo-accuracy" in other.output
     assert "sft-longer" not in other.output  # its settings did not change
+    # settings that are not TrainingArguments: SFT's counterfactual traces, recorded in metrics.json
+    from globe.config import Params, load_params
+    from globe.train.ablation import seed_params, settings_mismatch
+
+    recipe = seed_params(load_params(params), 0)
+    world = Params.model_validate({**recipe.model_dump(), "sft": {**recipe.sft.model_dump(), "counterfactual_traces": 0.25,
+                                                                  "counterfactual_scope": "world"}})
+    sft = tmp_path / "abl" / "seed-0" / "sft"
+    assert settings_mismatch("sft", recipe, sft, "m") == []
+    assert any("counterfactual traces None, not {'traces': 0.25, 'scope': 'world'}" in d
+               for d in settings_mismatch("sft", world, sft, "m"))
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "abl").glob("seed-*/*/model.safetensors")} == stamp
 
 

@@ -142,3 +142,45 @@ def test_the_setting_reaches_the_plan_and_is_bounded(tmp_path):
     assert paper.counterfactual_traces == 0.0 and "remove_unused_columns" not in paper.args
     with pytest.raises(ValidationError, match="counterfactual_traces"):
         Params.model_validate({"sft": {"counterfactual_traces": 1.5}})
+
+
+def test_world_scope_rewrites_the_city_into_another_country_and_leaves_the_flag(geoscenes_data):
+    """Scope "world" makes the incoherent reasoning a misread landmark gives (the flag reads one
+    country, the silhouette a city of another) and an answer that follows its city."""
+    from globe.answer.conclusion import reasoning_coherent
+    from globe.faithfulness import judge
+
+    thinks = _thinks(geoscenes_data)
+    rewrite = Rewriter(answered_places(thinks), seed=0, scope="world")
+    checked = 0
+    for think in thinks[:40]:
+        before = reasoning_conclusion(think)
+        trace = rewrite(think)
+        if trace is None:
+            continue
+        checked += 1
+        answer = parse(trace)
+        after = reasoning_conclusion(answer.think)
+        assert after.country_code != before.country_code and answer.city == after.city
+        assert think.split(" that silhouette")[0] == answer.think.split(" that silhouette")[0]  # the flag as it was
+        assert reasoning_coherent(think) and not reasoning_coherent(answer.think)
+        assert judge(answer).consistent is True  # the metric's own judge: the answer follows the reasoning
+    assert checked >= 30, checked
+    own = reasoning_conclusion(thinks[0])
+    sibling = next(p for p in answered_places(thinks)[own.country_code] if p.city != own.city)
+    assert counterfactual_trace(thinks[0], sibling, scope="world") is None  # never the same country
+
+
+def test_the_scope_reaches_the_plan_and_needs_traces(tmp_path):
+    from pydantic import ValidationError
+
+    from globe.config import Params
+    from globe.train.plan import dry_run, make_plan
+
+    world = Params.model_validate({"sft": {"counterfactual_traces": 0.25, "counterfactual_scope": "world"}})
+    assert dry_run(make_plan("sft", world, tmp_path, model="m"))["counterfactual_scope"] == "world"
+    assert dry_run(make_plan("sft", Params(), tmp_path, model="m"))["counterfactual_scope"] == "country"
+    with pytest.raises(ValidationError, match="counterfactual_traces is 0"):  # accepted and ignored: refused
+        Params.model_validate({"sft": {"counterfactual_scope": "world"}})
+    with pytest.raises(ValidationError, match="counterfactual_scope"):
+        Params.model_validate({"sft": {"counterfactual_traces": 0.25, "counterfactual_scope": "planet"}})

@@ -28,6 +28,16 @@ def test_dev_cases_force_a_reasoning_for_another_city_of_the_same_country_on_tes
     assert len(cases) <= sum(1 for line in (geoscenes_data / "records.jsonl").open() if '"test"' in line)
 
 
+def test_world_scope_cases_force_a_city_of_another_country_after_the_flag(geoscenes_data):
+    """The incoherent reasoning a misread landmark gives: the flag's country kept, the city moved abroad."""
+    cases = dev_cases(geoscenes_data, scope="world")
+    assert cases
+    for case in cases:
+        think = parse(case.forced + "</answer>").think
+        assert reasoning_conclusion(think).country == case.wanted[1] != case.own[1]
+        assert f"the colours of {case.own[1]}" in think
+
+
 def test_real_reasonings_become_probe_cases(shared_data):
     with open(shared_data / "reasoning_outputs" / "geocomp_geocot.csv", encoding="utf-8-sig", newline="") as f:
         thinks = [row["output"] for row in csv.DictReader(f)]

@@ -187,6 +187,10 @@ def test_sft_with_counterfactual_traces_runs_through_the_real_trainer(world, tmp
     summary = train_sft(params, world.data, tmp_path / "sft_cf", model=str(world.model))
     assert summary["global_step"] == 3
     assert summary["examples"] == pytest.approx(1.5 * plain, abs=3)
+    abroad = train_sft(tiny_params("sft.counterfactual_traces=0.5", "sft.counterfactual_scope=world", "sft.max_steps=2"),
+                       world.data, tmp_path / "sft_cf_world", model=str(world.model))
+    assert abroad["global_step"] == 2 and abroad["examples"] == pytest.approx(1.5 * plain, abs=3)
+    assert abroad["counterfactual"] == {"traces": 0.5, "scope": "world"}  # what ran is recorded (metrics.json)
     with pytest.raises(TrainConfigError, match="remove_unused_columns"):
         train_sft(tiny_params("sft.counterfactual_traces=0.5", "sft.max_steps=1", "sft.extra.remove_unused_columns=true"),
                   world.data, tmp_path / "sft_cf_dropped", model=str(world.model))

@@ -175,8 +175,15 @@ def settings_mismatch(stage: str, params: Params, out: Path, model: str, reward_
     saved = _saved_args(out)
     if saved is None:
         return []
-    wanted = make_plan(stage, params, out, model=model, reward_model=reward_model).args
+    plan = make_plan(stage, params, out, model=model, reward_model=reward_model)
+    wanted = plan.args
     differences = []
+    if stage == "sft" and (out / "metrics.json").is_file():  # not TrainingArguments: metrics.json records them
+        from globe.train.sft import counterfactual_summary
+
+        have = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["summary"].get("counterfactual")
+        if have != counterfactual_summary(plan).get("counterfactual"):
+            differences.append(f"counterfactual traces {have!r}, not {counterfactual_summary(plan).get('counterfactual')!r}")
     for key, value in wanted.items():
         if key in _PRESENTATION or not hasattr(saved, key):
             continue

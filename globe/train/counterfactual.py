@@ -30,9 +30,11 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 ANSWER_TAG = "<answer>"
+
+Scope = Literal["country", "world"]  # where the counterfactual city is drawn: the same country, or another
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +53,11 @@ def _rewrite(think: str, old: str, new: str) -> str | None:
     return text if n else None
 
 
-def counterfactual_trace(think: str, other: Place) -> str | None:
+def counterfactual_trace(think: str, other: Place, scope: Scope = "country") -> str | None:
     """The GLOBE-format trace whose reasoning argues for `other` instead of the city `think`
     concludes, and whose answer follows it; None when the rewrite would not read as intended
-    (no located city concluded, another country, the name not written out, or the reader disagrees).
+    (no located city concluded, `other` in another country for scope "country" or in the same one
+    for "world", the name not written out, or the reader disagrees).
 
     >>> print(counterfactual_trace("A tower; that silhouette belongs to Berlin. Grassy ground.",
     ...                            Place("Hamburg", "Germany", "DE")))
@@ -63,13 +66,20 @@ def counterfactual_trace(think: str, other: Place) -> str | None:
     city: Hamburg
     lat: 53.5507
     lon: 9.9930</answer>
+    >>> print(counterfactual_trace("The colours of Germany. That silhouette belongs to Berlin.",
+    ...                            Place("Lyon", "France", "FR"), scope="world"))
+    <think>The colours of Germany. That silhouette belongs to Lyon.</think>
+    <answer>country: France
+    city: Lyon
+    lat: 45.7491
+    lon: 4.8479</answer>
     """
     from globe.answer import format_answer
     from globe.answer.conclusion import reasoning_conclusion
     from globe.scorer import city_match
 
     before = reasoning_conclusion(think)
-    if before is None or before.level != "city" or before.country_code != other.country_code:
+    if before is None or before.level != "city" or (before.country_code == other.country_code) != (scope == "country"):
         return None
     if city_match(other.city, before.city, before.country, True, True):
         return None
@@ -95,12 +105,14 @@ def answered_places(thinks: Sequence[str]) -> dict[str, list[Place]]:
 
 
 class Rewriter:
-    """Draws, for a reasoning, another city of its country from `pool` and writes its counterfactual
-    trace; seeded, so a run's sequence of rewrites is reproducible."""
+    """Draws, for a reasoning, another city from `pool` (of its country, or of another for scope
+    "world") and writes its counterfactual trace; seeded, so a run's sequence of rewrites is
+    reproducible."""
 
-    def __init__(self, pool: dict[str, list[Place]], seed: int) -> None:
+    def __init__(self, pool: dict[str, list[Place]], seed: int, scope: Scope = "country") -> None:
         self.pool = pool
         self.rng = random.Random(seed)
+        self.scope = scope
 
     def others(self, think: str) -> list[Place]:
         from globe.answer.conclusion import reasoning_conclusion
@@ -108,21 +120,23 @@ class Rewriter:
         c = reasoning_conclusion(think)
         if c is None or c.level != "city":
             return []
+        if self.scope == "world":
+            return [p for code, places in self.pool.items() if code != c.country_code for p in places]
         return [p for p in self.pool.get(c.country_code or "", []) if p.city != c.city]
 
     def __call__(self, think: str) -> str | None:
         """A counterfactual trace for `think` (cities tried in random order), or None if none reads right."""
         others = self.others(think)
         self.rng.shuffle(others)
-        return next((t for p in others if (t := counterfactual_trace(think, p)) is not None), None)
+        return next((t for p in others if (t := counterfactual_trace(think, p, self.scope)) is not None), None)
 
 
-def counterfactual_rows(thinks: Sequence[str], share: float, seed: int) -> list[int]:
+def counterfactual_rows(thinks: Sequence[str], share: float, seed: int, scope: Scope = "country") -> list[int]:
     """Indices of about `share` x len(thinks) reasonings, each at most once, that can be rewritten
-    (they conclude a city and another city of their country is in the pool); may be fewer."""
+    (they conclude a city and another city of the scope is in the pool); may be fewer."""
     if share <= 0 or not thinks:
         return []
-    rewrite = Rewriter(answered_places(thinks), seed)
+    rewrite = Rewriter(answered_places(thinks), seed, scope)
     order = list(range(len(thinks)))
     rewrite.rng.shuffle(order)
     want, out = round(share * len(thinks)), []

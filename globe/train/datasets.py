@@ -99,12 +99,14 @@ def sft_targets(data_dir: str | Path, split: str | None = "train") -> list[tuple
     return out
 
 
-def sft_dataset(data_dir: str | Path, split: str = "train", counterfactual: float = 0.0, seed: int = 0):
+def sft_dataset(data_dir: str | Path, split: str = "train", counterfactual: float = 0.0, seed: int = 0,
+                scope: str = "country"):
     """prompt / completion / image rows for SFT (see module docstring).
 
     `counterfactual` > 0 repeats about that share of the rows flagged `answer_only`: the collator
     (`globe.train.counterfactual.AnswerOnlyCollator`) rewrites them into counterfactual traces, a
-    fresh city each time. The column exists only then."""
+    fresh city each time, of the same country or (`scope` "world") of another. The column exists
+    only then."""
     from globe.answer import parse
 
     data_dir = Path(data_dir)
@@ -122,7 +124,7 @@ def sft_dataset(data_dir: str | Path, split: str = "train", counterfactual: floa
     if counterfactual > 0:
         from globe.train.counterfactual import counterfactual_rows
 
-        extra = [dict(rows[i], answer_only=True) for i in counterfactual_rows(thinks, counterfactual, seed)]
+        extra = [dict(rows[i], answer_only=True) for i in counterfactual_rows(thinks, counterfactual, seed, scope)]
         rows = [dict(row, answer_only=False) for row in rows] + extra
     return _to_dataset(rows)
 

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from transformers import TrainerCallback
 
-from globe.train.counterfactual import ANSWER_TAG, Rewriter, answered_places, counterfactual_trace
+from globe.train.counterfactual import ANSWER_TAG, Rewriter, Scope, answered_places, counterfactual_trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +54,19 @@ class Follows:
         return asdict(self)
 
 
-def probe_cases(pairs: Sequence[tuple[Any, str]], pool_thinks: Sequence[str], seed: int = 0) -> list[ProbeCase]:
+def probe_cases(pairs: Sequence[tuple[Any, str]], pool_thinks: Sequence[str], seed: int = 0,
+                scope: Scope = "country") -> list[ProbeCase]:
     """One case per (image, reasoning) pair whose reasoning concludes a city that another city of
-    its country (one `pool_thinks` conclude) can replace; the others are left out, not guessed."""
+    its country (of another country for scope "world"; one `pool_thinks` conclude) can replace; the
+    others are left out, not guessed."""
     from globe.answer import parse
     from globe.answer.conclusion import reasoning_conclusion
 
-    cities = Rewriter(answered_places(pool_thinks), seed)
+    cities = Rewriter(answered_places(pool_thinks), seed, scope)
     cases: list[ProbeCase] = []
     for image, think in pairs:
         others = cities.others(think)
-        trace = counterfactual_trace(think, cities.rng.choice(others)) if others else None
+        trace = counterfactual_trace(think, cities.rng.choice(others), scope) if others else None
         if trace is None:
             continue
         own, wanted = reasoning_conclusion(think), parse(trace)
@@ -112,10 +114,11 @@ def answer_follows(model: Any, processor: Any, cases: Sequence[ProbeCase], max_n
     return Follows(tried, *(counts[k] / tried if tried else float("nan") for k in ("follows", "own_city", "other")))
 
 
-def dev_cases(data_dir: str | Path, limit: int = 200, seed: int = 0) -> list[ProbeCase]:
+def dev_cases(data_dir: str | Path, limit: int = 200, seed: int = 0, scope: Scope = "country") -> list[ProbeCase]:
     """The gate's probe cases: the data's `test` split with its reference reasonings (images SFT
-    never trained on), cities drawn from what the `train` split concludes. A TrainDataError when
-    no test record can be probed (the gate cannot decide anything then)."""
+    never trained on), cities drawn from what the `train` split concludes (in the scope the
+    counterfactual traces are drawn in). A TrainDataError when no test record can be probed (the
+    gate cannot decide anything then)."""
     from globe.answer import parse
     from globe.data.records import load_image, records_path
     from globe.train.datasets import TrainDataError, sft_targets
@@ -123,7 +126,7 @@ def dev_cases(data_dir: str | Path, limit: int = 200, seed: int = 0) -> list[Pro
     targets = [(record, parse(target).think or "") for record, target in sft_targets(data_dir, split=None)]
     test = [(record, think) for record, think in targets if record.split == "test"]
     random.Random(seed).shuffle(test)
-    cases = probe_cases(test, [think for record, think in targets if record.split == "train"], seed)[:limit]
+    cases = probe_cases(test, [think for record, think in targets if record.split == "train"], seed, scope)[:limit]
     cases = [ProbeCase(load_image(data_dir, c.image), c.forced, c.wanted, c.own) for c in cases]  # once, not per probe
     if not cases:
         raise TrainDataError(f"{records_path(data_dir)}: sft.follows_target needs test-split records whose "

@@ -45,6 +45,7 @@ class TrainPlan:
     skip_flat_groups: str | None = None  # GRPO only: see globe.train.grpo.skip_flat_groups
     split_advantage: bool = False  # GRPO only: see globe.train.split_advantage
     counterfactual_traces: float = 0.0  # SFT only: see globe.train.counterfactual
+    counterfactual_scope: str = "country"  # SFT only: the counterfactual city's country (globe.train.counterfactual)
     follows_gate: dict[str, Any] | None = None  # SFT only: target / every / min_steps / decay_steps (globe.train.follows)
     freeze_vision: bool = False
     torch_threads: int | None = None
@@ -196,6 +197,7 @@ def make_plan(
         args["max_length"] = group.max_length
     if isinstance(group, SFTGroup) and group.counterfactual_traces > 0:
         plan.counterfactual_traces = group.counterfactual_traces
+        plan.counterfactual_scope = group.counterfactual_scope
         args["remove_unused_columns"] = False  # the rows' answer_only flag must reach the collator
     if isinstance(group, SFTGroup) and group.follows_target > 0:
         plan.follows_gate = {"target": group.follows_target, "every": group.follows_every,
@@ -475,6 +477,7 @@ def dry_run(plan: TrainPlan) -> dict[str, Any]:
     else:
         if plan.stage == "sft":
             doc["counterfactual_traces"] = plan.counterfactual_traces
+            doc["counterfactual_scope"] = plan.counterfactual_scope
             doc["follows_gate"] = plan.follows_gate
         doc["derived"] = {
             "global_batch": plan.args["per_device_train_batch_size"]

@@ -56,7 +56,8 @@ def train_supervised(
             peft_config=lora_config(plan.peft),
         )
         if "answer_only" in dataset.column_names:  # counterfactual traces (globe.train.counterfactual)
-            trainer.data_collator = counterfactual_collator(trainer.data_collator, processor, dataset, params.base.seed)
+            trainer.data_collator = counterfactual_collator(trainer.data_collator, processor, dataset, params.base.seed,
+                                                            plan.counterfactual_scope)
         gate = None
         if cases is not None:
             from globe.train.follows import FollowsGate
@@ -65,11 +66,19 @@ def train_supervised(
             trainer.add_callback(gate)
         output = trainer.train(resume_from_checkpoint=last)
         save_clean(trainer, processor, out)
-    extra = {"examples": len(dataset), "resumed_from": last, **(gate.summary() if gate else {})}
+    extra = {"examples": len(dataset), "resumed_from": last, **counterfactual_summary(plan), **(gate.summary() if gate else {})}
     summary = write_metrics(out, plan, trainer, output, extra=extra)
     if results is not None and trainer.is_world_process_zero():
         write_results(results, summary, trainer.state.log_history, curves=("loss", "mean_token_accuracy"))
     return summary
+
+
+def counterfactual_summary(plan: Any) -> dict[str, Any]:
+    """What metrics.json records of the counterfactual traces a run trained with (nothing without
+    them): they are not TrainingArguments, so this is the only place a reused run can be checked."""
+    if plan.counterfactual_traces <= 0:
+        return {}
+    return {"counterfactual": {"traces": plan.counterfactual_traces, "scope": plan.counterfactual_scope}}
 
 
 def follows_cases(plan: Any, data: str | Path, seed: int) -> list | None:
@@ -78,17 +87,17 @@ def follows_cases(plan: Any, data: str | Path, seed: int) -> list | None:
         return None
     from globe.train.follows import dev_cases
 
-    return dev_cases(data, seed=seed)
+    return dev_cases(data, seed=seed, scope=plan.counterfactual_scope)
 
 
-def counterfactual_collator(base: Any, processor: Any, dataset: Any, seed: int):
+def counterfactual_collator(base: Any, processor: Any, dataset: Any, seed: int, scope: str = "country"):
     """TRL's collator wrapped to rewrite the flagged rows, drawing cities from the real rows' reasonings."""
     from globe.answer import parse
     from globe.train.counterfactual import AnswerOnlyCollator, Rewriter, answered_places
 
     thinks = [parse(c[-1]["content"]).think or "" for c, flagged in zip(dataset["completion"], dataset["answer_only"])
               if not flagged]
-    return AnswerOnlyCollator(base, processor.tokenizer, Rewriter(answered_places(thinks), seed))
+    return AnswerOnlyCollator(base, processor.tokenizer, Rewriter(answered_places(thinks), seed, scope))
 
 
 def lora_config(peft: dict[str, Any] | None):
@@ -109,5 +118,6 @@ def train_sft(
 
     from globe.train.datasets import sft_dataset
 
-    build = partial(sft_dataset, counterfactual=params.sft.counterfactual_traces, seed=params.base.seed)
+    build = partial(sft_dataset, counterfactual=params.sft.counterfactual_traces, seed=params.base.seed,
+                    scope=params.sft.counterfactual_scope)
     return train_supervised("sft", params, data, out, build, model=model, resume=resume, results=results)
