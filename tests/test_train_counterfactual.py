@@ -53,6 +53,24 @@ def test_real_reasonings_are_rewritten_to_argue_for_another_city_of_their_countr
     assert rewritten >= 40, rewritten  # real reasonings of countries the set answers twice or more
 
 
+def test_real_reasonings_are_rewritten_to_argue_for_a_city_abroad_with_world_scope(shared_data):
+    thinks = _geocot_thinks(shared_data)
+    rewrite = Rewriter(answered_places(thinks), seed=0, scope="world")
+    rewritten = 0
+    for think in thinks:
+        trace = rewrite(think)
+        if trace is None:
+            continue
+        rewritten += 1
+        before, answer = reasoning_conclusion(think), parse(trace)
+        after = reasoning_conclusion(answer.think)
+        assert after.country_code != before.country_code and city_match(answer.city, after.city, after.country, True, True)
+        assert judge(answer).consistent is True  # the metric's own judge: the answer follows the reasoning
+    # 132 of 494 (scope "country": 149): 337 conclude no city, and in 24 the reader still concludes
+    # their own country after the rewrite (they name it elsewhere), so those are left out, not forced
+    assert rewritten >= 100, rewritten
+
+
 def test_a_trace_is_not_rewritten_into_another_country_or_its_own_city():
     think = "A tower; that silhouette belongs to Berlin. Grassy ground."
     assert counterfactual_trace(think, Place("Paris", "France", "FR")) is None
