@@ -16,7 +16,10 @@ significance target over its seeds. With teachers that read half of the hidden f
 (`closer_look`, docs/train.md "A closer look") the same four gave +36.7, +29.5, +30.2 and +35.7 pt
 acc_25km, country +0.2 to +1.3 pt (SFT already at 97.5-99.3%), consistency +0.0 to +1.5 pt; with
 consistency weighed above accuracy (docs/train.md, "Consistency above accuracy") +34.2, +28.5,
-+29.8 and +31.8 pt, country -0.3 to +0.8 pt, consistency +0.0 to +1.5 pt.
++29.8 and +31.8 pt, country -0.3 to +0.8 pt, consistency +0.0 to +1.5 pt; with SFT's counterfactual
+traces across countries (docs/train.md, "An answer for an incoherent reasoning") +27.0, +30.2,
++23.8, +30.8 and +30.5 pt on seeds 0-4 and +30.8 on this job's seed, country -0.3 to +1.8 pt,
+consistency -0.2 to +3.5 pt.
 """
 
 from __future__ import annotations
